@@ -1,0 +1,1 @@
+//! `opskit-http`: see the crate README.

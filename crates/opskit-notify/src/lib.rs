@@ -1,0 +1,1 @@
+//! `opskit-notify`: see the crate README.

@@ -1,0 +1,1 @@
+//! `opskit-server`: see the crate README.

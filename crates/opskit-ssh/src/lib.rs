@@ -1,0 +1,1 @@
+//! `opskit-ssh`: see the crate README.

@@ -1,0 +1,92 @@
+//! Exit codes and the one place where errors are printed.
+//!
+//! The codes are part of the interface: scripts branch on them. They are listed in the README and
+//! in `opskit --help`.
+
+use std::fmt;
+
+/// The documented exit codes.
+pub mod code {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A failure not covered by a more specific code (I/O, a server error, …).
+    pub const FAILURE: u8 = 1;
+    /// Bad command line, bad request item, bad config or profile.
+    pub const USAGE: u8 = 2;
+    /// Could not connect, TLS failure, or a timeout.
+    pub const NETWORK: u8 = 3;
+    /// `--check-status` and the response was a 4xx.
+    pub const HTTP_4XX: u8 = 4;
+    /// `--check-status` and the response was a 5xx.
+    pub const HTTP_5XX: u8 = 5;
+    /// Interrupted by SIGINT (Ctrl-C).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Text shown at the end of `opskit --help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    success
+  1    failure not covered below (I/O, server error)
+  2    usage error: bad flag, request item, config or profile
+  3    connection failure, TLS failure or timeout
+  4    HTTP 4xx response under --check-status
+  5    HTTP 5xx response under --check-status
+  130  interrupted (Ctrl-C)";
+
+/// An error that knows its exit code and, optionally, how to fix it.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code from [`code`].
+    pub code: u8,
+    /// What went wrong, in one line.
+    pub message: String,
+    /// How to fix it, when we know.
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A usage error (exit code 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(code::USAGE, message)
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Prints `err` to stderr (with its causes and hint) and returns the exit code to use.
+pub fn report(err: &anyhow::Error) -> u8 {
+    let failure = err.chain().find_map(|e| e.downcast_ref::<Failure>());
+    let code = failure.map_or(code::FAILURE, |f| f.code);
+    let mut text = format!("error: {err}");
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(&format!("\n  caused by: {cause}"));
+        }
+    }
+    if let Some(hint) = failure.and_then(|f| f.hint.as_deref()) {
+        text.push_str(&format!("\n  hint: {hint}"));
+    }
+    eprintln!("{text}");
+    code
+}

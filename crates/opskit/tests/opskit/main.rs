@@ -1,0 +1,3 @@
+//! Integration tests of the `opskit` binary.
+
+mod basics;
