@@ -145,3 +145,34 @@ async fn user_agent_default_headers_query_and_verbose_events() {
     let resp = &rec.responses.lock().unwrap()[0];
     assert_eq!(resp.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn requests_go_through_the_configured_proxy_with_its_credentials() {
+    // The fixture answers absolute-form proxy requests as if it were the target.
+    let proxy = Fixture::start().await;
+    let target_port = closed_port().await;
+    let cfg = ClientConfig::default().proxy(opskit_http::ProxyConfig {
+        url: proxy.base(),
+        username: Some("proxyuser".into()),
+        password: Some(opskit_http::Secret::value("proxypass")),
+        no_proxy: None,
+    });
+    assert!(!format!("{cfg:?}").contains("proxypass"));
+    let client = Client::new(cfg).unwrap();
+    let v: Value = client
+        .get(&format!("http://127.0.0.1:{target_port}/echo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["method"], "GET");
+    let hits = proxy.state.hits("/echo");
+    assert_eq!(hits.len(), 1);
+    // base64("proxyuser:proxypass")
+    assert_eq!(
+        hits[0].headers.get("proxy-authorization").unwrap(),
+        "Basic cHJveHl1c2VyOnByb3h5cGFzcw=="
+    );
+}
