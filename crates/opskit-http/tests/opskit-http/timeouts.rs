@@ -124,3 +124,43 @@ async fn a_buffered_body_read_is_bound_by_the_request_deadline() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_server_that_never_accepts_hits_the_connect_timeout() {
+    // A listener with a backlog of 1 that never accepts: once its queue is full, the kernel
+    // drops further SYNs, so a new connection hangs in the connect phase.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break,
+        }
+    }
+    let cfg = ClientConfig::new(format!("http://{addr}/"))
+        .timeouts(Timeouts {
+            connect: Duration::from_millis(300),
+            ..Timeouts::default()
+        })
+        .retry(RetryPolicy::none());
+    let err = Client::new(cfg).unwrap().get("x").send().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                phase: TimeoutPhase::Connect,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    drop(listener);
+}
