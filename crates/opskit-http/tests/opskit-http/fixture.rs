@@ -106,6 +106,7 @@ pub fn router(state: Arc<FixtureState>) -> Router {
         .route("/whoami", get(whoami))
         .route("/cached", get(cached))
         .route("/nostore", get(nostore))
+        .route("/lastmod", get(lastmod))
         .route("/quota", get(quota))
         .route("/pages/number", get(pages_number))
         .route("/pages/offset", get(pages_offset))
@@ -354,6 +355,25 @@ async fn cached(State(st): St, headers: HeaderMap) -> Response {
             (header::CACHE_CONTROL, "max-age=60"),
         ],
         axum::Json(json!({"version": 1, "served": n})),
+    )
+        .into_response()
+}
+
+const LAST_MODIFIED: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
+
+async fn lastmod(State(st): St, headers: HeaderMap) -> Response {
+    if headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        == Some(LAST_MODIFIED)
+    {
+        st.bump("lastmod-304");
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let n = st.bump("lastmod-200");
+    (
+        [(header::LAST_MODIFIED, LAST_MODIFIED)],
+        axum::Json(json!({"served": n})),
     )
         .into_response()
 }
