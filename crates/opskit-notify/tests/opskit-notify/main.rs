@@ -1,0 +1,3 @@
+//! Tests of opskit-notify.
+
+mod signing;
