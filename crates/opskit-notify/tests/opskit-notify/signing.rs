@@ -148,7 +148,7 @@ fn tampered_body_wrong_secret_old_timestamp_and_replay_each_have_their_own_reaso
     let key = secret();
     let body = br#"{"alert":"disk full","host":"web-1"}"#;
     let now = 1_700_000_000;
-    let signed = sign(&[key.clone()], "msg_1", now, body).unwrap();
+    let signed = sign(std::slice::from_ref(&key), "msg_1", now, body).unwrap();
     let good = ReceivedHeaders::from_pairs(signed.pairs().iter().map(|(k, v)| (*k, v.as_str())));
     let verifier = Verifier::new(vec![key.clone()])
         .unwrap()
@@ -186,7 +186,7 @@ fn tampered_body_wrong_secret_old_timestamp_and_replay_each_have_their_own_reaso
 fn a_rejected_delivery_does_not_poison_the_replay_store() {
     let key = secret();
     let body = b"{}";
-    let signed = sign(&[key.clone()], "msg_2", 1_700_000_000, body).unwrap();
+    let signed = sign(std::slice::from_ref(&key), "msg_2", 1_700_000_000, body).unwrap();
     let good = ReceivedHeaders::from_pairs(signed.pairs().iter().map(|(k, v)| (*k, v.as_str())));
     let verifier = Verifier::new(vec![key])
         .unwrap()
@@ -314,7 +314,7 @@ fn file_seen_ids_survive_between_processes() {
     let key = secret();
     let body = b"{}";
     let now = opskit_notify::signing::unix_now();
-    let signed = sign(&[key.clone()], "msg_file", now, body).unwrap();
+    let signed = sign(std::slice::from_ref(&key), "msg_file", now, body).unwrap();
     let h = ReceivedHeaders::from_pairs(signed.pairs().iter().map(|(k, v)| (*k, v.as_str())));
     let verifier = || {
         Verifier::new(vec![key.clone()])
