@@ -293,10 +293,8 @@ fn slack(method: &Method, headers: &HeaderMap, body: &[u8], p: &mut Vec<String>)
 
 /// Slack's attachment format, field by field.
 pub fn check_slack_payload(v: &Value, p: &mut Vec<String>) {
-    if let Some(t) = v.get("text") {
-        if !t.is_string() {
-            p.push("`text` is not a string".into());
-        }
+    if v.get("text").is_some_and(|t| !t.is_string()) {
+        p.push("`text` is not a string".into());
     }
     let Some(atts) = v.get("attachments").and_then(Value::as_array) else {
         p.push("`attachments` is missing or not an array".into());
@@ -340,10 +338,8 @@ pub fn check_slack_payload(v: &Value, p: &mut Vec<String>) {
             )),
         }
         for key in ["title", "text", "footer"] {
-            if let Some(x) = a.get(key) {
-                if !x.is_string() {
-                    p.push(format!("attachment `{key}` is not a string"));
-                }
+            if a.get(key).is_some_and(|x| !x.is_string()) {
+                p.push(format!("attachment `{key}` is not a string"));
             }
         }
         match a.get("ts") {
@@ -735,8 +731,10 @@ fn jira_create(inner: &Inner, base: &str, v: &Value, p: &mut Vec<String>) -> Res
             errors.insert("description".into(), json!("Operation value must be an Atlassian Document (see the Atlassian Document Format)"));
         }
     }
-    if let Some(pr) = fields.get("priority") {
-        if pr.get("name").and_then(Value::as_str).is_none() {
+    if let Some(pr) = fields.get("priority")
+        && pr.get("name").and_then(Value::as_str).is_none()
+    {
+        {
             errors.insert(
                 "priority".into(),
                 json!("Specify the Priority (name) in the string format"),
@@ -822,10 +820,10 @@ fn jira_search(inner: &Inner, v: &Value, p: &mut Vec<String>) -> Response {
             json!({}),
         );
     };
-    if let Some(f) = v.get("fields") {
-        if !f.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-            p.push("search `fields` is not an array of strings".into());
-        }
+    if v.get("fields")
+        .is_some_and(|f| !f.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+    {
+        p.push("search `fields` is not an array of strings".into());
     }
     if v.get("maxResults").is_some_and(|m| !m.is_u64()) {
         p.push("search `maxResults` is not a number".into());
@@ -886,10 +884,9 @@ pub fn check_adf(doc: &Value, p: &mut Vec<String>) {
             match n.get("type").and_then(Value::as_str) {
                 Some("text") => {
                     only_keys(n, &["type", "text", "marks"], "ADF text", p);
-                    if !n
-                        .get("text")
+                    if n.get("text")
                         .and_then(Value::as_str)
-                        .is_some_and(|t| !t.is_empty())
+                        .is_none_or(str::is_empty)
                     {
                         p.push("ADF text node has an empty or missing `text`".into());
                     }
