@@ -412,6 +412,8 @@ pub struct ReceivedHeaders {
     pub timestamp: Option<String>,
     pub signature: Option<String>,
     pub key_id: Option<String>,
+    /// The seeds' `X-Signature` header, when present.
+    pub x_signature: Option<String>,
 }
 
 impl ReceivedHeaders {
@@ -425,6 +427,7 @@ impl ReceivedHeaders {
                 HEADER_TIMESTAMP => out.timestamp = value,
                 HEADER_SIGNATURE => out.signature = value,
                 HEADER_KEY_ID => out.key_id = value,
+                HEADER_X_SIGNATURE => out.x_signature = value,
                 _ => {}
             }
         }

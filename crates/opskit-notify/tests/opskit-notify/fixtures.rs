@@ -758,6 +758,16 @@ fn jira_create(inner: &Inner, base: &str, v: &Value, p: &mut Vec<String>) -> Res
         p.extend(errors.iter().map(|(k, v)| format!("field {k}: {v}")));
         return jira_error(StatusCode::BAD_REQUEST, &[], Value::Object(errors));
     }
+    // Well-formed but not a priority this site has: Jira's answer, not a format violation.
+    if let Some(name) = fields.pointer("/priority/name").and_then(Value::as_str)
+        && !["Highest", "High", "Medium", "Low", "Lowest"].contains(&name)
+    {
+        return jira_error(
+            StatusCode::BAD_REQUEST,
+            &[],
+            json!({"priority": "Specify the Priority (name) of an existing priority"}),
+        );
+    }
     let mut issues = inner.issues.lock().unwrap();
     let n = issues.iter().filter(|i| i.project == project).count() + 1;
     let key = format!("{project}-{n}");

@@ -30,6 +30,7 @@ fn headers(id: &str, ts: i64, sig: &str) -> ReceivedHeaders {
         timestamp: Some(ts.to_string()),
         signature: Some(sig.into()),
         key_id: None,
+        x_signature: None,
     }
 }
 
@@ -242,6 +243,8 @@ fn malformed_headers_are_named() {
             timestamp: Some(ts.into()),
             signature: Some(sig.into()),
             key_id: None,
+            x_signature: None,
+        x_signature: None,
         };
         let r = rejection(v.verify_at(&h, VECTOR_BODY, VECTOR_TS).unwrap_err());
         match &r {
