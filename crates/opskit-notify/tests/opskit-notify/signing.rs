@@ -244,7 +244,6 @@ fn malformed_headers_are_named() {
             signature: Some(sig.into()),
             key_id: None,
             x_signature: None,
-        x_signature: None,
         };
         let r = rejection(v.verify_at(&h, VECTOR_BODY, VECTOR_TS).unwrap_err());
         match &r {
