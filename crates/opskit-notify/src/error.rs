@@ -21,6 +21,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A delivery failed for good; `detail` says what the endpoint answered (or that it did not).
+    #[error("{destination}: {detail}")]
+    Delivery {
+        destination: String,
+        kind: crate::deliver::FailureKind,
+        attempts: u32,
+        detail: String,
+    },
     /// The destination answered, but not with what its documentation promises.
     #[error("{destination} answered unexpectedly: {detail}")]
     UnexpectedResponse { destination: String, detail: String },

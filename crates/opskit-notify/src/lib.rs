@@ -17,6 +17,7 @@
 
 pub mod adf;
 pub mod alert;
+pub mod deliver;
 mod error;
 pub mod jira;
 pub mod signing;
@@ -24,5 +25,8 @@ pub mod slack;
 pub mod teams;
 
 pub use alert::{Alert, Severity};
+pub use deliver::{
+    ChatSender, Delivered, DeliveryOptions, JiraClient, JiraOutcome, Signing, WebhookSender,
+};
 pub use error::Error;
 pub use signing::{Rejection, Verifier, WebhookSecret};
