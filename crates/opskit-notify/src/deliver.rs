@@ -128,7 +128,7 @@ fn client(cfg: ClientConfig) -> Result<Client, Error> {
 
 /// Turns an `opskit-http` error into one that names the destination (never its secret URL) and
 /// says what it answered.
-fn delivery_error(destination: &str, err: &opskit_http::Error) -> Error {
+fn delivery_error(destination: &str, err: &opskit_http::Error, secret_url: Option<&str>) -> Error {
     let attempts = match err {
         opskit_http::Error::RetriesExhausted { attempts, .. } => *attempts,
         _ => 1,
@@ -164,11 +164,14 @@ fn delivery_error(destination: &str, err: &opskit_http::Error) -> Error {
         ),
         other => (FailureKind::Other, other.to_string()),
     };
-    let detail = if attempts > 1 {
+    let mut detail = if attempts > 1 {
         format!("gave up after {attempts} attempts; the last one {what}")
     } else {
         what
     };
+    if let Some(url) = secret_url {
+        detail = scrub(&detail, url);
+    }
     Error::Delivery {
         destination: destination.to_owned(),
         kind,
@@ -177,16 +180,39 @@ fn delivery_error(destination: &str, err: &opskit_http::Error) -> Error {
     }
 }
 
+/// Removes a secret URL (Slack and Teams webhook URLs carry their credential in the path or
+/// query) from a message that the transport may have written it into.
+fn scrub(text: &str, url: &str) -> String {
+    let mut out = text.to_owned();
+    let mut needles = vec![url.to_owned()];
+    if let Ok(u) = url::Url::parse(url) {
+        needles.push(u.to_string());
+        let path = u.path();
+        if path.len() > 1 {
+            needles.push(path.to_owned());
+        }
+        if let Some(q) = u.query() {
+            needles.push(q.to_owned());
+        }
+    }
+    needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    for n in needles.iter().filter(|n| !n.is_empty()) {
+        out = out.replace(n.as_str(), "[webhook URL redacted]");
+    }
+    out
+}
+
 async fn finish(
     destination: &str,
     sent: Result<opskit_http::Response, opskit_http::Error>,
+    secret_url: Option<&str>,
 ) -> Result<Delivered, Error> {
-    let resp = sent.map_err(|e| delivery_error(destination, &e))?;
+    let resp = sent.map_err(|e| delivery_error(destination, &e, secret_url))?;
     let attempts = resp.attempts();
     let resp = resp
         .error_for_status()
         .await
-        .map_err(|e| delivery_error(destination, &e))?;
+        .map_err(|e| delivery_error(destination, &e, secret_url))?;
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap_or_default();
     Ok(Delivered {
@@ -239,7 +265,7 @@ impl ChatSender {
             .retry_non_idempotent(true)
             .send()
             .await;
-        finish(destination, sent).await
+        finish(destination, sent, Some(url.expose_secret())).await
     }
 
     /// Posts `alert` to a Slack incoming webhook (its URL is a secret).
@@ -348,7 +374,7 @@ impl WebhookSender {
             Err(_) => "webhook".to_owned(),
         };
         let sent = req.body(body).send().await;
-        let mut delivered = finish(&destination, sent).await?;
+        let mut delivered = finish(&destination, sent, None).await?;
         delivered.webhook_id = webhook_id;
         Ok(delivered)
     }
@@ -441,12 +467,15 @@ impl JiraClient {
             .send()
             .await;
         let dest = self.destination();
-        let resp = sent.map_err(|e| delivery_error(&dest, &e))?;
+        let resp = sent.map_err(|e| delivery_error(&dest, &e, None))?;
         let resp = resp
             .error_for_status()
             .await
-            .map_err(|e| delivery_error(&dest, &e))?;
-        let bytes = resp.bytes().await.map_err(|e| delivery_error(&dest, &e))?;
+            .map_err(|e| delivery_error(&dest, &e, None))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| delivery_error(&dest, &e, None))?;
         Ok(bytes.to_vec())
     }
 
@@ -465,9 +494,17 @@ impl JiraClient {
     /// The key of an open issue of the project with the same summary and labels, if any.
     pub async fn find_open_duplicate(&self, req: &IssueRequest) -> Result<Option<String>, Error> {
         req.validate()?;
-        let answer = self
-            .post(true, jira::SEARCH_PATH, &req.search_body())
-            .await?;
+        let answer = match self.post(true, jira::SEARCH_PATH, &req.search_body()).await {
+            // Sites without the enhanced search (Jira Data Center) still have the old endpoint.
+            Err(Error::Delivery {
+                kind: FailureKind::Status(404),
+                ..
+            }) => {
+                self.post(true, jira::LEGACY_SEARCH_PATH, &req.search_body())
+                    .await?
+            }
+            other => other?,
+        };
         jira::find_duplicate(&answer, &req.summary)
     }
 

@@ -5,7 +5,8 @@
 //! - `POST /rest/api/3/issue` — `{"fields":{"project":{"key"},"summary","issuetype":{"name"},
 //!   "description":ADF,"priority":{"name"},"labels":[…]}}` → `201 {"id","key","self"}`.
 //! - `POST /rest/api/3/search/jql` — `{"jql","fields":[…],"maxResults"}` →
-//!   `{"issues":[{"id","key","fields":{…}}],"isLast"}` (the replacement of `/rest/api/3/search`).
+//!   `{"issues":[{"id","key","fields":{…}}],"isLast"}` (the replacement of `/rest/api/3/search`,
+//!   which is used when the site answers 404 to the new one).
 //! - `POST /rest/api/3/issue/{key}/comment` — `{"body":ADF}` → `201 {"id",…}`.
 //! - Basic auth with `email:api_token`.
 
@@ -19,6 +20,8 @@ use crate::adf;
 pub const CREATE_PATH: &str = "/rest/api/3/issue";
 /// Path of the JQL search endpoint.
 pub const SEARCH_PATH: &str = "/rest/api/3/search/jql";
+/// The search endpoint sites without the enhanced JQL search still have (same request body).
+pub const LEGACY_SEARCH_PATH: &str = "/rest/api/3/search";
 
 /// What to open (or, with dedupe, what to look for).
 #[derive(Debug, Clone, PartialEq, Eq)]

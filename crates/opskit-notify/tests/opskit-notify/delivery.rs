@@ -424,3 +424,31 @@ async fn jira_field_errors_are_reported() {
     assert_eq!(kind, FailureKind::Status(400));
     assert!(text.contains("priority: Specify the Priority"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jira_dedupe_falls_back_to_the_older_search_endpoint() {
+    let f = Fixture::start(jira_vendor()).await;
+    f.legacy_search_only();
+    let req = incident();
+    f.seed_issue(
+        "OPS-9",
+        &req.summary,
+        &["auto-created", "monitoring-alert"],
+        false,
+    );
+    let out = jira_client(&f, "jira-token")
+        .open(&req, true, "2026-11-22T01:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(out.key(), "OPS-9");
+    assert!(matches!(out, JiraOutcome::Commented { .. }));
+    let paths: Vec<String> = f.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/rest/api/3/search/jql",
+            "/rest/api/3/search",
+            "/rest/api/3/issue/OPS-9/comment"
+        ]
+    );
+}

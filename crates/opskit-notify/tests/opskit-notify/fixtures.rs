@@ -93,6 +93,7 @@ struct Inner {
     violations: Mutex<Vec<String>>,
     issues: Mutex<Vec<JiraIssue>>,
     base: Mutex<String>,
+    legacy_search: std::sync::atomic::AtomicBool,
 }
 
 /// A running fixture on `127.0.0.1:<random port>`; it stops with the runtime it was started on.
@@ -111,6 +112,7 @@ impl Fixture {
             violations: Mutex::new(Vec::new()),
             issues: Mutex::new(Vec::new()),
             base: Mutex::new(String::new()),
+            legacy_search: std::sync::atomic::AtomicBool::new(false),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -159,6 +161,13 @@ impl Fixture {
             done,
             comments: Vec::new(),
         });
+    }
+
+    /// Play a Jira without `/rest/api/3/search/jql` (only the older `/rest/api/3/search`).
+    pub fn legacy_search_only(&self) {
+        self.inner
+            .legacy_search
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn issues(&self) -> Vec<JiraIssue> {
@@ -652,7 +661,17 @@ fn jira(
     if path == "/rest/api/3/issue" {
         return jira_create(inner, base, &v, p);
     }
-    if path == "/rest/api/3/search/jql" {
+    let legacy = inner
+        .legacy_search
+        .load(std::sync::atomic::Ordering::SeqCst);
+    if path == "/rest/api/3/search/jql" && legacy {
+        return jira_error(
+            StatusCode::NOT_FOUND,
+            &["null for uri: /rest/api/3/search/jql"],
+            json!({}),
+        );
+    }
+    if path == "/rest/api/3/search/jql" || (path == "/rest/api/3/search" && legacy) {
         return jira_search(inner, &v, p);
     }
     if let Some(key) = path

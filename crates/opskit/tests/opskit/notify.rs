@@ -393,3 +393,30 @@ fn verify_rejects_each_problem_with_its_own_reason() {
         .code(1)
         .stderr(predicate::str::contains("malformed headers"));
 }
+
+#[test]
+fn slack_connection_failure_exits_3_without_printing_the_webhook_url() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    opskit()
+        .env(
+            "SLACK_WEBHOOK_URL",
+            format!("http://127.0.0.1:{port}/services/T0/B0/TOPSECRETTOKEN"),
+        )
+        .args([
+            "notify",
+            "slack",
+            "--title",
+            "t",
+            "--message",
+            "m",
+            "--retries",
+            "0",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("Slack: cannot connect"))
+        .stderr(predicate::str::contains("TOPSECRETTOKEN").not());
+}
