@@ -161,6 +161,13 @@ impl Alert {
     }
 }
 
+/// The current time as RFC 3339 (UTC), as alerts show it.
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc().unix_timestamp().to_string())
+}
+
 /// Parses `key=value` (as given to `--field`).
 pub fn parse_field(text: &str) -> Result<(String, String), Error> {
     match text.split_once('=') {

@@ -284,8 +284,8 @@ async fn resolve(spec: &str, what: &str) -> anyhow::Result<secrecy::SecretString
     })
 }
 
-/// `--data JSON|@FILE|@-`: the raw bytes, checked to be JSON.
-fn read_data(data: &str) -> anyhow::Result<Vec<u8>> {
+/// `--data JSON|@FILE|@-`: the raw bytes, checked to be JSON when we are the sender.
+fn read_data(data: &str, require_json: bool) -> anyhow::Result<Vec<u8>> {
     let bytes = if data == "@-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -298,7 +298,7 @@ fn read_data(data: &str) -> anyhow::Result<Vec<u8>> {
     } else {
         data.as_bytes().to_vec()
     };
-    if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+    if require_json && let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
         return Err(Failure::usage(format!("--data is not valid JSON: {e}"))
             .with_hint("pass a JSON document, or @file.json")
             .into());
@@ -377,7 +377,7 @@ impl NotifyCommand {
                     &delivery.options(DeliveryOptions::default())?,
                 )
                 .map_err(usage)?;
-                let now = opskit_notify::Alert::new(Severity::Info, "-", "-").time_rfc3339();
+                let now = opskit_notify::alert::now_rfc3339();
                 let outcome = client
                     .open(&req, args.dedupe, &now)
                     .await
@@ -392,7 +392,7 @@ impl NotifyCommand {
                 }
             }
             NotifyCommand::Webhook(args) => {
-                let body = read_data(&args.data)?;
+                let body = read_data(&args.data, true)?;
                 let mut headers = Vec::new();
                 for h in &args.headers {
                     match h.split_once(':') {
@@ -408,6 +408,11 @@ impl NotifyCommand {
                     }
                 }
                 let signing = if args.secrets.is_empty() {
+                    if args.signature_style == StyleArg::XSignature {
+                        return Err(
+                            Failure::usage("--signature-style x-signature needs --secret").into(),
+                        );
+                    }
                     if args.id.is_some() {
                         return Err(
                             Failure::usage("--id needs --secret (it is a signed header)").into(),
@@ -464,7 +469,7 @@ impl WebhookCommand {
                 timestamp,
                 style,
             } => {
-                let body = read_data(&data)?;
+                let body = read_data(&data, true)?;
                 match style {
                     StyleArg::Standard => {
                         let secrets = standard_secrets(&secrets).await?;
@@ -497,7 +502,8 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     if args.data == "@-" && args.headers.as_deref() == Some(std::path::Path::new("-")) {
         return Err(Failure::usage("--data and --headers cannot both come from stdin").into());
     }
-    let body = read_data(&args.data)?;
+    // The body exactly as received: verified byte for byte, whatever it contains.
+    let body = read_data(&args.data, false)?;
     let mut received = match &args.headers {
         None => ReceivedHeaders::default(),
         Some(path) => {

@@ -420,3 +420,70 @@ fn slack_connection_failure_exits_3_without_printing_the_webhook_url() {
         .stderr(predicate::str::contains("Slack: cannot connect"))
         .stderr(predicate::str::contains("TOPSECRETTOKEN").not());
 }
+
+#[test]
+fn x_signature_round_trip_through_a_headers_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = r#"{"host":"web-1","status":"down"}"#;
+    let out = opskit()
+        .env("PLAIN", "s3cret")
+        .args([
+            "webhook",
+            "sign",
+            "--style",
+            "x-signature",
+            "--secret",
+            "env:PLAIN",
+            "--data",
+            data,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let headers = dir.path().join("h");
+    std::fs::write(&headers, &out.stdout).unwrap();
+    let verify = |body: &str| {
+        let mut c = opskit();
+        c.env("PLAIN", "s3cret")
+            .args([
+                "webhook",
+                "verify",
+                "--style",
+                "x-signature",
+                "--secret",
+                "env:PLAIN",
+            ])
+            .args(["--data", body, "--headers"])
+            .arg(&headers);
+        c
+    };
+    verify(data)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("valid X-Signature"));
+    verify(r#"{"host":"web-1","status":"up"}"#)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("bad signature"));
+}
+
+#[test]
+fn verify_checks_bodies_that_are_not_json_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body.txt");
+    std::fs::write(&body, "plain text, not JSON").unwrap();
+    opskit()
+        .args(["webhook", "verify", "--secret", SECRET, "--id", "msg_1"])
+        .args([
+            "--timestamp",
+            "1614265330",
+            "--signature",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ])
+        .arg("--data")
+        .arg(format!("@{}", body.display()))
+        .args(["--tolerance", "0"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("timestamp too old"));
+}
