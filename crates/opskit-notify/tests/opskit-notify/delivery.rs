@@ -19,7 +19,7 @@ use crate::fixtures::{Fault, Fixture, Vendor};
 /// Quick retries so the suite stays fast; timeouts short enough for the hang faults.
 fn fast(base: DeliveryOptions) -> DeliveryOptions {
     DeliveryOptions {
-        timeout: Duration::from_millis(700),
+        timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(2),
         retries: 3,
         backoff: Duration::from_millis(20),
