@@ -308,16 +308,32 @@ pub trait SeenIds: Send + Sync {
     ) -> Result<bool, Error>;
 }
 
-/// An in-memory id store; ids older than twice the tolerance are forgotten (their timestamps would
-/// be rejected anyway), so it stays bounded by the traffic of one window.
-#[derive(Debug, Default)]
+/// An in-memory id store. Ids signed more than twice the tolerance ago are forgotten (their
+/// timestamps are rejected anyway), and at most `capacity` ids are kept (the oldest go first), so
+/// memory stays bounded whatever the traffic.
+#[derive(Debug)]
 pub struct MemorySeenIds {
     ids: Mutex<HashMap<String, i64>>,
+    capacity: usize,
+}
+
+impl Default for MemorySeenIds {
+    fn default() -> Self {
+        Self::with_capacity(100_000)
+    }
 }
 
 impl MemorySeenIds {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store keeping at most `capacity` ids (at least 1).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            ids: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
     }
 }
 
@@ -341,6 +357,14 @@ impl SeenIds for MemorySeenIds {
         ids.retain(|_, ts| *ts >= oldest);
         if ids.contains_key(id) {
             return Ok(false);
+        }
+        if ids.len() >= self.capacity
+            && let Some(oldest_id) = ids
+                .iter()
+                .min_by_key(|(_, ts)| **ts)
+                .map(|(k, _)| k.clone())
+        {
+            ids.remove(&oldest_id);
         }
         ids.insert(id.to_owned(), timestamp);
         Ok(true)

@@ -327,3 +327,18 @@ fn file_seen_ids_survive_between_processes() {
     let r = rejection(verifier().verify(&h, body).unwrap_err());
     assert_eq!(r.code(), "replayed");
 }
+
+#[test]
+fn memory_seen_ids_stay_bounded() {
+    use opskit_notify::signing::SeenIds;
+    let store = MemorySeenIds::with_capacity(2);
+    let tol = Duration::from_secs(300);
+    let now = 1_700_000_000;
+    assert!(store.insert_new("a", now - 2, now, tol).unwrap());
+    assert!(store.insert_new("b", now - 1, now, tol).unwrap());
+    assert!(store.insert_new("c", now, now, tol).unwrap()); // evicts "a", the oldest
+    assert!(!store.insert_new("c", now, now, tol).unwrap());
+    assert!(!store.insert_new("b", now, now, tol).unwrap());
+    // Ids signed long before `now` are forgotten.
+    assert!(store.insert_new("b", now, now + 10_000, tol).unwrap());
+}
