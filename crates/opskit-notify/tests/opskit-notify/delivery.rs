@@ -452,3 +452,20 @@ async fn jira_dedupe_falls_back_to_the_older_search_endpoint() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jira_create_is_not_retried_after_a_timeout() {
+    let f = Fixture::start(jira_vendor()).await;
+    f.fail_next([Fault::Hang(Duration::from_secs(10))]);
+    let err = jira_client(&f, "jira-token")
+        .create(&incident())
+        .await
+        .unwrap_err();
+    let (kind, attempts, text) = delivery_error(err);
+    assert_eq!((kind, attempts), (FailureKind::Timeout, 1), "{text}");
+    assert_eq!(
+        f.requests().len(),
+        1,
+        "a timed-out create may have worked: no second POST"
+    );
+}
