@@ -4,6 +4,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::exit::{self, EXIT_CODES_HELP};
 
+pub mod notify;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "opskit",
@@ -26,6 +28,16 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Send alerts to Slack, Teams, Jira or any endpoint as a signed webhook.
+    Notify {
+        #[command(flatten)]
+        delivery: notify::DeliveryArgs,
+        #[command(subcommand)]
+        command: notify::NotifyCommand,
+    },
+    /// Sign a webhook body or verify a received delivery (Standard Webhooks, X-Signature).
+    #[command(subcommand)]
+    Webhook(notify::WebhookCommand),
 }
 
 impl Command {
@@ -42,6 +54,8 @@ impl Command {
                 man.render(&mut std::io::stdout())?;
                 Ok(exit::code::OK)
             }
+            Command::Notify { delivery, command } => command.run(&delivery),
+            Command::Webhook(command) => command.run(),
         }
     }
 }
