@@ -269,7 +269,11 @@ impl Client {
     }
 
     pub(crate) fn redact(&self, url: &Url) -> String {
-        observe::redact_url(url, &self.inner.sensitive)
+        if self.inner.cfg.secret_path {
+            observe::redact_url_path(url)
+        } else {
+            observe::redact_url(url, &self.inner.sensitive)
+        }
     }
 
     /// Run a request through the layers.

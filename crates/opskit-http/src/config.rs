@@ -131,6 +131,9 @@ pub struct ClientConfig {
     pub cache: Option<CacheConfig>,
     /// Maximum redirects followed (0 = none; default 10).
     pub max_redirects: usize,
+    /// The URL path itself is a secret (Slack and Teams webhook URLs): logs, observer events
+    /// and errors show only `scheme://host/<redacted>`. Default off.
+    pub secret_path: bool,
     /// Observer of every attempt (for `--verbose`), headers already redacted.
     pub observer: Option<Arc<dyn Observer>>,
 }
@@ -150,6 +153,7 @@ impl Default for ClientConfig {
             auth: Auth::None,
             cache: None,
             max_redirects: 10,
+            secret_path: false,
             observer: None,
         }
     }
@@ -182,6 +186,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("auth", &self.auth)
             .field("cache", &self.cache)
             .field("max_redirects", &self.max_redirects)
+            .field("secret_path", &self.secret_path)
             .field("observer", &self.observer.as_ref().map(|_| "<observer>"))
             .finish()
     }

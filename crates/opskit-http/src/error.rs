@@ -218,6 +218,8 @@ impl Error {
 
     /// Classify a reqwest error (from `send` or from reading the body).
     pub(crate) fn from_reqwest(err: reqwest::Error, url: &str, timeouts: &crate::Timeouts) -> Self {
+        // reqwest puts the full URL in its message; `url` is the redacted form we show instead.
+        let err = err.without_url();
         let message = chain_message(&err);
         if is_tls(&err) {
             return Error::Tls {

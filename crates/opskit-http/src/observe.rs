@@ -50,6 +50,26 @@ pub fn redact_headers(headers: &HeaderMap, extra_sensitive: &[String]) -> Vec<(S
 }
 
 /// A URL with the values of sensitive query parameters replaced by [`REDACTED`].
+/// `url` with its path, query and fragment replaced by [`REDACTED`], for URLs whose path is the
+/// credential (Slack and Teams incoming webhooks).
+///
+/// ```
+/// let u = url::Url::parse("https://hooks.slack.com/services/T0/B0/s3cr3t?x=1").unwrap();
+/// assert_eq!(opskit_http::redact_url_path(&u), "https://hooks.slack.com/<redacted>");
+/// ```
+pub fn redact_url_path(url: &url::Url) -> String {
+    let mut out = format!("{}://", url.scheme());
+    if let Some(host) = url.host_str() {
+        out.push_str(host);
+    }
+    if let Some(port) = url.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    out.push('/');
+    out.push_str(REDACTED);
+    out
+}
+
 pub fn redact_url(url: &url::Url, extra_sensitive: &[String]) -> String {
     if url.query().is_none() && url.password().is_none() {
         return url.to_string();

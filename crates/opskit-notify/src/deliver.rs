@@ -246,8 +246,14 @@ impl std::fmt::Debug for ChatSender {
 
 impl ChatSender {
     pub fn new(options: &DeliveryOptions) -> Result<Self, Error> {
+        // Slack and Teams webhook URLs carry their credential in the path: keep it out of logs,
+        // verbose events and errors.
+        let cfg = ClientConfig {
+            secret_path: true,
+            ..options.config()
+        };
         Ok(Self {
-            client: client(options.config())?,
+            client: client(cfg)?,
         })
     }
 

@@ -176,3 +176,50 @@ async fn requests_go_through_the_configured_proxy_with_its_credentials() {
         "Basic cHJveHl1c2VyOnByb3h5cGFzcw=="
     );
 }
+
+#[tokio::test]
+async fn a_connect_error_never_shows_a_query_secret() {
+    let port = closed_port().await;
+    let client = Client::new(ClientConfig {
+        retry: opskit_http::RetryPolicy::none(),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let err = client
+        .get(&format!("http://127.0.0.1:{port}/x?api_key=sekrit-123"))
+        .send()
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("sekrit-123"), "{shown}");
+    assert!(shown.contains("127.0.0.1"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_secret_path_is_hidden_from_events_and_errors() {
+    let fx = Fixture::start().await;
+    let (client, rec) = observed(ClientConfig {
+        secret_path: true,
+        retry: opskit_http::RetryPolicy::none(),
+        ..ClientConfig::new(fx.base())
+    });
+    let resp = client.get("status/404").send().await.unwrap();
+    let err = resp.error_for_status().await.unwrap_err();
+    let shown = format!(
+        "{err} {:?} {:?}",
+        rec.requests.lock().unwrap(),
+        rec.responses.lock().unwrap()
+    );
+    assert!(!shown.contains("status/404"), "{shown}");
+    assert!(shown.contains(opskit_http::REDACTED), "{shown}");
+
+    let port = closed_port().await;
+    let err = client
+        .get(&format!(
+            "http://127.0.0.1:{port}/services/T0/B0/hook-secret"
+        ))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("hook-secret"), "{err:?}");
+}
