@@ -2,6 +2,8 @@
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+pub mod ssh;
+
 use crate::exit::{self, EXIT_CODES_HELP};
 
 #[derive(Debug, Parser)]
@@ -26,6 +28,8 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Run commands and move files (SFTP) on many hosts at once, with strict host-key checking.
+    Ssh(Box<ssh::SshArgs>),
 }
 
 impl Command {
@@ -42,6 +46,7 @@ impl Command {
                 man.render(&mut std::io::stdout())?;
                 Ok(exit::code::OK)
             }
+            Command::Ssh(args) => args.run(),
         }
     }
 }
