@@ -58,8 +58,7 @@ CONF
   _sshd_stop() {
     kill "$_sshd_pid" 2>/dev/null || true
     wait "$_sshd_pid" 2>/dev/null || true
-    pkill -KILL -u "$_sshd_user" 2>/dev/null || true
-    userdel -r "$_sshd_user" 2>/dev/null || true
+    userdel -f -r "$_sshd_user" 2>/dev/null || true
   }
   on_exit _sshd_stop
 

@@ -21,6 +21,10 @@ impl server::Handler for Fake {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, _user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if password == "slow" {
+            // Never answers within the client's deadline.
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
         Ok(if password == "pw" {
             Auth::Accept
         } else {
@@ -203,4 +207,31 @@ async fn exit_zero_and_wrong_password_on_the_fake_server() {
     });
     let r = run_one(0, &target("u", port), "true", &o, None).await;
     assert_eq!(r.outcome, Outcome::AuthFailed);
+}
+
+#[tokio::test]
+async fn auth_that_never_answers_times_out_in_the_auth_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, kh) = start(dir.path()).await;
+    let mut o = opts(&kh, Duration::from_secs(2));
+    o.credentials = Arc::new(Credentials {
+        password: Some(SecretString::from("slow".to_string())),
+        ..Default::default()
+    });
+    let r = run_one(0, &target("u", port), "true", &o, None).await;
+    assert_eq!(r.outcome, Outcome::Timeout { phase: Phase::Auth });
+}
+
+#[tokio::test]
+async fn a_port_that_accepts_but_never_speaks_ssh_times_out_in_the_connect_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, kh) = start(dir.path()).await;
+    // Accepts TCP connections (the kernel does) but never sends an SSH banner.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut o = opts(&kh, Duration::from_secs(30));
+    o.connect_timeout = Duration::from_secs(1);
+    let r = run_one(0, &target("u", port), "true", &o, None).await;
+    assert_eq!(r.outcome, Outcome::Timeout { phase: Phase::Connect });
+    drop(silent);
 }
