@@ -232,6 +232,11 @@ async fn a_port_that_accepts_but_never_speaks_ssh_times_out_in_the_connect_phase
     let mut o = opts(&kh, Duration::from_secs(30));
     o.connect_timeout = Duration::from_secs(1);
     let r = run_one(0, &target("u", port), "true", &o, None).await;
-    assert_eq!(r.outcome, Outcome::Timeout { phase: Phase::Connect });
+    assert_eq!(
+        r.outcome,
+        Outcome::Timeout {
+            phase: Phase::Connect
+        }
+    );
     drop(silent);
 }

@@ -56,7 +56,10 @@ async fn put_to_many_ports_then_ls_and_get_back() {
         .expect("listed");
     assert_eq!((entry.kind, entry.size), ("file", 12));
     assert!(
-        !r[0].entries.iter().any(|e| e.name.contains(".opskit-")),
+        !r[0]
+            .entries
+            .iter()
+            .any(|e| e.name.starts_with(&format!(".{name}.opskit-"))),
         "no temp files left"
     );
 
