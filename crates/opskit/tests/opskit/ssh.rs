@@ -423,3 +423,46 @@ fn put_get_ls_and_missing_remote_path() {
         .assert()
         .code(0);
 }
+
+#[test]
+fn ssh_agent_from_ssh_auth_sock() {
+    let Some(e) = Env::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ssh-agent did not start"
+        );
+        std::thread::yield_now();
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(&e.s.key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(added.status.success());
+    // No -i and no key files in HOME: only the agent can authenticate.
+    let assert = e
+        .cmd("run")
+        .env("SSH_AUTH_SOCK", &sock)
+        .args([e.target(0), "--".into(), "echo agent-ok".into()])
+        .assert();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert.code(0).stdout(predicate::str::contains("agent-ok"));
+    // Without the agent the same run has no credentials.
+    e.cmd("run")
+        .args([e.target(0), "--".into(), "true".into()])
+        .assert()
+        .code(21)
+        .stdout(predicate::str::contains("no credentials"));
+}
