@@ -6,6 +6,7 @@
 # Exports:
 #   OPSKIT_TEST_SSHD_PORTS     space-separated ports sshd listens on (first one: OPSKIT_TEST_SSHD_PORT)
 #   OPSKIT_TEST_SSHD_HOST_PUB  the server's ed25519 host public key (OpenSSH one-line format)
+#   OPSKIT_TEST_SSHD_HOST_CA_PUB  the CA that signed the server's host certificate (principal 127.0.0.1)
 #   OPSKIT_TEST_SSH_USER / OPSKIT_TEST_SSH_PASSWORD   the test user and its password
 #   OPSKIT_TEST_SSH_KEY        unencrypted ed25519 client key (authorized)
 #   OPSKIT_TEST_SSH_KEY_ECDSA  unencrypted ECDSA client key (authorized)
@@ -20,6 +21,9 @@ if [ -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ]; then
   _sshd_dir="$OPSKIT_TEST_TMP/sshd"
   mkdir -p /run/sshd "$_sshd_dir"
   ssh-keygen -q -t ed25519 -N '' -f "$_sshd_dir/host_ed25519"
+  # A host CA and a host certificate for 127.0.0.1 (used only by clients that trust the CA).
+  ssh-keygen -q -t ed25519 -N '' -f "$_sshd_dir/host_ca"
+  ssh-keygen -q -s "$_sshd_dir/host_ca" -I opskit-test-host -h -n 127.0.0.1 "$_sshd_dir/host_ed25519.pub"
   ssh-keygen -q -t ed25519 -N '' -f "$_sshd_dir/client_ed25519"
   ssh-keygen -q -t ecdsa -b 256 -N '' -f "$_sshd_dir/client_ecdsa"
   ssh-keygen -q -t rsa -b 2048 -N 'opskit-pass' -f "$_sshd_dir/client_rsa"
@@ -40,6 +44,7 @@ if [ -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ]; then
     cat <<CONF
 ListenAddress 127.0.0.1
 HostKey $_sshd_dir/host_ed25519
+HostCertificate $_sshd_dir/host_ed25519-cert.pub
 PidFile $_sshd_dir/sshd.pid
 AuthorizedKeysFile $_sshd_dir/authorized_keys
 PermitRootLogin yes
@@ -77,6 +82,8 @@ CONF
   export OPSKIT_TEST_SSHD_PORT="${_sshd_ports%% *}"
   OPSKIT_TEST_SSHD_HOST_PUB="$(cat "$_sshd_dir/host_ed25519.pub")"
   export OPSKIT_TEST_SSHD_HOST_PUB
+  OPSKIT_TEST_SSHD_HOST_CA_PUB="$(cat "$_sshd_dir/host_ca.pub")"
+  export OPSKIT_TEST_SSHD_HOST_CA_PUB
   export OPSKIT_TEST_SSH_USER="$_sshd_user"
   export OPSKIT_TEST_SSH_PASSWORD="$_sshd_password"
   export OPSKIT_TEST_SSH_KEY="$_sshd_dir/client_ed25519"

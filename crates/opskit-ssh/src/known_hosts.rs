@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::known_hosts::{Entry, HostPatterns, Marker};
 use russh::keys::ssh_key::{Certificate, HashAlg, PublicKey};
 use sha1::{Digest, Sha1};
@@ -148,8 +149,19 @@ impl KnownHosts {
         Verdict::Unknown { other_types }
     }
 
-    /// Checks a host certificate: trusted when signed by a `@cert-authority` key listed for this
-    /// host, valid now and naming the host as a principal.
+    /// True when a `@cert-authority` line applies to this host (then host certificates are asked
+    /// for, as OpenSSH does).
+    pub fn has_cert_authority_for(&self, host: &str, port: u16) -> bool {
+        let name = host_key_name(host, port);
+        self.lines.iter().any(|l| {
+            l.entry.marker() == Some(&Marker::CertAuthority)
+                && patterns_match(l.entry.host_patterns(), &name)
+        })
+    }
+
+    /// Checks a host certificate: trusted when it is a host certificate signed by a
+    /// `@cert-authority` key listed for this host, valid now and naming the host as a principal.
+    /// Otherwise the certificate's key is checked like a plain key (OpenSSH's fallback).
     pub fn check_certificate(&self, host: &str, port: u16, cert: &Certificate) -> Verdict {
         let name = host_key_name(host, port);
         if let Some(l) = self.lines.iter().find(|l| {
@@ -173,12 +185,14 @@ impl KnownHosts {
             .collect();
         let principal_ok =
             cert.valid_principals().is_empty() || cert.valid_principals().iter().any(|p| p == host);
-        if !cas.is_empty() && principal_ok && cert.validate(cas.iter()).is_ok() {
+        if !cas.is_empty()
+            && principal_ok
+            && cert.cert_type() == CertType::Host
+            && cert.validate(cas.iter()).is_ok()
+        {
             return Verdict::Trusted;
         }
-        Verdict::Unknown {
-            other_types: Vec::new(),
-        }
+        self.check(host, port, &PublicKey::new(cert.public_key().clone(), ""))
     }
 
     /// Appends `key` for `host:port` to the file (creating it and its directory) and to this list.

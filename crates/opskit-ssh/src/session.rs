@@ -139,9 +139,39 @@ pub(crate) async fn connect(
         policy: opts.host_keys.clone(),
         seen: seen.clone(),
     };
+    let mut preferred = russh::Preferred::default();
+    if opts
+        .host_keys
+        .known_hosts
+        .lock()
+        .await
+        .has_cert_authority_for(&target.host, target.port)
+    {
+        // Like OpenSSH: ask for host certificates only when a CA is trusted for this host.
+        use russh::keys::{Algorithm, EcdsaCurve, HashAlg};
+        preferred.host_key_certificates = std::borrow::Cow::Owned(vec![
+            Algorithm::Ed25519,
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256,
+            },
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP384,
+            },
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP521,
+            },
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            },
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha256),
+            },
+        ]);
+    }
     let config = Arc::new(client::Config {
         nodelay: true,
         inactivity_timeout: None,
+        preferred,
         ..Default::default()
     });
     let connect_limit = opts.connect_timeout.min(remaining(deadline));

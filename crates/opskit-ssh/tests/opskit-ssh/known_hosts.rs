@@ -138,6 +138,45 @@ async fn revoked_key_is_refused_even_when_also_listed() {
 }
 
 #[tokio::test]
+async fn host_certificate_signed_by_a_trusted_ca_is_accepted() {
+    let Some(s) = sshd() else { return };
+    let Ok(ca) = std::env::var("OPSKIT_TEST_SSHD_HOST_CA_PUB") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "OPSKIT_TEST_SSHD_HOST_CA_PUB missing"
+        );
+        return;
+    };
+    let ca = ca.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    // Only the CA is listed: the server's certificate is what makes it trusted.
+    let r = outcome_with(&s, &format!("@cert-authority [127.0.0.1]:* {ca}\n"), false).await;
+    assert_eq!(r.outcome, Outcome::Ok, "{:?}", r.message);
+    // A CA listed for other hosts only does not help.
+    let r = outcome_with(&s, &format!("@cert-authority *.example.com {ca}\n"), false).await;
+    assert_eq!(r.outcome, Outcome::HostkeyUnknown);
+    // Another CA for this host: not trusted by CA, and the plain key is not listed.
+    let r = outcome_with(
+        &s,
+        &format!("@cert-authority [127.0.0.1]:* {OTHER_KEY}\n"),
+        false,
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::HostkeyUnknown);
+    // Another CA, but the plain key is listed: OpenSSH's fallback to the plain key.
+    let kh = format!(
+        "@cert-authority [127.0.0.1]:* {OTHER_KEY}\n[127.0.0.1]:{} {}\n",
+        s.port(),
+        host_key(&s)
+    );
+    let r = outcome_with(&s, &kh, false).await;
+    assert_eq!(r.outcome, Outcome::Ok, "{:?}", r.message);
+    // A @revoked CA key wins.
+    let kh = format!("@cert-authority [127.0.0.1]:* {ca}\n@revoked * {ca}\n");
+    let r = outcome_with(&s, &kh, false).await;
+    assert_eq!(r.outcome, Outcome::HostkeyChanged);
+}
+
+#[tokio::test]
 async fn cert_authority_lines_are_recognised_not_taken_as_host_keys() {
     let Some(s) = sshd() else { return };
     let key = host_key(&s);
