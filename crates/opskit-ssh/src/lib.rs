@@ -18,6 +18,6 @@ pub mod target;
 pub use auth::{Credentials, Identity, load_identity};
 pub use error::Error;
 pub use outcome::{Event, EventSink, HostKeyInfo, HostReport, Outcome, Phase, RemoteEntry, Stream};
-pub use run::{FanOut, fan_out, run_command, run_one};
+pub use run::{FanOut, MAX_CAPTURE, fan_out, run_command, run_one};
 pub use session::{ConnectOptions, HostKeyPolicy, load_policy};
 pub use target::{SshConfig, Target, TargetDefaults};

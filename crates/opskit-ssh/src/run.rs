@@ -13,6 +13,18 @@ use crate::outcome::{Event, EventSink, HostReport, Outcome, Phase, Stream};
 use crate::session::{ConnectOptions, connect};
 use crate::target::Target;
 
+/// Output kept per stream per host; more is still streamed to the event sink but not kept, and
+/// the report's message says so.
+pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
+
+fn keep(buf: &mut Vec<u8>, data: &[u8], truncated: &mut bool) {
+    let room = MAX_CAPTURE.saturating_sub(buf.len());
+    if data.len() > room {
+        *truncated = true;
+    }
+    buf.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+}
+
 /// How many hosts at once, and whether to stop starting new ones after a failure.
 #[derive(Debug, Clone, Copy)]
 pub struct FanOut {
@@ -223,6 +235,7 @@ async fn exec(
     };
     let mut exit_status = None;
     let mut exit_signal = None;
+    let mut truncated = false;
     loop {
         match tokio::time::timeout_at(deadline, channel.wait()).await {
             Err(_) => {
@@ -247,13 +260,13 @@ async fn exec(
             Ok(None) => break,
             Ok(Some(msg)) => match msg {
                 ChannelMsg::Data { data } => {
-                    report.stdout.extend_from_slice(&data);
+                    keep(&mut report.stdout, &data, &mut truncated);
                     if let Some(s) = &sink {
                         out.push(&data, s);
                     }
                 }
                 ChannelMsg::ExtendedData { data, ext: 1 } => {
-                    report.stderr.extend_from_slice(&data);
+                    keep(&mut report.stderr, &data, &mut truncated);
                     if let Some(s) = &sink {
                         err.push(&data, s);
                     }
@@ -270,6 +283,12 @@ async fn exec(
     if let Some(s) = &sink {
         out.finish(s);
         err.finish(s);
+    }
+    if truncated {
+        report.message = Some(format!(
+            "output beyond {} MiB per stream was not kept",
+            MAX_CAPTURE / (1024 * 1024)
+        ));
     }
     report.outcome = match (exit_signal, exit_status) {
         (Some(name), _) => Outcome::Signal { name },

@@ -234,3 +234,21 @@ async fn fail_fast_skips_hosts_not_yet_started() {
     assert_eq!(reports[0].outcome, Outcome::Unreachable);
     assert!(reports[1..].iter().all(|r| r.outcome == Outcome::Skipped));
 }
+
+#[tokio::test]
+async fn captured_output_is_bounded() {
+    let Some(s) = sshd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(&s.known_hosts(dir.path()), false, s.key_creds());
+    let r = run_one(
+        0,
+        &s.target(s.port()),
+        "head -c 20000000 /dev/zero",
+        &opts,
+        None,
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Ok, "{:?}", r.message);
+    assert_eq!(r.stdout.len(), opskit_ssh::MAX_CAPTURE);
+    assert!(r.message.unwrap().contains("not kept"));
+}

@@ -439,9 +439,7 @@ fn write_text(
 ) -> std::io::Result<()> {
     for r in reports {
         writeln!(out, "{}", header(r))?;
-        if let Some(m) = &r.message
-            && !r.outcome.is_ok()
-        {
+        if let Some(m) = &r.message {
             writeln!(out, "   {m}")?;
         }
         if let Some(k) = &r.host_key
