@@ -21,6 +21,13 @@ pub mod code {
     pub const HTTP_5XX: u8 = 5;
     /// Interrupted by SIGINT (Ctrl-C).
     pub const INTERRUPTED: u8 = 130;
+    /// `opskit ssh`: a host key was unknown, changed or revoked (highest priority of the ssh codes).
+    pub const SSH_HOSTKEY: u8 = 20;
+    /// `opskit ssh`: a host refused every authentication method.
+    pub const SSH_AUTH: u8 = 21;
+    /// `opskit ssh`: a remote command failed (non-zero exit, signal, no exit status) or a transfer
+    /// failed, or a host was skipped under `--fail-fast`; every host was reached.
+    pub const SSH_REMOTE: u8 = 22;
 }
 
 /// Text shown at the end of `opskit --help`.
@@ -32,7 +39,11 @@ Exit codes:
   3    connection failure, TLS failure or timeout
   4    HTTP 4xx response under --check-status
   5    HTTP 5xx response under --check-status
-  130  interrupted (Ctrl-C)";
+  130  interrupted (Ctrl-C)
+  20   ssh: a host key was unknown, changed or revoked
+  21   ssh: authentication failed on a host
+  22   ssh: a remote command or transfer failed (hosts were reached)
+  opskit ssh exits with the first that applies of 20, 21, 3 (unreachable or timeout), 22, 0.";
 
 /// An error that knows its exit code and, optionally, how to fix it.
 #[derive(Debug)]

@@ -5,6 +5,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::exit::{self, EXIT_CODES_HELP};
 
 pub mod notify;
+pub mod ssh;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +39,8 @@ pub enum Command {
     /// Sign a webhook body or verify a received delivery (Standard Webhooks, X-Signature).
     #[command(subcommand)]
     Webhook(notify::WebhookCommand),
+    /// Run commands and move files (SFTP) on many hosts at once, with strict host-key checking.
+    Ssh(Box<ssh::SshArgs>),
 }
 
 impl Command {
@@ -56,6 +59,7 @@ impl Command {
             }
             Command::Notify { delivery, command } => command.run(&delivery),
             Command::Webhook(command) => command.run(),
+            Command::Ssh(args) => args.run(),
         }
     }
 }

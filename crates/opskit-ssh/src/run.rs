@@ -1,0 +1,304 @@
+//! Fan-out: the same job on many hosts with bounded concurrency, and remote commands.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use russh::{ChannelMsg, Sig};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::outcome::{Event, EventSink, HostReport, Outcome, Phase, Stream};
+use crate::session::{ConnectOptions, connect};
+use crate::target::Target;
+
+/// Output kept per stream per host; more is still streamed to the event sink but not kept, and
+/// the report's message says so.
+pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
+
+fn keep(buf: &mut Vec<u8>, data: &[u8], truncated: &mut bool) {
+    let room = MAX_CAPTURE.saturating_sub(buf.len());
+    if data.len() > room {
+        *truncated = true;
+    }
+    buf.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+}
+
+/// How many hosts at once, and whether to stop starting new ones after a failure.
+#[derive(Debug, Clone, Copy)]
+pub struct FanOut {
+    /// At most this many hosts are worked on at once (at least 1).
+    pub forks: usize,
+    /// After the first host that is not `ok`, hosts not yet started end as `skipped`.
+    pub fail_fast: bool,
+}
+
+impl Default for FanOut {
+    fn default() -> Self {
+        Self {
+            forks: 32,
+            fail_fast: false,
+        }
+    }
+}
+
+/// Runs `job` for every target with bounded concurrency; reports come back in target order.
+pub async fn fan_out<F, Fut>(
+    targets: Vec<Target>,
+    fan: FanOut,
+    sink: Option<EventSink>,
+    job: F,
+) -> Vec<HostReport>
+where
+    F: Fn(usize, Target) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HostReport> + Send + 'static,
+{
+    let sem = Arc::new(Semaphore::new(fan.forks.max(1)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let job = Arc::new(job);
+    let mut set = JoinSet::new();
+    let n = targets.len();
+    for (i, target) in targets.into_iter().enumerate() {
+        let (sem, stop, job, sink) = (sem.clone(), stop.clone(), job.clone(), sink.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.ok();
+            let report = if stop.load(Ordering::SeqCst) {
+                let mut r = HostReport::new(&target.label, &target.host, target.port);
+                r.outcome = Outcome::Skipped;
+                r.message = Some("not started: an earlier host failed (--fail-fast)".into());
+                r
+            } else {
+                let started = Instant::now();
+                let mut r = job(i, target).await;
+                r.duration = started.elapsed();
+                if fan.fail_fast && !r.outcome.is_ok() {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                r
+            };
+            if let Some(s) = &sink {
+                s(Event::Finished {
+                    host: i,
+                    status: report.outcome.status(),
+                });
+            }
+            (i, report)
+        });
+    }
+    let mut out: Vec<Option<HostReport>> = (0..n).map(|_| None).collect();
+    while let Some(res) = set.join_next().await {
+        match res {
+            Ok((i, r)) => {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(r);
+                }
+            }
+            Err(e) => tracing::error!("host task failed: {e}"),
+        }
+    }
+    out.into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                let mut r = HostReport::new("?", "?", 0);
+                r.outcome = Outcome::NoExitStatus;
+                r.message = Some("internal error: host task panicked".into());
+                r
+            })
+        })
+        .collect()
+}
+
+/// Runs `command` on every target.
+pub async fn run_command(
+    targets: Vec<Target>,
+    command: String,
+    opts: ConnectOptions,
+    fan: FanOut,
+    sink: Option<EventSink>,
+) -> Vec<HostReport> {
+    let command = Arc::new(command);
+    let opts = Arc::new(opts);
+    let job_sink = sink.clone();
+    fan_out(targets, fan, sink, move |i, target| {
+        let (command, opts, sink) = (command.clone(), opts.clone(), job_sink.clone());
+        async move { run_one(i, &target, &command, &opts, sink).await }
+    })
+    .await
+}
+
+/// Runs `command` on one target.
+pub async fn run_one(
+    index: usize,
+    target: &Target,
+    command: &str,
+    opts: &ConnectOptions,
+    sink: Option<EventSink>,
+) -> HostReport {
+    let started = Instant::now();
+    let deadline = started + opts.timeout;
+    let mut report = HostReport::new(&target.label, &target.host, target.port);
+    let Some(conn) = connect(target, opts, deadline, &mut report).await else {
+        report.duration = started.elapsed();
+        return report;
+    };
+    exec(index, &conn.handle, command, deadline, sink, &mut report).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        conn.handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en"),
+    )
+    .await;
+    report.duration = started.elapsed();
+    report
+}
+
+struct LineSplitter {
+    host: usize,
+    stream: Stream,
+    buf: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn push(&mut self, data: &[u8], sink: &EventSink) {
+        self.buf.extend_from_slice(data);
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            sink(Event::Line {
+                host: self.host,
+                stream: self.stream,
+                line,
+            });
+        }
+    }
+
+    fn finish(&mut self, sink: &EventSink) {
+        if !self.buf.is_empty() {
+            sink(Event::Line {
+                host: self.host,
+                stream: self.stream,
+                line: std::mem::take(&mut self.buf),
+            });
+        }
+    }
+}
+
+/// Names of signals as OpenSSH sends them (without `SIG`).
+fn signal_name(sig: &Sig) -> String {
+    match sig {
+        Sig::Custom(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn exec(
+    index: usize,
+    handle: &russh::client::Handle<crate::session::Client>,
+    command: &str,
+    deadline: Instant,
+    sink: Option<EventSink>,
+    report: &mut HostReport,
+) {
+    let mut channel = match tokio::time::timeout_at(deadline, handle.channel_open_session()).await {
+        Err(_) => {
+            report.outcome = Outcome::Timeout {
+                phase: Phase::Command,
+            };
+            report.message = Some("no session channel before the deadline".into());
+            return;
+        }
+        Ok(Err(e)) => {
+            report.outcome = Outcome::NoExitStatus;
+            report.message = Some(format!("cannot open a session channel: {e}"));
+            return;
+        }
+        Ok(Ok(c)) => c,
+    };
+    if let Err(e) = channel.exec(true, command).await {
+        report.outcome = Outcome::NoExitStatus;
+        report.message = Some(format!("cannot start the command: {e}"));
+        return;
+    }
+    let mut out = LineSplitter {
+        host: index,
+        stream: Stream::Stdout,
+        buf: Vec::new(),
+    };
+    let mut err = LineSplitter {
+        host: index,
+        stream: Stream::Stderr,
+        buf: Vec::new(),
+    };
+    let mut exit_status = None;
+    let mut exit_signal = None;
+    let mut truncated = false;
+    loop {
+        match tokio::time::timeout_at(deadline, channel.wait()).await {
+            Err(_) => {
+                report.outcome = Outcome::Timeout {
+                    phase: Phase::Command,
+                };
+                report.message = Some(
+                    "the command was still running at the deadline (--timeout); sent TERM and closed the channel"
+                        .into(),
+                );
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+                    let _ = channel.signal(Sig::TERM).await;
+                    let _ = channel.close().await;
+                })
+                .await;
+                if let Some(s) = &sink {
+                    out.finish(s);
+                    err.finish(s);
+                }
+                return;
+            }
+            Ok(None) => break,
+            Ok(Some(msg)) => match msg {
+                ChannelMsg::Data { data } => {
+                    keep(&mut report.stdout, &data, &mut truncated);
+                    if let Some(s) = &sink {
+                        out.push(&data, s);
+                    }
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => {
+                    keep(&mut report.stderr, &data, &mut truncated);
+                    if let Some(s) = &sink {
+                        err.push(&data, s);
+                    }
+                }
+                ChannelMsg::ExitStatus { exit_status: code } => exit_status = Some(code),
+                ChannelMsg::ExitSignal {
+                    signal_name: sig, ..
+                } => exit_signal = Some(signal_name(&sig)),
+                ChannelMsg::Close => break,
+                _ => {}
+            },
+        }
+    }
+    if let Some(s) = &sink {
+        out.finish(s);
+        err.finish(s);
+    }
+    if truncated {
+        report.message = Some(format!(
+            "output beyond {} MiB per stream was not kept",
+            MAX_CAPTURE / (1024 * 1024)
+        ));
+    }
+    report.outcome = match (exit_signal, exit_status) {
+        (Some(name), _) => Outcome::Signal { name },
+        (None, Some(0)) => Outcome::Ok,
+        (None, Some(code)) => Outcome::Failed {
+            exit_code: Some(code),
+        },
+        (None, None) => {
+            report.message = Some("the channel closed without an exit status or signal".into());
+            Outcome::NoExitStatus
+        }
+    };
+}

@@ -1,0 +1,338 @@
+//! Targets: `[user@]host[:port]` or a `Host` alias from `~/.ssh/config`.
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+use crate::known_hosts::wildcard_match;
+
+/// A host to connect to, fully resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The target as the user wrote it (used as the label in output).
+    pub label: String,
+    /// Host name or address to connect to.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// `IdentityFile`s from the ssh config for this host.
+    pub identity_files: Vec<PathBuf>,
+    /// Directives from the ssh config that apply to this host and that we do not implement but
+    /// that do not change where we connect (e.g. `ServerAliveInterval`): `(file:line, directive)`.
+    pub ignored_directives: Vec<String>,
+}
+
+/// Defaults for parts a target does not give.
+#[derive(Debug, Clone, Default)]
+pub struct TargetDefaults {
+    /// `-u/--user`: overrides the config's `User` (but not `user@` in the target).
+    pub user: Option<String>,
+    /// `-p/--port`: overrides the config's `Port` (but not `:port` in the target).
+    pub port: Option<u16>,
+}
+
+/// Directives that decide where or how we connect; when one applies to a host we refuse rather
+/// than silently connect somewhere else.
+const REFUSED: &[&str] = &[
+    "proxyjump",
+    "proxycommand",
+    "hostkeyalias",
+    "match",
+    "include",
+    "canonicalizehostname",
+    "localcommand",
+    "remotecommand",
+    "certificatefile",
+    "userknownhostsfile",
+    "globalknownhostsfile",
+];
+
+#[derive(Debug, Clone)]
+struct Block {
+    patterns: Vec<String>,
+    options: Vec<(usize, String, String)>,
+}
+
+/// A parsed ssh client config (`~/.ssh/config`).
+#[derive(Debug, Clone, Default)]
+pub struct SshConfig {
+    path: PathBuf,
+    blocks: Vec<Block>,
+}
+
+impl SshConfig {
+    /// Loads `path`; a missing file is an empty config.
+    pub fn load(path: impl Into<PathBuf>) -> Result<Self, Error> {
+        let path = path.into();
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Self::parse(path, &t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self {
+                path,
+                blocks: Vec::new(),
+            }),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// `~/.ssh/config` (empty when there is no home directory or no file).
+    pub fn load_default() -> Result<Self, Error> {
+        match dirs::home_dir() {
+            Some(h) => Self::load(h.join(".ssh").join("config")),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// Parses config text that came from `path`.
+    pub fn parse(path: PathBuf, text: &str) -> Result<Self, Error> {
+        // Options before the first Host line apply to every host.
+        let mut blocks = vec![Block {
+            patterns: vec!["*".into()],
+            options: Vec::new(),
+        }];
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = split_option(line).ok_or_else(|| Error::Parse {
+                path: path.clone(),
+                line: i + 1,
+                reason: format!("expected `Keyword value`, got {line:?}"),
+            })?;
+            let key = key.to_ascii_lowercase();
+            if key == "host" {
+                blocks.push(Block {
+                    patterns: value.split_whitespace().map(str::to_string).collect(),
+                    options: Vec::new(),
+                });
+            } else if let Some(b) = blocks.last_mut() {
+                b.options.push((i + 1, key, unquote(value)));
+            }
+        }
+        Ok(Self { path, blocks })
+    }
+
+    /// Resolves a target string against this config and the defaults.
+    pub fn resolve(&self, spec: &str, defaults: &TargetDefaults) -> Result<Target, Error> {
+        let (user, host, port) = parse_spec(spec)?;
+        let mut host_name: Option<String> = None;
+        let mut cfg_user: Option<String> = None;
+        let mut cfg_port: Option<u16> = None;
+        let mut identity_files = Vec::new();
+        let mut ignored = Vec::new();
+        for block in &self.blocks {
+            if !host_matches(&block.patterns, &host) {
+                continue;
+            }
+            for (line, key, value) in &block.options {
+                let refuse = |directive: &str| Error::Unsupported {
+                    path: self.path.clone(),
+                    line: *line,
+                    directive: directive.to_string(),
+                    host: host.clone(),
+                };
+                match key.as_str() {
+                    "hostname" => {
+                        if host_name.is_none() {
+                            host_name = Some(value.replace("%h", &host));
+                        }
+                    }
+                    "user" => {
+                        if cfg_user.is_none() {
+                            cfg_user = Some(value.clone());
+                        }
+                    }
+                    "port" => {
+                        if cfg_port.is_none() {
+                            cfg_port = Some(value.parse().map_err(|_| Error::Parse {
+                                path: self.path.clone(),
+                                line: *line,
+                                reason: format!("bad Port {value:?}"),
+                            })?);
+                        }
+                    }
+                    "identityfile" => identity_files.push(expand_tilde(value)),
+                    "proxyjump" | "proxycommand" if value.eq_ignore_ascii_case("none") => {}
+                    k if REFUSED.contains(&k) => return Err(refuse(k)),
+                    k => ignored.push(format!("{}:{line}: {k}", self.path.display())),
+                }
+            }
+        }
+        let user = user
+            .or_else(|| defaults.user.clone())
+            .or(cfg_user)
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "root".to_string());
+        let port = port.or(defaults.port).or(cfg_port).unwrap_or(22);
+        Ok(Target {
+            label: spec.to_string(),
+            host: host_name.unwrap_or(host),
+            port,
+            user,
+            identity_files,
+            ignored_directives: ignored,
+        })
+    }
+}
+
+fn split_option(line: &str) -> Option<(&str, &str)> {
+    let idx = line.find(|c: char| c.is_whitespace() || c == '=')?;
+    let (k, rest) = line.split_at(idx);
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix('=').unwrap_or(rest).trim();
+    if k.is_empty() || rest.is_empty() {
+        return None;
+    }
+    Some((k, rest))
+}
+
+fn unquote(v: &str) -> String {
+    v.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(v)
+        .to_string()
+}
+
+fn host_matches(patterns: &[String], host: &str) -> bool {
+    let mut positive = false;
+    for p in patterns {
+        if let Some(neg) = p.strip_prefix('!') {
+            if wildcard_match(neg, host) {
+                return false;
+            }
+        } else if wildcard_match(p, host) {
+            positive = true;
+        }
+    }
+    positive
+}
+
+/// Expands a leading `~/` to the home directory.
+pub fn expand_tilde(p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/")
+        && let Some(home) = dirs::home_dir()
+    {
+        return home.join(rest);
+    }
+    PathBuf::from(p)
+}
+
+/// Splits `[user@]host[:port]` (IPv6 as `[::1]:22` or bare `::1`).
+pub fn parse_spec(spec: &str) -> Result<(Option<String>, String, Option<u16>), Error> {
+    let bad = |reason: &str| Error::BadTarget {
+        target: spec.to_string(),
+        reason: reason.to_string(),
+    };
+    if spec.is_empty() {
+        return Err(bad("empty target"));
+    }
+    if spec.chars().any(char::is_whitespace) {
+        return Err(bad("targets cannot contain spaces"));
+    }
+    let (user, rest) = match spec.rsplit_once('@') {
+        Some(("", _)) => return Err(bad("empty user before '@'")),
+        Some((u, r)) => (Some(u.to_string()), r),
+        None => (None, spec),
+    };
+    let parse_port = |p: &str| -> Result<u16, Error> {
+        match p.parse::<u16>() {
+            Ok(0) | Err(_) => Err(bad("port must be a number from 1 to 65535")),
+            Ok(n) => Ok(n),
+        }
+    };
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (h, after) = inner
+            .split_once(']')
+            .ok_or_else(|| bad("missing ']' after an IPv6 address"))?;
+        match after {
+            "" => (h.to_string(), None),
+            a => match a.strip_prefix(':') {
+                Some(p) => (h.to_string(), Some(parse_port(p)?)),
+                None => return Err(bad("expected ':port' after ']'")),
+            },
+        }
+    } else if rest.matches(':').count() > 1 {
+        (rest.to_string(), None)
+    } else if let Some((h, p)) = rest.split_once(':') {
+        (h.to_string(), Some(parse_port(p)?))
+    } else {
+        (rest.to_string(), None)
+    };
+    if host.is_empty() {
+        return Err(bad("empty host name"));
+    }
+    Ok((user, host, port))
+}
+
+/// Reads a hosts file: one target per line, `#` comments and blank lines ignored.
+pub fn read_hosts_file(path: &Path) -> Result<Vec<String>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        assert_eq!(
+            parse_spec("bob@h:2222").ok(),
+            Some((Some("bob".into()), "h".into(), Some(2222)))
+        );
+        assert_eq!(parse_spec("h").ok(), Some((None, "h".into(), None)));
+        assert_eq!(
+            parse_spec("[::1]:22").ok(),
+            Some((None, "::1".into(), Some(22)))
+        );
+        assert!(parse_spec("h:0").is_err());
+        assert!(parse_spec("h:x").is_err());
+        assert!(parse_spec("@h").is_err());
+    }
+
+    #[test]
+    fn config_alias_and_precedence() {
+        let cfg = SshConfig::parse(
+            "cfg".into(),
+            "Host web1\n  HostName 127.0.0.1\n  Port 2200\n  User deploy\n  IdentityFile /k\n  ServerAliveInterval 5\nHost jump*\n  ProxyJump bastion\nHost *\n  User nobody\n",
+        )
+        .unwrap();
+        let t = cfg.resolve("web1", &TargetDefaults::default()).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str()),
+            ("127.0.0.1", 2200, "deploy")
+        );
+        assert_eq!(t.identity_files, vec![PathBuf::from("/k")]);
+        assert_eq!(t.ignored_directives.len(), 1);
+        let t = cfg
+            .resolve(
+                "root@web1:22",
+                &TargetDefaults {
+                    user: Some("x".into()),
+                    port: Some(1),
+                },
+            )
+            .unwrap();
+        assert_eq!((t.port, t.user.as_str()), (22, "root"));
+        let t = cfg
+            .resolve(
+                "web1",
+                &TargetDefaults {
+                    user: Some("x".into()),
+                    port: Some(1),
+                },
+            )
+            .unwrap();
+        assert_eq!((t.port, t.user.as_str()), (1, "x"));
+        let err = cfg
+            .resolve("jumpy", &TargetDefaults::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("proxyjump"), "{err}");
+        let t = cfg.resolve("other", &TargetDefaults::default()).unwrap();
+        assert_eq!(t.user, "nobody");
+    }
+}
