@@ -1,5 +1,7 @@
 //! The command line: one module per command family.
 
+pub mod http;
+
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::exit::{self, EXIT_CODES_HELP};
@@ -19,6 +21,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// `opskit http|get|post|put|patch|delete|config`.
+    #[command(flatten)]
+    Http(Box<http::HttpCommand>),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions {
         /// The shell to generate completions for.
@@ -32,6 +37,7 @@ impl Command {
     /// Runs the command and returns the exit code.
     pub fn run(self) -> anyhow::Result<u8> {
         match self {
+            Command::Http(cmd) => cmd.run(),
             Command::Completions { shell } => {
                 let mut cmd = Cli::command();
                 clap_complete::generate(shell, &mut cmd, "opskit", &mut std::io::stdout());
