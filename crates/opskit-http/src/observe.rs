@@ -1,0 +1,176 @@
+//! Watching what the client does, for `--verbose` output and logs, with secrets redacted.
+
+use std::time::Duration;
+
+use http::{HeaderMap, Method, StatusCode};
+
+/// What replaces a secret in every event, log line and `Debug` output.
+pub const REDACTED: &str = "<redacted>";
+
+/// Header names whose values are always redacted.
+const SENSITIVE: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "private-token",
+    "x-vault-token",
+];
+
+/// Whether a header's value must never be shown.
+pub fn is_sensitive_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SENSITIVE.contains(&lower.as_str())
+        || lower.contains("token")
+        || lower.contains("secret")
+        || lower.contains("password")
+}
+
+/// Headers as `(name, value)` pairs with sensitive values replaced by [`REDACTED`].
+pub fn redact_headers(headers: &HeaderMap, extra_sensitive: &[String]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let name = k.as_str().to_string();
+            let value = if is_sensitive_header(&name)
+                || extra_sensitive
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(&name))
+            {
+                REDACTED.to_string()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+/// A URL with the values of sensitive query parameters replaced by [`REDACTED`].
+pub fn redact_url(url: &url::Url, extra_sensitive: &[String]) -> String {
+    if url.query().is_none() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut out = url.clone();
+    if out.password().is_some() {
+        let _ = out.set_password(Some(REDACTED));
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = is_sensitive_header(&k)
+                    || k.eq_ignore_ascii_case("key")
+                    || k.eq_ignore_ascii_case("api_key")
+                    || k.eq_ignore_ascii_case("apikey")
+                    || k.eq_ignore_ascii_case("access_token")
+                    || extra_sensitive.iter().any(|s| s.eq_ignore_ascii_case(&k));
+                (
+                    k.into_owned(),
+                    if secret {
+                        REDACTED.to_string()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        out.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    out.to_string()
+}
+
+/// One attempt about to be sent.
+#[derive(Debug, Clone)]
+pub struct RequestEvent {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The method.
+    pub method: Method,
+    /// The URL, secrets redacted.
+    pub url: String,
+    /// Request headers (auth included), secrets redacted.
+    pub headers: Vec<(String, String)>,
+    /// Body size when known.
+    pub body_len: Option<u64>,
+}
+
+/// The response headers of one attempt.
+#[derive(Debug, Clone)]
+pub struct ResponseEvent {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The method.
+    pub method: Method,
+    /// The final URL (after redirects), secrets redacted.
+    pub url: String,
+    /// The status.
+    pub status: StatusCode,
+    /// The HTTP version, e.g. `HTTP/1.1`.
+    pub version: String,
+    /// Response headers, secrets redacted.
+    pub headers: Vec<(String, String)>,
+    /// Time from sending to the response headers.
+    pub elapsed: Duration,
+    /// Whether the response was served from the cache.
+    pub from_cache: bool,
+}
+
+/// Why the client is waiting before doing something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitReason {
+    /// Backoff before retry number `retry`, after `cause` (e.g. "HTTP 503", "connect error").
+    Retry {
+        /// 1 for the first retry.
+        retry: u32,
+        /// What failed.
+        cause: String,
+        /// Whether the wait came from the server's `Retry-After`.
+        retry_after: bool,
+    },
+    /// The client-side quota for this host is used up.
+    RateLimit,
+    /// The server said the quota is used up (`RateLimit-Remaining: 0`).
+    ServerQuota,
+}
+
+/// A wait the client is about to do.
+#[derive(Debug, Clone)]
+pub struct WaitEvent {
+    /// The host concerned.
+    pub host: String,
+    /// How long.
+    pub wait: Duration,
+    /// Why.
+    pub reason: WaitReason,
+}
+
+/// Receives events about requests; the CLI implements it for `--verbose`.
+/// Every method has an empty default. Implementations must be cheap and never block.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use opskit_http::{ClientConfig, Observer, RequestEvent};
+/// #[derive(Default)]
+/// struct Lines(Mutex<Vec<String>>);
+/// impl Observer for Lines {
+///     fn on_request(&self, ev: &RequestEvent) {
+///         if let Ok(mut l) = self.0.lock() { l.push(format!("> {} {}", ev.method, ev.url)); }
+///     }
+/// }
+/// let cfg = ClientConfig::default().observer(Arc::new(Lines::default()));
+/// assert!(cfg.observer.is_some());
+/// ```
+pub trait Observer: Send + Sync {
+    /// An attempt is about to be sent.
+    fn on_request(&self, _event: &RequestEvent) {}
+    /// An attempt got its response headers.
+    fn on_response(&self, _event: &ResponseEvent) {}
+    /// The client is about to wait.
+    fn on_wait(&self, _event: &WaitEvent) {}
+    /// The server's rate-limit headers say few requests remain.
+    fn on_quota_low(&self, _host: &str, _remaining: u64) {}
+}

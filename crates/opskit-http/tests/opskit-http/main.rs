@@ -1,0 +1,1 @@
+//! Integration tests of opskit-http against a local axum fixture server.
