@@ -44,7 +44,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
         .unwrap_or("")
         .to_ascii_lowercase();
     let shown_url = engine::redact_url(resp.url(), &show::extra_sensitive(&plan));
-    let body = resp.bytes().await.map_err(|e| failure(e, plan.check_status))?;
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| failure(e, plan.check_status))?;
     if plan.parts.resp_body {
         write_body(&plan, &content_type, &body)?;
     }
@@ -225,7 +228,9 @@ fn write_body(plan: &Plan, content_type: &str, body: &[u8]) -> anyhow::Result<()
     let wants_json = plan.filter.is_some()
         || matches!(
             plan.format,
-            Some(OutputFormat::Json | OutputFormat::Ndjson | OutputFormat::Csv | OutputFormat::Table)
+            Some(
+                OutputFormat::Json | OutputFormat::Ndjson | OutputFormat::Csv | OutputFormat::Table
+            )
         );
     if plan.format == Some(OutputFormat::Raw) {
         out.write_all(body)?;
@@ -365,7 +370,8 @@ async fn download(
 ) -> anyhow::Result<u8> {
     let _ = printer;
     let url = plan.spec.url.as_str();
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}",
@@ -407,7 +413,10 @@ async fn download(
         let part = engine::partial_path(&dest);
         if dest.exists() && !part.exists() {
             std::fs::rename(&dest, &part).map_err(|e| {
-                Failure::new(code::FAILURE, format!("cannot resume {}: {e}", dest.display()))
+                Failure::new(
+                    code::FAILURE,
+                    format!("cannot resume {}: {e}", dest.display()),
+                )
             })?;
         }
     }
@@ -519,10 +528,13 @@ impl engine::Observer for HeadPrinter {
                         t.push('?');
                         t.push_str(q);
                     }
-                    (t, u.host_str().map(|h| match u.port() {
-                        Some(p) => format!("{h}:{p}"),
-                        None => h.to_owned(),
-                    }))
+                    (
+                        t,
+                        u.host_str().map(|h| match u.port() {
+                            Some(p) => format!("{h}:{p}"),
+                            None => h.to_owned(),
+                        }),
+                    )
                 })
                 .unwrap_or_else(|_| (ev.url.clone(), None));
             text.push_str(&format!("{} {} HTTP/1.1\n", ev.method, target.0));
@@ -572,7 +584,9 @@ impl engine::Observer for HeadPrinter {
             return;
         }
         let why = match &ev.reason {
-            engine::WaitReason::Retry { retry, cause, .. } => format!("retry {retry} after {cause}"),
+            engine::WaitReason::Retry { retry, cause, .. } => {
+                format!("retry {retry} after {cause}")
+            }
             engine::WaitReason::RateLimit => "client rate limit".into(),
             engine::WaitReason::ServerQuota => "server quota used up".into(),
         };

@@ -5,6 +5,7 @@
 //! [`exchange`] (the `opskit-http` engine) → [`render`] (+ [`filter`]) → stdout.
 
 pub mod args;
+pub mod exchange;
 pub mod filename;
 pub mod filter;
 pub mod items;
@@ -59,10 +60,7 @@ fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
     drop(stdout);
     crate::block_on(async move {
         tokio::select! {
-            r = async {
-                let _ = plan;
-                Err::<u8, anyhow::Error>(Failure::new(exit::code::FAILURE, "sending needs the opskit-http engine, which is not merged into this build yet").into())
-            } => r,
+            r = exchange::run(plan) => r,
             _ = tokio::signal::ctrl_c() => {
                 Err(Failure::new(exit::code::INTERRUPTED, "interrupted").into())
             }

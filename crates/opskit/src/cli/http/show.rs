@@ -13,17 +13,7 @@ pub const REDACTED: &str = "<redacted>";
 
 /// Whether a header's value is a secret (the engine's list plus the `--api-key` name).
 pub fn is_sensitive(name: &str, extra: &[String]) -> bool {
-    [
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-        "api-key",
-    ]
-    .iter()
-    .any(|n| n.eq_ignore_ascii_case(name))
-        || extra.iter().any(|e| e.eq_ignore_ascii_case(name))
+    opskit_http::is_sensitive_header(name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name))
 }
 
 /// Header or parameter names that hold a secret for this plan.
@@ -75,7 +65,7 @@ pub fn offline_text(plan: &Plan, with_headers: bool, with_body: bool) -> String 
 
 /// `METHOD /path?query HTTP/1.1`, `Host:` and the headers, secrets redacted.
 pub fn head_text(spec: &RequestSpec, extra: &[String]) -> String {
-    let url = spec.url.to_string();
+    let url = opskit_http::redact_url(&spec.url, extra);
     let parsed = url::Url::parse(&url).unwrap_or_else(|_| spec.url.clone());
     let mut target = parsed.path().to_owned();
     if let Some(q) = parsed.query() {

@@ -105,8 +105,8 @@ impl SecretRef {
     }
 
     /// The engine's secret source.
-    pub fn to_secret(&self) -> String {
-        self.0.clone()
+    pub fn to_secret(&self) -> opskit_http::Secret {
+        opskit_http::Secret::parse(&self.0)
     }
 
     /// A shell expression yielding the secret, for `--curl` (the value is never written out
