@@ -21,6 +21,12 @@ struct State {
     flaky_post_keys: Mutex<Vec<String>>,
     cache_hits: AtomicU32,
     tokens_issued: AtomicU32,
+    slow_started: AtomicU32,
+}
+
+fn state() -> &'static Arc<State> {
+    static STATE: OnceLock<Arc<State>> = OnceLock::new();
+    STATE.get_or_init(|| Arc::new(State::default()))
 }
 
 fn server() -> &'static str {
@@ -36,7 +42,7 @@ fn server() -> &'static str {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
-                let state = Arc::new(State::default());
+                let state = state().clone();
                 let app = axum::Router::new().fallback(
                     move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                         let state = state.clone();
@@ -275,6 +281,7 @@ async fn handle(
             r
         }
         "/slow" => {
+            state.slow_started.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(std::time::Duration::from_secs(10)).await;
             json_resp(200, json!({}))
         }
@@ -732,6 +739,40 @@ fn connection_refused_and_timeout_exit_3() {
         .assert()
         .code(3)
         .stderr(predicate::str::contains("timeout"));
+}
+
+#[test]
+fn ctrl_c_exits_130() {
+    let tmp = tempfile::tempdir().unwrap();
+    let before = state().slow_started.load(Ordering::SeqCst);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+        .args(["get", &url("/slow"), "--timeout", "60s"])
+        .env("OPSKIT_CONFIG", tmp.path().join("none.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while state().slow_started.load(Ordering::SeqCst) == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "request never reached the server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
 }
 
 #[test]

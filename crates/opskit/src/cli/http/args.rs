@@ -122,7 +122,7 @@ pub struct HttpOptions {
     /// Deadline for opening the connection.
     #[arg(long, value_name = "DURATION", help_heading = "Reliability")]
     pub connect_timeout: Option<Span>,
-    /// Retries on connection errors, 429 and 502/503/504 (honours Retry-After).
+    /// Retries (default 3) on connection errors, 408, 429 and 500/502/503/504; honours Retry-After.
     #[arg(long, value_name = "N", help_heading = "Reliability")]
     pub retries: Option<u32>,
     /// Also retry POST/PATCH, with an automatic Idempotency-Key header.
