@@ -745,7 +745,7 @@ fn connection_refused_and_timeout_exit_3() {
 fn ctrl_c_exits_130() {
     let tmp = tempfile::tempdir().unwrap();
     let before = state().slow_started.load(Ordering::SeqCst);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
         .args(["get", &url("/slow"), "--timeout", "60s"])
         .env("OPSKIT_CONFIG", tmp.path().join("none.toml"))
         .stdout(std::process::Stdio::null())
