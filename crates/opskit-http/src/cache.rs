@@ -167,6 +167,19 @@ impl Cache {
             }
             h.update(b"\n");
         }
+        // credentials set per request are part of the identity too
+        let mut secret_headers: Vec<(&str, &[u8])> = headers
+            .iter()
+            .filter(|(k, _)| crate::observe::is_sensitive_header(k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        secret_headers.sort();
+        for (k, v) in secret_headers {
+            h.update(k.as_bytes());
+            h.update(b":");
+            h.update(v);
+            h.update(b"\n");
+        }
         h.update(b"identity:");
         h.update(identity.as_bytes());
         hex::encode(h.finalize())

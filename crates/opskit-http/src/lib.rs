@@ -57,3 +57,7 @@ pub use secret::Secret;
 
 pub use http::{HeaderMap, Method, StatusCode};
 pub use url::Url;
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

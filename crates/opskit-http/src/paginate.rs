@@ -147,6 +147,8 @@ struct State {
     pages: u64,
     items: u64,
     origin: Option<url::Origin>,
+    /// An error found after a page's items, reported after they are yielded.
+    pending: Option<Error>,
 }
 
 fn with_param(mut rb: RequestBuilder, name: &str, value: String) -> RequestBuilder {
@@ -204,8 +206,12 @@ pub(crate) fn paginate(
         pages: 0,
         items: 0,
         origin: None,
+        pending: None,
     };
     futures::stream::try_unfold(state, |mut st| async move {
+        if let Some(e) = st.pending.take() {
+            return Err(e);
+        }
         let Some(rb) = st.next.take() else {
             return Ok(None);
         };
@@ -231,7 +237,10 @@ pub(crate) fn paginate(
             items.truncate(usize::try_from(left).unwrap_or(usize::MAX));
         }
         st.items += items.len() as u64;
-        st.next = next_request(&mut st, &url, &headers, &body, got)?;
+        match next_request(&mut st, &url, &headers, &body, got) {
+            Ok(next) => st.next = next,
+            Err(e) => st.pending = Some(e),
+        }
         Ok(Some((items, st)))
     })
     .map_ok(|items| futures::stream::iter(items.into_iter().map(Ok)))

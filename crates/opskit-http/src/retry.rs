@@ -184,10 +184,10 @@ pub(crate) fn retry_after_from(headers: &HeaderMap) -> Option<Duration> {
 ///
 /// ```
 /// use opskit_http::RetryBudget;
-/// let b = RetryBudget::new(0.1, 5);
+/// let b = RetryBudget::new(0.25, 5);
 /// for _ in 0..5 { assert!(b.try_withdraw()); }
 /// assert!(!b.try_withdraw());      // reserve spent
-/// for _ in 0..10 { b.deposit(); }  // ten requests earn one retry
+/// for _ in 0..4 { b.deposit(); }   // four requests earn one retry
 /// assert!(b.try_withdraw());
 /// ```
 #[derive(Clone)]
@@ -239,7 +239,7 @@ impl RetryBudget {
     /// Take one retry from the budget; `false` when none is left.
     pub fn try_withdraw(&self) -> bool {
         match self.state.lock() {
-            Ok(mut s) if *s >= 1.0 => {
+            Ok(mut s) if *s >= 1.0 - 1e-9 => {
                 *s -= 1.0;
                 true
             }

@@ -1,1 +1,14 @@
-//! Integration tests of opskit-http against a local axum fixture server.
+//! Integration tests of opskit-http against a local axum fixture server on 127.0.0.1:0.
+
+mod fixture;
+mod support;
+
+mod auth;
+mod cache;
+mod errors;
+mod pagination;
+mod ratelimit;
+mod retry;
+mod timeouts;
+mod tls;
+mod transfer;

@@ -1,0 +1,146 @@
+use std::time::Duration;
+
+use opskit_http::{Auth, CacheConfig, Client, Secret, StatusCode};
+use serde_json::Value;
+
+use crate::fixture::Fixture;
+use crate::support::config;
+
+async fn get(client: &Client, path: &str) -> (Value, bool) {
+    let r = client.get(path).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cached = r.from_cache();
+    (r.json().await.unwrap(), cached)
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_responses_are_served_from_memory_until_the_ttl() {
+    let fx = Fixture::start().await;
+    let client =
+        Client::new(config(&fx.base()).cache(CacheConfig::new(Duration::from_secs(60)))).unwrap();
+    let (a, hit_a) = get(&client, "whoami").await;
+    let (b, hit_b) = get(&client, "whoami").await;
+    assert!(!hit_a && hit_b);
+    assert_eq!(a, b);
+    assert_eq!(fx.state.count("whoami"), 1);
+    // POST is never cached, and no_cache bypasses
+    client.get("whoami").no_cache().send().await.unwrap();
+    assert_eq!(fx.state.count("whoami"), 2);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let (_, hit) = get(&client, "whoami").await;
+    assert!(!hit);
+    assert_eq!(fx.state.count("whoami"), 3);
+}
+
+#[tokio::test]
+async fn the_cache_never_crosses_auth_identities() {
+    let fx = Fixture::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CacheConfig::new(Duration::from_secs(600)).dir(dir.path());
+    let alice = Client::new(
+        config(&fx.base())
+            .cache(cache.clone())
+            .auth(Auth::Bearer(Secret::value("alice"))),
+    )
+    .unwrap();
+    let bob = Client::new(
+        config(&fx.base())
+            .cache(cache.clone())
+            .auth(Auth::Bearer(Secret::value("bob"))),
+    )
+    .unwrap();
+    let (a, _) = get(&alice, "whoami").await;
+    let (b, hit) = get(&bob, "whoami").await;
+    assert_eq!(a["who"], "Bearer alice");
+    assert_eq!(b["who"], "Bearer bob");
+    assert!(!hit);
+    // per-request credentials are part of the key too
+    let anon = Client::new(config(&fx.base()).cache(cache)).unwrap();
+    let r: Value = anon
+        .get("whoami")
+        .header("Authorization", "Bearer carol")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["who"], "Bearer carol");
+    let r: Value = anon
+        .get("whoami")
+        .header("Authorization", "Bearer dave")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["who"], "Bearer dave");
+    // and the same identity does hit
+    let (a2, hit) = get(&alice, "whoami").await;
+    assert!(hit);
+    assert_eq!(a2, a);
+    // secrets never reach the disk
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let text = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert!(!text.contains("\"authorization\""));
+    }
+}
+
+#[tokio::test]
+async fn the_disk_cache_survives_a_restart() {
+    let fx = Fixture::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CacheConfig::new(Duration::from_secs(600)).dir(dir.path());
+    {
+        let c = Client::new(config(&fx.base()).cache(cache.clone())).unwrap();
+        get(&c, "whoami").await;
+    }
+    let c = Client::new(config(&fx.base()).cache(cache)).unwrap();
+    let (v, hit) = get(&c, "whoami").await;
+    assert!(hit);
+    assert_eq!(v["served"], 1);
+    assert_eq!(fx.state.count("whoami"), 1);
+}
+
+#[tokio::test]
+async fn no_store_is_respected() {
+    let fx = Fixture::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(
+        config(&fx.base()).cache(CacheConfig::new(Duration::from_secs(600)).dir(dir.path())),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let (_, hit) = get(&client, "nostore").await;
+        assert!(!hit);
+    }
+    assert_eq!(fx.state.count("nostore"), 3);
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_entries_are_revalidated_with_etag_and_a_304_reuses_the_body() {
+    let fx = Fixture::start().await;
+    let client =
+        Client::new(config(&fx.base()).cache(CacheConfig::new(Duration::from_secs(30)))).unwrap();
+    let (first, _) = get(&client, "cached").await;
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let (second, hit) = get(&client, "cached").await;
+    assert!(hit);
+    assert_eq!(first, second);
+    assert_eq!(fx.state.count("cached-200"), 1);
+    assert_eq!(fx.state.count("cached-304"), 1);
+    let sent = fx.state.hits("/cached");
+    assert_eq!(sent[1].headers.get("if-none-match").unwrap(), "\"v1\"");
+    // revalidated: fresh again for another TTL
+    let (_, hit) = get(&client, "cached").await;
+    assert!(hit);
+    assert_eq!(fx.state.hits("/cached").len(), 2);
+}
