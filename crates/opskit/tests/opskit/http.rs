@@ -718,6 +718,18 @@ fn check_status_maps_4xx_and_5xx_to_exit_codes() {
 }
 
 #[test]
+fn a_ca_bundle_that_is_not_pem_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    opskit(tmp.path())
+        .args(["get", &url("/users"), "--ca-bundle", ca.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("ca.pem"));
+}
+
+#[test]
 fn connection_refused_and_timeout_exit_3() {
     let tmp = tempfile::tempdir().unwrap();
     let port = {

@@ -134,6 +134,9 @@ pub struct HttpOptions {
     /// Exit 4 on a 4xx and 5 on a 5xx response (like raise_for_status).
     #[arg(long, help_heading = "Reliability")]
     pub check_status: bool,
+    /// Extra CA certificates (PEM) to trust, e.g. an internal CA (like requests' verify=PATH).
+    #[arg(long, value_name = "FILE", help_heading = "Reliability")]
+    pub ca_bundle: Option<PathBuf>,
     /// Cache successful GET responses on disk for this long (e.g. 5m).
     #[arg(long, value_name = "TTL", help_heading = "Reliability")]
     pub cache: Option<Span>,

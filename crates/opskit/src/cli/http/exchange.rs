@@ -92,6 +92,9 @@ fn client_config(plan: &Plan, printer: Arc<HeadPrinter>) -> anyhow::Result<engin
             })?;
         cfg.cache = Some(engine::CacheConfig::new(ttl).dir(dir));
     }
+    if let Some(ca) = &plan.ca_bundle {
+        cfg.tls.ca_bundle = Some(ca.clone());
+    }
     cfg.auth = auth(&plan.auth);
     if printer.any() {
         cfg.observer = Some(printer);

@@ -57,6 +57,9 @@ pub struct Profile {
     pub cache: Option<Span>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_status: Option<bool>,
+    /// Extra CA certificates (PEM) to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paginate: Option<PaginateConfig>,
 }
