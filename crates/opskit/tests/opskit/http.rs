@@ -973,6 +973,41 @@ total_pages = "/total_pages"
     assert_eq!(v["headers"]["x-team"], "ops");
 }
 
+#[test]
+fn the_default_profile_never_sends_its_credentials_to_another_origin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        r#"
+default_profile = "other"
+[profiles.other]
+base_url = "http://127.0.0.1:9/api"
+headers = { X-Team = "ops" }
+[profiles.other.auth]
+type = "bearer"
+token = "tok-abc"
+"#,
+    );
+    // an absolute URL elsewhere: the default profile is not applied
+    let v = stdout_json(&run_ok(
+        opskit(tmp.path())
+            .env("OPSKIT_CONFIG", &cfg)
+            .args(["get", &url("/echo")]),
+    ));
+    assert!(v["headers"].get("authorization").is_none(), "{v}");
+    assert!(v["headers"].get("x-team").is_none(), "{v}");
+    // named explicitly, it is
+    let v = stdout_json(&run_ok(
+        opskit(tmp.path()).env("OPSKIT_CONFIG", &cfg).args([
+            "get",
+            &url("/echo"),
+            "--profile",
+            "other",
+        ]),
+    ));
+    assert_eq!(v["headers"]["x-team"], "ops");
+}
+
 // ---------------------------------------------------------------- output and filters
 
 #[test]

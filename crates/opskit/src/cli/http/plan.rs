@@ -139,6 +139,11 @@ pub fn build(
         }
     })?;
     let (profile_name, prof) = match selected {
+        // The file's default_profile only applies to its own API: an absolute URL to another
+        // origin must not receive that profile's credentials and headers.
+        Some((_, p)) if o.profile.is_none() && !same_origin(url, p.base_url.as_ref()) => {
+            (None, Profile::default())
+        }
         Some((n, p)) => (Some(n), p),
         None => (None, Profile::default()),
     };
@@ -364,6 +369,17 @@ fn page_plan(o: &HttpOptions, p: PaginateConfig) -> anyhow::Result<PagePlan> {
         max_pages: o.max_pages,
         max_items: o.max_items,
     })
+}
+
+/// Whether `raw` is relative, or absolute with the same scheme, host and port as `base`.
+fn same_origin(raw: &str, base: Option<&url::Url>) -> bool {
+    if !(raw.starts_with("http://") || raw.starts_with("https://")) {
+        return true;
+    }
+    match (url::Url::parse(raw), base) {
+        (Ok(u), Some(b)) => u.origin() == b.origin(),
+        _ => false,
+    }
 }
 
 /// Whether stdin holds data meant as a body: a pipe or a regular file, never a terminal or
