@@ -824,6 +824,25 @@ fn retries_follow_retry_after_and_post_needs_retry_unsafe() {
 }
 
 #[test]
+fn rate_limit_makes_the_client_wait_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_ok(opskit(tmp.path()).args([
+        "get",
+        &url("/link"),
+        "--paginate",
+        "--rate",
+        "2/s",
+        "--print",
+        "Hb",
+        "--output",
+        "ndjson",
+    ]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), TOTAL as usize);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("client rate limit"), "{err}");
+}
+
+#[test]
 fn cache_serves_the_second_get_from_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let a = stdout_json(&run_ok(opskit(tmp.path()).args([
