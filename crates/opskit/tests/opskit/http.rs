@@ -605,6 +605,37 @@ fn basic_auth_with_password_from_each_source() {
 }
 
 #[test]
+fn auth_without_password_prompts_on_the_terminal() {
+    // `script` (util-linux) gives opskit a pseudo-terminal; the password is typed into it.
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("opskit");
+    let cmd = format!(
+        "{} get {} --auth ops --check-status",
+        bin.display(),
+        url("/basic")
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("OPSKIT_CONFIG", tmp.path().join("none.toml"))
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("`script` from util-linux is needed for the terminal prompt test");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"s3cret\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("password for ops"), "{text}");
+    assert!(text.contains("\"user\": \"ops\""), "{text}");
+}
+
+#[test]
 fn bearer_and_api_key_auth() {
     let tmp = tempfile::tempdir().unwrap();
     run_ok(opskit(tmp.path()).env("TOK", "tok-abc").args([
@@ -837,7 +868,10 @@ fn rate_limit_makes_the_client_wait_and_says_so() {
         "--output",
         "ndjson",
     ]));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), TOTAL as usize);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        TOTAL as usize
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("client rate limit"), "{err}");
 }
