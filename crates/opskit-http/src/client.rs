@@ -517,6 +517,8 @@ impl Client {
             }
             let cred = self.inner.auth.credential().await?;
             let generation = cred.generation;
+            // the overall retry deadline also bounds the attempt in flight
+            let retry_cap = policy.deadline.map(|d| d.saturating_sub(start.elapsed()));
             let outcome = self
                 .attempt(
                     rb,
@@ -526,6 +528,7 @@ impl Client {
                     idem_key.as_deref(),
                     conditional,
                     attempt,
+                    retry_cap,
                 )
                 .await;
 
@@ -559,6 +562,10 @@ impl Client {
                         ..
                     }
                     | Error::Transport { .. } => (Failure::Read, format!("read failed: {e}")),
+                    Error::Timeout {
+                        phase: TimeoutPhase::RetryDeadline,
+                        ..
+                    } => return self.give_up(outcome, attempt, retries).await,
                     _ => return outcome,
                 },
             };
@@ -655,6 +662,7 @@ impl Client {
         idem_key: Option<&str>,
         conditional: &HeaderMap,
         attempt: u32,
+        retry_cap: Option<Duration>,
     ) -> Result<Response, Error> {
         let shown = self.redact(url);
         let mut target = url.clone();
@@ -725,7 +733,11 @@ impl Client {
                 body_len: rb.body.len(),
             });
         }
-        let timeout = rb.timeout.unwrap_or(self.inner.cfg.timeouts.request);
+        let request_timeout = rb.timeout.unwrap_or(self.inner.cfg.timeouts.request);
+        let (timeout, phase) = match retry_cap {
+            Some(cap) if cap < request_timeout => (cap, TimeoutPhase::RetryDeadline),
+            _ => (request_timeout, TimeoutPhase::Request),
+        };
         *req.timeout_mut() = None;
         let sent = Instant::now();
         let deadline = sent + timeout;
@@ -733,7 +745,7 @@ impl Client {
         let resp = match tokio::time::timeout_at(deadline, self.inner.http.execute(req)).await {
             Err(_) => {
                 return Err(Error::Timeout {
-                    phase: TimeoutPhase::Request,
+                    phase,
                     after: timeout,
                     url: shown,
                 });

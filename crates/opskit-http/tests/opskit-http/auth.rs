@@ -224,3 +224,22 @@ async fn a_401_that_persists_is_returned_after_one_replay() {
     assert!(matches!(err, Error::Auth { .. }), "{err:?}");
     assert!(!err.to_string().contains("wrong-refresh"));
 }
+
+#[tokio::test]
+async fn oauth2_client_secret_post_and_a_refused_client() {
+    let fx = Fixture::start().await;
+    let mut o = oauth(&fx);
+    o.client_auth = opskit_http::ClientAuthMethod::Body;
+    let client = Client::new(ClientConfig::new(fx.base()).auth(Auth::OAuth2(o))).unwrap();
+    let r = client.get("protected").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let token_req = &fx.state.hits("/oauth/token")[0];
+    assert!(token_req.headers.get("authorization").is_none());
+
+    let bad = OAuth2ClientCredentials::new(fx.url("/oauth/token"), "cid", Secret::value("wrong"));
+    let client = Client::new(ClientConfig::new(fx.base()).auth(Auth::OAuth2(bad))).unwrap();
+    let err = client.get("protected").send().await.unwrap_err();
+    assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+    assert!(err.to_string().contains("401"));
+    assert!(!err.to_string().contains("wrong"));
+}

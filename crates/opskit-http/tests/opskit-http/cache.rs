@@ -144,3 +144,17 @@ async fn stale_entries_are_revalidated_with_etag_and_a_304_reuses_the_body() {
     assert!(hit);
     assert_eq!(fx.state.hits("/cached").len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn stale_entries_are_revalidated_with_last_modified() {
+    let fx = Fixture::start().await;
+    let client =
+        Client::new(config(&fx.base()).cache(CacheConfig::new(Duration::from_secs(30)))).unwrap();
+    let (first, _) = get(&client, "lastmod").await;
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let (second, hit) = get(&client, "lastmod").await;
+    assert!(hit);
+    assert_eq!(first, second);
+    assert_eq!(fx.state.count("lastmod-200"), 1);
+    assert_eq!(fx.state.count("lastmod-304"), 1);
+}

@@ -106,6 +106,7 @@ pub fn router(state: Arc<FixtureState>) -> Router {
         .route("/whoami", get(whoami))
         .route("/cached", get(cached))
         .route("/nostore", get(nostore))
+        .route("/lastmod", get(lastmod))
         .route("/quota", get(quota))
         .route("/pages/number", get(pages_number))
         .route("/pages/offset", get(pages_offset))
@@ -271,10 +272,13 @@ async fn oauth_token(State(st): St, headers: HeaderMap, body: Bytes) -> Response
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if auth != "Basic Y2lkOmNzZWNyZXQ=" {
+    let f = form_fields(&body);
+    // client_secret_post: in the form
+    let in_body = f.get("client_id").map(String::as_str) == Some("cid")
+        && f.get("client_secret").map(String::as_str) == Some("csecret");
+    if auth != "Basic Y2lkOmNzZWNyZXQ=" && !in_body {
         return (StatusCode::UNAUTHORIZED, "bad client").into_response();
     }
-    let f = form_fields(&body);
     if f.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return (StatusCode::BAD_REQUEST, "bad grant").into_response();
     }
@@ -354,6 +358,25 @@ async fn cached(State(st): St, headers: HeaderMap) -> Response {
             (header::CACHE_CONTROL, "max-age=60"),
         ],
         axum::Json(json!({"version": 1, "served": n})),
+    )
+        .into_response()
+}
+
+const LAST_MODIFIED: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
+
+async fn lastmod(State(st): St, headers: HeaderMap) -> Response {
+    if headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        == Some(LAST_MODIFIED)
+    {
+        st.bump("lastmod-304");
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let n = st.bump("lastmod-200");
+    (
+        [(header::LAST_MODIFIED, LAST_MODIFIED)],
+        axum::Json(json!({"served": n})),
     )
         .into_response()
 }

@@ -164,3 +164,24 @@ async fn a_server_that_never_accepts_hits_the_connect_timeout() {
     );
     drop(listener);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_retry_deadline_also_bounds_the_attempt_in_flight() {
+    let fx = Fixture::start().await;
+    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
+    let client = Client::new(ClientConfig::new(fx.base()).retry(policy)).unwrap();
+    let start = Instant::now();
+    let err = client.get("stall").send().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                phase: TimeoutPhase::RetryDeadline,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(start.elapsed() <= Duration::from_secs(5));
+    assert_eq!(fx.state.count("stall"), 1);
+}
