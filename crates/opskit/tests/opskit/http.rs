@@ -510,6 +510,20 @@ fn offline_prints_the_request_with_secrets_redacted() {
 }
 
 #[test]
+fn offline_prints_only_the_parts_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_ok(opskit(tmp.path()).args([
+        "post",
+        "http://127.0.0.1:9/servers",
+        "--offline",
+        "--print",
+        "B",
+        "name=web",
+    ]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"name\":\"web\"}\n");
+}
+
+#[test]
 fn curl_output_keeps_secret_references_as_shell_expressions() {
     let tmp = tempfile::tempdir().unwrap();
     let out = run_ok(opskit(tmp.path()).args([

@@ -52,7 +52,13 @@ fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
                 );
             }
         } else {
-            let text = show::offline_text(&plan, true, true);
+            // like HTTPie: the request head and body, or the request parts --print names
+            let (h, b) = if plan.print_explicit {
+                (plan.parts.req_headers, plan.parts.req_body)
+            } else {
+                (true, true)
+            };
+            let text = show::offline_text(&plan, h, b);
             stdout.write_all(text.as_bytes())?;
         }
         return Ok(exit::code::OK);

@@ -107,6 +107,8 @@ pub struct Plan {
     pub resume: bool,
     pub offline: bool,
     pub curl: bool,
+    /// `--print`/`-v` was given (so `--offline` prints only those parts).
+    pub print_explicit: bool,
 }
 
 impl Plan {
@@ -255,6 +257,7 @@ pub fn build(
         resume: o.resume,
         offline: o.offline,
         curl: o.curl,
+        print_explicit: o.print.is_some() || o.verbose,
     })
 }
 
