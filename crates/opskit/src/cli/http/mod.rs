@@ -64,14 +64,26 @@ fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
         return Ok(exit::code::OK);
     }
     drop(stdout);
-    crate::block_on(async move {
+    let outcome = crate::block_on(async move {
         tokio::select! {
             r = exchange::run(plan) => r,
             _ = tokio::signal::ctrl_c() => {
                 Err(Failure::new(exit::code::INTERRUPTED, "interrupted").into())
             }
         }
-    })?
+    })?;
+    match outcome {
+        // `opskit get … | head`: the reader left; stop quietly like other Unix tools
+        Err(e) if is_broken_pipe(&e) => Ok(exit::code::OK),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn config_command(action: ConfigAction) -> anyhow::Result<u8> {
