@@ -876,7 +876,7 @@ fn rate_limit_makes_the_client_wait_and_says_so() {
         &url("/link"),
         "--paginate",
         "--rate",
-        "2/s",
+        "1/s",
         "--print",
         "Hb",
         "--output",
