@@ -567,7 +567,7 @@ fn verbose_redacts_secrets_in_headers_and_query() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(all.contains("GET /apikey"), "{all}");
+    assert!(all.contains("GET /apikey?api_key=%3Credacted%3E"), "{all}");
     assert!(all.contains("<redacted>"), "{all}");
     assert!(!all.contains("k-123"), "{all}");
     assert!(!all.contains("abcdef"), "{all}");

@@ -491,6 +491,8 @@ pub struct HeadPrinter {
     extra: Vec<String>,
     body_preview: Option<String>,
     printed_body: Mutex<bool>,
+    /// A query-string API key the engine adds after reporting the URL: shown redacted.
+    query_key: Option<String>,
 }
 
 impl HeadPrinter {
@@ -501,6 +503,14 @@ impl HeadPrinter {
             extra: show::extra_sensitive(plan),
             body_preview: plan.spec.body_preview(),
             printed_body: Mutex::new(false),
+            query_key: match &plan.auth {
+                AuthPlan::ApiKey {
+                    name,
+                    location: KeyLocation::Query,
+                    ..
+                } => Some(name.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -525,7 +535,12 @@ impl engine::Observer for HeadPrinter {
         let mut text = String::new();
         if self.parts.req_headers {
             let target = url::Url::parse(&ev.url)
-                .map(|u| {
+                .map(|mut u| {
+                    if let Some(k) = &self.query_key
+                        && !u.query_pairs().any(|(n, _)| n == k.as_str())
+                    {
+                        u.query_pairs_mut().append_pair(k, show::REDACTED);
+                    }
                     let mut t = u.path().to_owned();
                     if let Some(q) = u.query() {
                         t.push('?');
