@@ -1248,6 +1248,18 @@ fn profile_errors_name_the_key_and_line() {
 }
 
 #[test]
+fn http_help_lists_items_and_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    opskit(tmp.path())
+        .args(["get", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("field:=json"))
+        .stdout(predicate::str::contains("Exit codes:"))
+        .stdout(predicate::str::contains("130"));
+}
+
+#[test]
 fn version_touches_neither_config_nor_network() {
     let tmp = tempfile::tempdir().unwrap();
     // a config file that would fail to parse, and a profile that does not exist

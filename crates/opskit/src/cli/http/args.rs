@@ -23,7 +23,10 @@ Request items:
 A backslash makes a separator literal: key\\=with\\=equals=value.
 Piped stdin is the body of POST/PUT/PATCH when no field item is given (--ignore-stdin to stop).
 
-Secrets (--auth, --bearer, --api-key, profiles) may be env:VAR, file:PATH or cmd:COMMAND.";
+Secrets (--auth, --bearer, --api-key, profiles) may be env:VAR, file:PATH or cmd:COMMAND.
+
+Exit codes: 0 success, 2 bad flag/item/profile, 3 connection failure or timeout,
+4 HTTP 4xx and 5 HTTP 5xx with --check-status, 130 interrupted, 1 anything else.";
 
 /// `opskit http …`, the method shortcuts and `opskit config …`.
 #[derive(Debug, Subcommand)]
