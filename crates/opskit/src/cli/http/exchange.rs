@@ -28,7 +28,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
         .map_err(|_| Failure::usage(format!("bad HTTP method `{}`", plan.spec.method)))?;
 
     if plan.download {
-        return download(&client, &plan, &printer).await;
+        return download(&client, &plan).await;
     }
     let rb = builder(&client, method, &plan).await?;
     if let Some(pages) = &plan.paginate {
@@ -235,7 +235,7 @@ fn write_body(plan: &Plan, content_type: &str, body: &[u8]) -> anyhow::Result<()
                 OutputFormat::Json | OutputFormat::Ndjson | OutputFormat::Csv | OutputFormat::Table
             )
         );
-    if plan.format == Some(OutputFormat::Raw) {
+    if plan.format == Some(OutputFormat::Raw) || body.is_empty() {
         out.write_all(body)?;
         return Ok(());
     }
@@ -366,12 +366,7 @@ async fn paginate(rb: engine::RequestBuilder, plan: &Plan, pages: &PagePlan) -> 
     outcome.map(|()| code::OK)
 }
 
-async fn download(
-    client: &engine::Client,
-    plan: &Plan,
-    printer: &HeadPrinter,
-) -> anyhow::Result<u8> {
-    let _ = printer;
+async fn download(client: &engine::Client, plan: &Plan) -> anyhow::Result<u8> {
     let url = plan.spec.url.as_str();
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
