@@ -280,8 +280,13 @@ async fn handle(
                 .insert(header::CACHE_CONTROL, "max-age=600".parse().unwrap());
             r
         }
-        "/slow" => {
+        "/hang" => {
+            // only the Ctrl-C test calls this, so the counter is its own
             state.slow_started.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            json_resp(200, json!({}))
+        }
+        "/slow" => {
             tokio::time::sleep(std::time::Duration::from_secs(10)).await;
             json_resp(200, json!({}))
         }
@@ -803,7 +808,7 @@ fn ctrl_c_exits_130() {
     let tmp = tempfile::tempdir().unwrap();
     let before = state().slow_started.load(Ordering::SeqCst);
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
-        .args(["get", &url("/slow"), "--timeout", "60s"])
+        .args(["get", &url("/hang"), "--timeout", "60s"])
         .env("OPSKIT_CONFIG", tmp.path().join("none.toml"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
