@@ -804,6 +804,49 @@ fn connection_refused_and_timeout_exit_3() {
 }
 
 #[test]
+fn connect_timeout_exits_3() {
+    // A listener with a backlog of 1 that never accepts: once its queue is full the kernel drops
+    // further SYNs, so opskit's connection hangs in the connect phase.
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (listener, _fillers, addr) = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..8 {
+            match tokio::time::timeout(
+                std::time::Duration::from_millis(200),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            {
+                Ok(Ok(s)) => fillers.push(s),
+                _ => break,
+            }
+        }
+        (listener, fillers, addr)
+    });
+    opskit(tmp.path())
+        .args([
+            "get",
+            &format!("http://{addr}/"),
+            "--connect-timeout",
+            "300ms",
+            "--retries",
+            "0",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("timeout"));
+    drop(listener);
+}
+
+#[test]
 fn ctrl_c_exits_130() {
     let tmp = tempfile::tempdir().unwrap();
     let before = state().slow_started.load(Ordering::SeqCst);
