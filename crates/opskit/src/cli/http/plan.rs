@@ -406,3 +406,26 @@ fn stdin_is_data() -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn print_letters() {
+        let p = Parts::parse("Hb").unwrap();
+        assert!(p.req_headers && p.resp_body && !p.req_body && !p.resp_headers);
+        let e = Parts::parse("Hx").unwrap_err();
+        assert!(e.message.contains("`x`"), "{}", e.message);
+    }
+
+    #[test]
+    fn origins() {
+        let base = url::Url::parse("https://cmdb.example/api/v1").unwrap();
+        assert!(same_origin("/hosts", Some(&base)));
+        assert!(same_origin("https://cmdb.example/other", Some(&base)));
+        assert!(!same_origin("https://evil.example/api/v1", Some(&base)));
+        assert!(!same_origin("http://cmdb.example/api/v1", Some(&base)));
+        assert!(!same_origin("https://cmdb.example/x", None));
+    }
+}
