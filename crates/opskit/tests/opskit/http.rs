@@ -684,8 +684,13 @@ fn bearer_and_api_key_auth() {
         .args(["get", &url("/bearer"), "--bearer", "env:UNSET_TOKEN_VAR"])
         .env_remove("UNSET_TOKEN_VAR")
         .assert()
-        .failure()
+        .code(2)
         .stderr(predicate::str::contains("UNSET_TOKEN_VAR"));
+    opskit(tmp.path())
+        .args(["get", &url("/bearer"), "--bearer", "file:/no/such/token"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/no/such/token"));
 }
 
 fn write_config(tmp: &Path, text: &str) -> std::path::PathBuf {

@@ -204,6 +204,10 @@ pub fn build(
     }
 
     let auth = auth_plan(&o, prof.auth.clone())?;
+    if !(o.offline || o.curl) {
+        // --offline and --curl never read the secrets
+        check_secret_sources(&auth)?;
+    }
 
     let paginate = if o.paginate {
         Some(page_plan(&o, prof.paginate.clone().unwrap_or_default())?)
@@ -312,6 +316,52 @@ fn auth_plan(o: &HttpOptions, profile_auth: Option<AuthConfig>) -> anyhow::Resul
         },
         Some(other) => AuthPlan::Profile(other),
     })
+}
+
+/// A secret reference that cannot work (unset variable, missing file) is a usage error, found
+/// before anything is sent. Commands (`cmd:`) are run only when the secret is needed.
+fn check_secret_sources(auth: &AuthPlan) -> anyhow::Result<()> {
+    let refs: Vec<&SecretRef> = match auth {
+        AuthPlan::None => vec![],
+        AuthPlan::Basic { password, .. } => vec![password],
+        AuthPlan::Bearer(t) => vec![t],
+        AuthPlan::ApiKey { value, .. } => vec![value],
+        AuthPlan::Profile(AuthConfig::Oauth2ClientCredentials { client_secret, .. }) => {
+            vec![client_secret]
+        }
+        AuthPlan::Profile(AuthConfig::Oauth2RefreshToken {
+            refresh_token,
+            access_token,
+            ..
+        }) => std::iter::once(refresh_token)
+            .chain(access_token.as_ref())
+            .collect(),
+        AuthPlan::Profile(_) => vec![],
+    };
+    for r in refs {
+        if let Some(var) = r.0.strip_prefix("env:")
+            && std::env::var_os(var).is_none_or(|v| v.is_empty())
+        {
+            return Err(Failure::usage(format!(
+                "the secret `{}` refers to an environment variable that is not set",
+                r.0
+            ))
+            .with_hint(format!(
+                "export {var}=…, or give the secret as file:PATH or cmd:COMMAND"
+            ))
+            .into());
+        }
+        if let Some(path) = r.0.strip_prefix("file:")
+            && !std::path::Path::new(path).is_file()
+        {
+            return Err(Failure::usage(format!(
+                "the secret `{}` refers to a file that does not exist",
+                r.0
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// `--auth USER` without a password: ask on the terminal, like curl and HTTPie.
