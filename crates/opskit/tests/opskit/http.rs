@@ -1199,6 +1199,18 @@ fn download_uses_a_safe_name_and_resumes() {
     let saved = tmp.path().join("report.bin");
     assert_eq!(std::fs::read(&saved).unwrap(), full);
     assert!(!tmp.path().join("../evil").exists());
+    // a second download never overwrites the first
+    run_ok(opskit(tmp.path()).args(["get", &url("/files/blob"), "--download"]));
+    assert_eq!(
+        std::fs::read(tmp.path().join("report.bin-1")).unwrap(),
+        full
+    );
+    // resuming needs to know which file
+    opskit(tmp.path())
+        .args(["get", &url("/files/blob"), "--download", "--continue"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("-o FILE"));
 
     // a partial file is completed with a Range request
     let part = tmp.path().join("partial.bin");

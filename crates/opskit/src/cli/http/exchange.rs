@@ -391,18 +391,7 @@ async fn download(client: &engine::Client, plan: &Plan) -> anyhow::Result<u8> {
             if plan.resume {
                 return Err(Failure::usage("--continue needs -o FILE (the file to resume)").into());
             }
-            // Ask the server for its name first: HEAD, then fall back to the URL.
-            let head = client
-                .head(url)
-                .send()
-                .await
-                .map_err(|e| failure(e, plan.check_status))?;
-            let disp = head
-                .headers()
-                .get("content-disposition")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            unique(&super::filename::pick(disp.as_deref(), &plan.spec.url))
+            return download_named_by_server(client, plan, &bar).await;
         }
     };
     if plan.resume {
@@ -433,6 +422,59 @@ async fn download(client: &engine::Client, plan: &Plan) -> anyhow::Result<u8> {
             String::new()
         }
     );
+    Ok(code::OK)
+}
+
+/// `--download` without `-o`: one GET; the file name comes from that response's
+/// `Content-Disposition` (sanitised) or its final URL, and the body is streamed to `NAME.part`
+/// (each chunk under the engine's read-idle deadline), renamed when complete.
+async fn download_named_by_server(
+    client: &engine::Client,
+    plan: &Plan,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<u8> {
+    use tokio::io::AsyncWriteExt;
+    let fail = |e| failure(e, plan.check_status);
+    let resp = client
+        .get(plan.spec.url.as_str())
+        .no_cache()
+        .send()
+        .await
+        .map_err(fail)?
+        .error_for_status()
+        .await
+        .map_err(fail)?;
+    let disp = resp
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let dest = unique(&super::filename::pick(disp.as_deref(), resp.url()));
+    let part = engine::partial_path(&dest);
+    let io_err = |p: &Path, e: std::io::Error| {
+        Failure::new(code::FAILURE, format!("cannot write {}: {e}", p.display()))
+    };
+    if let Some(total) = resp.content_length() {
+        bar.set_length(total);
+    }
+    let mut file = tokio::fs::File::create(&part)
+        .await
+        .map_err(|e| io_err(&part, e))?;
+    let mut size: u64 = 0;
+    let mut chunks = Box::pin(resp.chunks());
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(fail)?;
+        file.write_all(&chunk).await.map_err(|e| io_err(&part, e))?;
+        size += chunk.len() as u64;
+        bar.set_position(size);
+    }
+    file.flush().await.map_err(|e| io_err(&part, e))?;
+    drop(file);
+    tokio::fs::rename(&part, &dest)
+        .await
+        .map_err(|e| io_err(&dest, e))?;
+    bar.finish_and_clear();
+    eprintln!("saved {} ({size} bytes)", dest.display());
     Ok(code::OK)
 }
 
