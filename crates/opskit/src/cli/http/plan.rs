@@ -373,7 +373,7 @@ fn prompt_password(user: &str) -> anyhow::Result<SecretRef> {
         .with_hint("use --auth USER:env:VAR, USER:file:PATH or USER:PASS")
         .into());
     }
-    let pass = rpassword::prompt_password(format!("http: password for {user}: "))
+    let pass = rpassword::prompt_password(format!("opskit: password for {user}: "))
         .map_err(|e| Failure::usage(format!("cannot read the password: {e}")))?;
     Ok(SecretRef(format!("value:{pass}")))
 }
