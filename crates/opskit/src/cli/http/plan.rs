@@ -268,7 +268,7 @@ pub fn build(
 fn auth_plan(o: &HttpOptions, profile_auth: Option<AuthConfig>) -> anyhow::Result<AuthPlan> {
     if let Some(a) = &o.auth {
         let (user, pass) = match a.split_once(':') {
-            Some((u, p)) => (u.to_owned(), SecretRef(p.to_owned())),
+            Some((u, p)) => (u.to_owned(), SecretRef::new(p)),
             None => (a.clone(), prompt_password(a)?),
         };
         if user.is_empty() {
@@ -302,7 +302,7 @@ fn auth_plan(o: &HttpOptions, profile_auth: Option<AuthConfig>) -> anyhow::Resul
         None => AuthPlan::None,
         Some(AuthConfig::Basic { username, password }) => AuthPlan::Basic {
             username,
-            password: password.unwrap_or_else(|| SecretRef("value:".into())),
+            password: password.unwrap_or_else(|| SecretRef::new("value:")),
         },
         Some(AuthConfig::Bearer { token }) => AuthPlan::Bearer(token),
         Some(AuthConfig::ApiKey {
@@ -339,24 +339,27 @@ fn check_secret_sources(auth: &AuthPlan) -> anyhow::Result<()> {
         AuthPlan::Profile(_) => vec![],
     };
     for r in refs {
-        if let Some(var) = r.0.strip_prefix("env:")
+        let Some(spec) = r.reference() else {
+            continue;
+        };
+        if let Some(var) = spec.strip_prefix("env:")
             && std::env::var_os(var).is_none_or(|v| v.is_empty())
         {
             return Err(Failure::usage(format!(
                 "the secret `{}` refers to an environment variable that is not set",
-                r.0
+                spec
             ))
             .with_hint(format!(
                 "export {var}=…, or give the secret as file:PATH or cmd:COMMAND"
             ))
             .into());
         }
-        if let Some(path) = r.0.strip_prefix("file:")
+        if let Some(path) = spec.strip_prefix("file:")
             && !std::path::Path::new(path).is_file()
         {
             return Err(Failure::usage(format!(
                 "the secret `{}` refers to a file that does not exist",
-                r.0
+                spec
             ))
             .into());
         }
@@ -375,7 +378,7 @@ fn prompt_password(user: &str) -> anyhow::Result<SecretRef> {
     }
     let pass = rpassword::prompt_password(format!("opskit: password for {user}: "))
         .map_err(|e| Failure::usage(format!("cannot read the password: {e}")))?;
-    Ok(SecretRef(format!("value:{pass}")))
+    Ok(SecretRef::Inline(secrecy::SecretString::from(pass)))
 }
 
 fn page_plan(o: &HttpOptions, p: PaginateConfig) -> anyhow::Result<PagePlan> {

@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration written `500ms`, `30s`, `5m`, `1h`, `1d` or a bare number of seconds (`2.5`).
@@ -85,64 +86,65 @@ impl fmt::Display for Rate {
     }
 }
 
-/// A secret as written by the user: `env:VAR`, `file:PATH`, `cmd:COMMAND`, or the value itself.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretRef(pub String);
+/// A secret as written by the user: `env:VAR`, `file:PATH`, `cmd:COMMAND` (references, which
+/// may be shown), or the value itself (`value:TEXT` or any other text), held in a
+/// [`SecretString`] and never shown.
+#[derive(Clone)]
+pub enum SecretRef {
+    /// `env:`, `file:` or `cmd:` and its argument, as written.
+    Reference(String),
+    /// The secret itself.
+    Inline(SecretString),
+}
 
 impl SecretRef {
-    /// Whether the text is the secret itself (as opposed to a reference to it).
-    pub fn is_inline(&self) -> bool {
-        !(self.0.starts_with("env:") || self.0.starts_with("file:") || self.0.starts_with("cmd:"))
+    /// Parses the user's spelling (see the type's docs).
+    pub fn new(spec: &str) -> Self {
+        if ["env:", "file:", "cmd:"]
+            .iter()
+            .any(|p| spec.starts_with(p))
+        {
+            SecretRef::Reference(spec.to_owned())
+        } else {
+            let value = spec.strip_prefix("value:").unwrap_or(spec);
+            SecretRef::Inline(SecretString::from(value.to_owned()))
+        }
+    }
+
+    /// The reference text (`env:VAR`, …), `None` for an inline secret.
+    pub fn reference(&self) -> Option<&str> {
+        match self {
+            SecretRef::Reference(r) => Some(r),
+            SecretRef::Inline(_) => None,
+        }
     }
 
     /// What `config show`, `--verbose` and `--curl` may print.
     pub fn redacted(&self) -> String {
-        if self.is_inline() {
-            "<redacted>".into()
-        } else {
-            self.0.clone()
+        match self {
+            SecretRef::Reference(r) => r.clone(),
+            SecretRef::Inline(_) => "<redacted>".into(),
         }
     }
 
     /// The engine's secret source.
     pub fn to_secret(&self) -> opskit_http::Secret {
-        opskit_http::Secret::parse(&self.0)
+        match self {
+            SecretRef::Reference(r) => opskit_http::Secret::parse(r),
+            SecretRef::Inline(v) => opskit_http::Secret::Value(v.clone()),
+        }
     }
 
     /// A shell expression yielding the secret, for `--curl` (the value is never written out
     /// when it came from a reference).
     pub fn shell_expr(&self) -> Option<String> {
-        if let Some(v) = self.0.strip_prefix("env:") {
+        let r = self.reference()?;
+        if let Some(v) = r.strip_prefix("env:") {
             Some(format!("${{{v}}}"))
-        } else if let Some(p) = self.0.strip_prefix("file:") {
+        } else if let Some(p) = r.strip_prefix("file:") {
             Some(format!("$(cat {})", super::request::shell_quote(p)))
         } else {
-            self.0.strip_prefix("cmd:").map(|c| format!("$({c})"))
-        }
-    }
-
-    /// Reads the secret now (for the few places the binary needs the value itself).
-    pub fn resolve_blocking(&self) -> Result<String, String> {
-        if let Some(v) = self.0.strip_prefix("env:") {
-            std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
-        } else if let Some(p) = self.0.strip_prefix("file:") {
-            std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| format!("cannot read secret file {p}: {e}"))
-        } else if let Some(c) = self.0.strip_prefix("cmd:") {
-            let out = std::process::Command::new("sh")
-                .args(["-c", c])
-                .stdin(std::process::Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run secret command `{c}`: {e}"))?;
-            if !out.status.success() {
-                return Err(format!("secret command `{c}` failed with {}", out.status));
-            }
-            Ok(String::from_utf8_lossy(&out.stdout)
-                .trim_end_matches(['\n', '\r'])
-                .to_owned())
-        } else {
-            Ok(self.0.strip_prefix("value:").unwrap_or(&self.0).to_owned())
+            r.strip_prefix("cmd:").map(|c| format!("$({c})"))
         }
     }
 }
@@ -163,7 +165,7 @@ impl FromStr for SecretRef {
                 return Err(format!("`{prefix}` needs a name after the colon"));
             }
         }
-        Ok(SecretRef(s.to_owned()))
+        Ok(SecretRef::new(s))
     }
 }
 
@@ -257,13 +259,15 @@ mod tests {
 
     #[test]
     fn secrets_redact_inline_values_only() {
-        assert_eq!(SecretRef("hunter2".into()).redacted(), "<redacted>");
-        assert_eq!(SecretRef("env:TOKEN".into()).redacted(), "env:TOKEN");
+        assert_eq!(SecretRef::new("hunter2").redacted(), "<redacted>");
+        assert_eq!(SecretRef::new("value:env:x").redacted(), "<redacted>");
+        assert_eq!(SecretRef::new("env:TOKEN").redacted(), "env:TOKEN");
         assert_eq!(
-            SecretRef("env:TOKEN".into()).shell_expr().unwrap(),
+            SecretRef::new("env:TOKEN").shell_expr().unwrap(),
             "${TOKEN}"
         );
+        assert!(SecretRef::new("hunter2").shell_expr().is_none());
         assert!("env:".parse::<SecretRef>().is_err());
-        assert!(!format!("{:?}", SecretRef("hunter2".into())).contains("hunter2"));
+        assert!(!format!("{:?}", SecretRef::new("hunter2")).contains("hunter2"));
     }
 }
