@@ -4,6 +4,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::exit::{self, EXIT_CODES_HELP};
 
+pub mod http;
 pub mod notify;
 pub mod ssh;
 
@@ -22,6 +23,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// `opskit http|get|post|put|patch|delete|config`.
+    #[command(flatten)]
+    Http(Box<http::HttpCommand>),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions {
         /// The shell to generate completions for.
@@ -47,6 +51,7 @@ impl Command {
     /// Runs the command and returns the exit code.
     pub fn run(self) -> anyhow::Result<u8> {
         match self {
+            Command::Http(cmd) => cmd.run(),
             Command::Completions { shell } => {
                 let mut cmd = Cli::command();
                 clap_complete::generate(shell, &mut cmd, "opskit", &mut std::io::stdout());

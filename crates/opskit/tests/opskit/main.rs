@@ -3,3 +3,4 @@
 mod basics;
 mod notify;
 mod ssh;
+mod http;

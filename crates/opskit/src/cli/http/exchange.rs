@@ -1,0 +1,655 @@
+//! Sending the planned request through the `opskit-http` engine (cache → rate limit → retry →
+//! auth → transport) and handing the result to the renderers: one response, a stream of paged
+//! items, or a download to disk.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use opskit_http as engine;
+use serde_json::Value;
+
+use super::filter::Filter;
+use super::plan::{AuthPlan, PagePlan, Parts, Plan};
+use super::profile::{AuthConfig, KeyLocation};
+use super::render::{OutputFormat, Sink};
+use super::request::{Body, Part};
+use super::show;
+use super::values::PageStyle;
+use crate::exit::{Failure, code};
+
+/// Sends the request and writes the outcome; returns the exit code.
+pub async fn run(plan: Plan) -> anyhow::Result<u8> {
+    let printer = Arc::new(HeadPrinter::new(&plan));
+    let client = engine::Client::new(client_config(&plan, printer.clone())?)
+        .map_err(|e| failure(e, plan.check_status))?;
+    let method = engine::Method::from_bytes(plan.spec.method.as_bytes())
+        .map_err(|_| Failure::usage(format!("bad HTTP method `{}`", plan.spec.method)))?;
+
+    if plan.download {
+        return download(&client, &plan).await;
+    }
+    let rb = builder(&client, method, &plan).await?;
+    if let Some(pages) = &plan.paginate {
+        return paginate(rb, &plan, pages).await;
+    }
+
+    let resp = rb.send().await.map_err(|e| failure(e, plan.check_status))?;
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let shown_url = engine::redact_url(resp.url(), &show::extra_sensitive(&plan));
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| failure(e, plan.check_status))?;
+    if plan.parts.resp_body {
+        write_body(&plan, &content_type, &body)?;
+    }
+    if plan.check_status && (status.is_client_error() || status.is_server_error()) {
+        let code = if status.is_client_error() {
+            code::HTTP_4XX
+        } else {
+            code::HTTP_5XX
+        };
+        return Err(Failure::new(code, format!("HTTP {status} from {shown_url}")).into());
+    }
+    Ok(code::OK)
+}
+
+fn client_config(plan: &Plan, printer: Arc<HeadPrinter>) -> anyhow::Result<engine::ClientConfig> {
+    let mut cfg = engine::ClientConfig::default();
+    let mut t = engine::Timeouts::default();
+    if let Some(d) = plan.timeout {
+        t.request = d;
+        t.read_idle = d;
+    }
+    if let Some(d) = plan.connect_timeout {
+        t.connect = d;
+    }
+    cfg.timeouts = t;
+    if let Some(n) = plan.retries {
+        cfg.retry = if n == 0 {
+            engine::RetryPolicy::none()
+        } else {
+            engine::RetryPolicy::default().total(n)
+        };
+    }
+    if let Some(r) = plan.rate {
+        cfg.rate_limit = engine::RateLimit::per_interval(r.count, r.per);
+    }
+    if let Some(ttl) = plan.cache {
+        let dir = dirs::cache_dir()
+            .map(|d| d.join("opskit").join("http"))
+            .ok_or_else(|| {
+                Failure::usage("--cache: cannot find a cache directory")
+                    .with_hint("set XDG_CACHE_HOME")
+            })?;
+        cfg.cache = Some(engine::CacheConfig::new(ttl).dir(dir));
+    }
+    if let Some(ca) = &plan.ca_bundle {
+        cfg.tls.ca_bundle = Some(ca.clone());
+    }
+    cfg.auth = auth(&plan.auth);
+    if printer.any() {
+        cfg.observer = Some(printer);
+    }
+    Ok(cfg)
+}
+
+fn auth(a: &AuthPlan) -> engine::Auth {
+    match a {
+        AuthPlan::None => engine::Auth::None,
+        AuthPlan::Basic { username, password } => engine::Auth::Basic {
+            username: username.clone(),
+            password: password.to_secret(),
+        },
+        AuthPlan::Bearer(t) => engine::Auth::Bearer(t.to_secret()),
+        AuthPlan::ApiKey {
+            name,
+            value,
+            location,
+        } => engine::Auth::ApiKey {
+            name: name.clone(),
+            value: value.to_secret(),
+            location: match location {
+                KeyLocation::Header => engine::ApiKeyLocation::Header,
+                KeyLocation::Query => engine::ApiKeyLocation::Query,
+            },
+        },
+        AuthPlan::Profile(AuthConfig::Oauth2ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scopes,
+            audience,
+            client_secret_in_body,
+        }) => {
+            let mut o = engine::OAuth2ClientCredentials::new(
+                token_url.as_str(),
+                client_id.clone(),
+                client_secret.to_secret(),
+            );
+            if !scopes.is_empty() {
+                o = o.scope(scopes.join(" "));
+            }
+            o.audience = audience.clone();
+            if *client_secret_in_body {
+                o.client_auth = engine::ClientAuthMethod::Body;
+            }
+            engine::Auth::OAuth2(o)
+        }
+        AuthPlan::Profile(AuthConfig::Oauth2RefreshToken {
+            token_url,
+            refresh_token,
+            access_token,
+            client_id,
+        }) => {
+            let mut r = engine::RefreshTokenAuth::new(
+                access_token.as_ref().map(|s| s.to_secret()),
+                refresh_token.to_secret(),
+                token_url.as_str(),
+            );
+            r.client_id = client_id.clone();
+            engine::Auth::RefreshToken(r)
+        }
+        // flag and simple profile kinds were mapped to their own AuthPlan variants
+        AuthPlan::Profile(AuthConfig::Basic { username, password }) => engine::Auth::Basic {
+            username: username.clone(),
+            password: password
+                .as_ref()
+                .map(|p| p.to_secret())
+                .unwrap_or_else(|| engine::Secret::value("")),
+        },
+        AuthPlan::Profile(AuthConfig::Bearer { token }) => engine::Auth::Bearer(token.to_secret()),
+        AuthPlan::Profile(AuthConfig::ApiKey {
+            name,
+            value,
+            location,
+        }) => auth(&AuthPlan::ApiKey {
+            name: name.clone(),
+            value: value.clone(),
+            location: *location,
+        }),
+    }
+}
+
+async fn builder(
+    client: &engine::Client,
+    method: engine::Method,
+    plan: &Plan,
+) -> anyhow::Result<engine::RequestBuilder> {
+    let spec = &plan.spec;
+    let mut rb = client.request(method, spec.url.as_str());
+    for (k, v) in &spec.headers {
+        rb = rb.header(k, v);
+    }
+    rb = match &spec.body {
+        Body::None => rb,
+        Body::Json(v) => rb.body(v.to_string()),
+        Body::Form(_) | Body::Raw(_) => match spec.body_bytes() {
+            Some(b) => rb.body(b),
+            None => rb,
+        },
+        Body::Multipart(parts) => {
+            let mut form = engine::Multipart::new();
+            for p in parts {
+                form = form.part(match p {
+                    Part::Text { name, value } => engine::Part::text(name, value),
+                    Part::File { name, path, mime } => {
+                        if !path.is_file() {
+                            return Err(Failure::usage(format!(
+                                "file item `{name}@{}`: no such file",
+                                path.display()
+                            ))
+                            .into());
+                        }
+                        let part = engine::Part::file(name, path);
+                        match mime {
+                            Some(m) => part.content_type(m),
+                            None => part,
+                        }
+                    }
+                });
+            }
+            rb.multipart(form)
+        }
+    };
+    if plan.retry_unsafe {
+        rb = rb.retry_non_idempotent(true);
+    }
+    Ok(rb)
+}
+
+fn write_body(plan: &Plan, content_type: &str, body: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let wants_json = plan.filter.is_some()
+        || matches!(
+            plan.format,
+            Some(
+                OutputFormat::Json | OutputFormat::Ndjson | OutputFormat::Csv | OutputFormat::Table
+            )
+        );
+    if plan.format == Some(OutputFormat::Raw) || body.is_empty() {
+        out.write_all(body)?;
+        return Ok(());
+    }
+    let parsed: Option<Value> = if wants_json || content_type.contains("json") {
+        serde_json::from_slice(body).ok()
+    } else {
+        None
+    };
+    let Some(value) = parsed else {
+        if wants_json {
+            return Err(Failure::new(
+                code::FAILURE,
+                "the response body is not JSON, so --output/--filter cannot apply",
+            )
+            .with_hint("use --output raw to see it as it is")
+            .into());
+        }
+        out.write_all(body)?;
+        if plan.stdout_tty && !body.is_empty() && !body.ends_with(b"\n") {
+            out.write_all(b"\n")?;
+        }
+        return Ok(());
+    };
+    let values = match &plan.filter {
+        Some(f) => {
+            let f = Filter::new(f).map_err(Failure::usage)?;
+            f.run(&value).map_err(|e| Failure::new(code::FAILURE, e))?
+        }
+        None => vec![value],
+    };
+    let mut sink = Sink::new(
+        plan.format.unwrap_or(OutputFormat::Json),
+        plan.color,
+        false,
+        plan.stdout_tty,
+        out,
+    );
+    sink.push(values)?;
+    sink.finish()?;
+    Ok(())
+}
+
+fn paginator(p: &PagePlan) -> anyhow::Result<engine::Paginator> {
+    let style = match p.style {
+        PageStyle::Link => engine::PageStyle::LinkHeader,
+        PageStyle::Page => engine::PageStyle::PageNumber {
+            page_param: p.page_param.clone(),
+            size_param: p.size_param.clone(),
+            page_size: p.size,
+            first_page: p.start,
+            total_pages_pointer: p.total_pages.clone(),
+        },
+        PageStyle::Offset => engine::PageStyle::OffsetLimit {
+            offset_param: p.offset_param.clone(),
+            limit_param: p.size_param.clone().unwrap_or_else(|| "limit".into()),
+            limit: p.size.ok_or_else(|| {
+                Failure::usage("--page-style offset needs --page-size (the limit per page)")
+            })?,
+        },
+        PageStyle::Cursor => engine::PageStyle::Cursor {
+            cursor_pointer: p.cursor.clone().unwrap_or_default(),
+            cursor_param: p.cursor_param.clone(),
+        },
+    };
+    let mut pg = engine::Paginator::new(style);
+    if let Some(ptr) = &p.items {
+        pg = pg.items_at(ptr);
+    }
+    if let Some(n) = p.max_pages {
+        pg = pg.max_pages(n);
+    }
+    if let Some(n) = p.max_items {
+        pg = pg.max_items(n);
+    }
+    Ok(pg)
+}
+
+async fn paginate(rb: engine::RequestBuilder, plan: &Plan, pages: &PagePlan) -> anyhow::Result<u8> {
+    let filter = match &plan.filter {
+        Some(f) => Some(Filter::new(f).map_err(Failure::usage)?),
+        None => None,
+    };
+    let format = match plan.format {
+        None | Some(OutputFormat::Raw) => OutputFormat::Json,
+        Some(f) => f,
+    };
+    let mut sink = Sink::new(
+        format,
+        plan.color,
+        true,
+        plan.stdout_tty,
+        std::io::stdout().lock(),
+    );
+    let mut stream = Box::pin(rb.paginate(paginator(pages)?));
+    let mut outcome: anyhow::Result<()> = Ok(());
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(v) => {
+                let values = match &filter {
+                    Some(f) => match f.run(&v) {
+                        Ok(vs) => vs,
+                        Err(e) => {
+                            outcome = Err(Failure::new(code::FAILURE, e).into());
+                            break;
+                        }
+                    },
+                    None => vec![v],
+                };
+                if let Err(e) = sink.push(values) {
+                    outcome = Err(e.into());
+                    break;
+                }
+            }
+            Err(e) => {
+                outcome = Err(failure(e, plan.check_status));
+                break;
+            }
+        }
+    }
+    // close the JSON array / draw the table with what arrived, even after an error
+    let dropped = sink.finish()?;
+    if !dropped.is_empty() {
+        eprintln!(
+            "warning: CSV columns first seen after the header was written were left out: {}",
+            dropped.join(", ")
+        );
+    }
+    outcome.map(|()| code::OK)
+}
+
+async fn download(client: &engine::Client, plan: &Plan) -> anyhow::Result<u8> {
+    let url = plan.spec.url.as_str();
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress_bar = bar.clone();
+    let opts = engine::DownloadOptions::default()
+        .resume(plan.resume)
+        .progress(move |p| {
+            if let Some(t) = p.total {
+                progress_bar.set_length(t);
+            }
+            progress_bar.set_position(p.downloaded);
+        });
+    let dest: PathBuf = match &plan.out_file {
+        Some(p) => p.clone(),
+        None => {
+            if plan.resume {
+                return Err(Failure::usage("--continue needs -o FILE (the file to resume)").into());
+            }
+            return download_named_by_server(client, plan, &bar).await;
+        }
+    };
+    if plan.resume {
+        // `-o FILE --continue` resumes FILE itself (like wget -c / curl -C -): the engine
+        // continues `FILE.part`, so hand it the partial file under that name.
+        let part = engine::partial_path(&dest);
+        if dest.exists() && !part.exists() {
+            std::fs::rename(&dest, &part).map_err(|e| {
+                Failure::new(
+                    code::FAILURE,
+                    format!("cannot resume {}: {e}", dest.display()),
+                )
+            })?;
+        }
+    }
+    let report = client
+        .download(url, &dest, opts)
+        .await
+        .map_err(|e| failure(e, plan.check_status))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "saved {} ({} bytes{})",
+        report.path.display(),
+        report.size,
+        if report.resumed_from > 0 {
+            format!(", resumed from byte {}", report.resumed_from)
+        } else {
+            String::new()
+        }
+    );
+    Ok(code::OK)
+}
+
+/// `--download` without `-o`: one GET; the file name comes from that response's
+/// `Content-Disposition` (sanitised) or its final URL, and the body is streamed to `NAME.part`
+/// (each chunk under the engine's read-idle deadline), renamed when complete.
+async fn download_named_by_server(
+    client: &engine::Client,
+    plan: &Plan,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<u8> {
+    use tokio::io::AsyncWriteExt;
+    let fail = |e| failure(e, plan.check_status);
+    let resp = client
+        .get(plan.spec.url.as_str())
+        .no_cache()
+        .send()
+        .await
+        .map_err(fail)?
+        .error_for_status()
+        .await
+        .map_err(fail)?;
+    let disp = resp
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let dest = unique(&super::filename::pick(disp.as_deref(), resp.url()));
+    let part = engine::partial_path(&dest);
+    let io_err = |p: &Path, e: std::io::Error| {
+        Failure::new(code::FAILURE, format!("cannot write {}: {e}", p.display()))
+    };
+    if let Some(total) = resp.content_length() {
+        bar.set_length(total);
+    }
+    let mut file = tokio::fs::File::create(&part)
+        .await
+        .map_err(|e| io_err(&part, e))?;
+    let mut size: u64 = 0;
+    let mut chunks = Box::pin(resp.chunks());
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(fail)?;
+        file.write_all(&chunk).await.map_err(|e| io_err(&part, e))?;
+        size += chunk.len() as u64;
+        bar.set_position(size);
+    }
+    file.flush().await.map_err(|e| io_err(&part, e))?;
+    drop(file);
+    tokio::fs::rename(&part, &dest)
+        .await
+        .map_err(|e| io_err(&dest, e))?;
+    bar.finish_and_clear();
+    eprintln!("saved {} ({size} bytes)", dest.display());
+    Ok(code::OK)
+}
+
+/// `name`, or `name-1`, `name-2`… when it exists (never overwrite without -o).
+fn unique(name: &Path) -> PathBuf {
+    if !name.exists() {
+        return name.to_path_buf();
+    }
+    for i in 1..10_000 {
+        let candidate = PathBuf::from(format!("{}-{i}", name.display()));
+        if !candidate.exists() {
+            return candidate;
+        }
+    }
+    name.to_path_buf()
+}
+
+/// Maps an engine error to the documented exit codes, with a hint.
+pub fn failure(e: engine::Error, check_status: bool) -> anyhow::Error {
+    let msg = e.to_string();
+    let f = if e.is_timeout() {
+        Failure::new(code::NETWORK, msg)
+            .with_hint("raise --timeout / --connect-timeout, or check that the server answers")
+    } else if e.is_connection() {
+        Failure::new(code::NETWORK, msg)
+            .with_hint("check the host and port, and that the server is running")
+    } else if let Some(s) = e.status() {
+        let c = match (check_status, s.is_client_error(), s.is_server_error()) {
+            (true, true, _) => code::HTTP_4XX,
+            (true, _, true) => code::HTTP_5XX,
+            _ => code::FAILURE,
+        };
+        Failure::new(c, msg)
+    } else {
+        match e.root() {
+            engine::Error::Usage { .. } | engine::Error::Config { .. } => {
+                Failure::new(code::USAGE, msg)
+            }
+            _ => Failure::new(code::FAILURE, msg),
+        }
+    };
+    f.into()
+}
+
+/// Prints request and response heads for `--verbose` / `--print` as the engine reports each
+/// attempt (values already redacted by the engine; redacted again here for the `--api-key`
+/// name). Goes to stdout when the body is not printed, else to stderr so stdout stays data.
+pub struct HeadPrinter {
+    parts: Parts,
+    to_stdout: bool,
+    extra: Vec<String>,
+    body_preview: Option<String>,
+    printed_body: Mutex<bool>,
+    /// A query-string API key the engine adds after reporting the URL: shown redacted.
+    query_key: Option<String>,
+}
+
+impl HeadPrinter {
+    fn new(plan: &Plan) -> Self {
+        HeadPrinter {
+            parts: plan.parts,
+            to_stdout: !plan.parts.resp_body,
+            extra: show::extra_sensitive(plan),
+            body_preview: plan.spec.body_preview(),
+            printed_body: Mutex::new(false),
+            query_key: match &plan.auth {
+                AuthPlan::ApiKey {
+                    name,
+                    location: KeyLocation::Query,
+                    ..
+                } => Some(name.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.parts.req_headers || self.parts.req_body || self.parts.resp_headers
+    }
+
+    fn emit(&self, text: &str) {
+        if self.to_stdout {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(text.as_bytes());
+            let _ = o.flush();
+        } else {
+            let mut o = std::io::stderr().lock();
+            let _ = o.write_all(text.as_bytes());
+        }
+    }
+}
+
+impl engine::Observer for HeadPrinter {
+    fn on_request(&self, ev: &engine::RequestEvent) {
+        let mut text = String::new();
+        if self.parts.req_headers {
+            let target = url::Url::parse(&ev.url)
+                .map(|mut u| {
+                    if let Some(k) = &self.query_key
+                        && !u.query_pairs().any(|(n, _)| n == k.as_str())
+                    {
+                        u.query_pairs_mut().append_pair(k, show::REDACTED);
+                    }
+                    let mut t = u.path().to_owned();
+                    if let Some(q) = u.query() {
+                        t.push('?');
+                        t.push_str(q);
+                    }
+                    (
+                        t,
+                        u.host_str().map(|h| match u.port() {
+                            Some(p) => format!("{h}:{p}"),
+                            None => h.to_owned(),
+                        }),
+                    )
+                })
+                .unwrap_or_else(|_| (ev.url.clone(), None));
+            text.push_str(&format!("{} {} HTTP/1.1\n", ev.method, target.0));
+            if let Some(h) = target.1 {
+                text.push_str(&format!("Host: {h}\n"));
+            }
+            for (k, v) in &ev.headers {
+                text.push_str(&format!("{k}: {}\n", show::redact_value(k, v, &self.extra)));
+            }
+            text.push('\n');
+        }
+        if self.parts.req_body
+            && let Ok(mut done) = self.printed_body.lock()
+            && !*done
+        {
+            *done = true;
+            if let Some(b) = &self.body_preview {
+                text.push_str(b);
+                text.push_str("\n\n");
+            }
+        }
+        if !text.is_empty() {
+            self.emit(&text);
+        }
+    }
+
+    fn on_response(&self, ev: &engine::ResponseEvent) {
+        if !self.parts.resp_headers {
+            return;
+        }
+        let mut text = format!(
+            "{} {} {}{}\n",
+            ev.version,
+            ev.status.as_u16(),
+            ev.status.canonical_reason().unwrap_or(""),
+            if ev.from_cache { " (from cache)" } else { "" }
+        );
+        for (k, v) in &ev.headers {
+            text.push_str(&format!("{k}: {}\n", show::redact_value(k, v, &self.extra)));
+        }
+        text.push('\n');
+        self.emit(&text);
+    }
+
+    fn on_wait(&self, ev: &engine::WaitEvent) {
+        if !self.any() {
+            return;
+        }
+        let why = match &ev.reason {
+            engine::WaitReason::Retry { retry, cause, .. } => {
+                format!("retry {retry} after {cause}")
+            }
+            engine::WaitReason::RateLimit => "client rate limit".into(),
+            engine::WaitReason::ServerQuota => "server quota used up".into(),
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "… waiting {:.1}s for {} ({why})",
+            ev.wait.as_secs_f64(),
+            ev.host
+        );
+    }
+}

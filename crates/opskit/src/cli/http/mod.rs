@@ -1,0 +1,135 @@
+//! `opskit http METHOD URL [ITEM]...`, the `get|post|put|patch|delete` shortcuts and
+//! `opskit config path|show|check`.
+//!
+//! argv → [`args`] → [`plan`] (flags + profile + [`items`]) → `--offline`/`--curl` ([`show`]) or
+//! [`exchange`] (the `opskit-http` engine) → [`render`] (+ [`filter`]) → stdout.
+
+pub mod args;
+pub mod exchange;
+pub mod filename;
+pub mod filter;
+pub mod items;
+pub mod plan;
+pub mod profile;
+pub mod render;
+pub mod request;
+pub mod show;
+pub mod values;
+
+use std::io::Write;
+
+pub use args::HttpCommand;
+use args::{ConfigAction, ShortcutArgs};
+
+use crate::exit::{self, Failure};
+
+impl HttpCommand {
+    /// Runs the command and returns the exit code.
+    pub fn run(self) -> anyhow::Result<u8> {
+        match self {
+            HttpCommand::Http(a) => request_command(&a.method, a.rest),
+            HttpCommand::Get(a) => request_command("GET", a),
+            HttpCommand::Post(a) => request_command("POST", a),
+            HttpCommand::Put(a) => request_command("PUT", a),
+            HttpCommand::Patch(a) => request_command("PATCH", a),
+            HttpCommand::Delete(a) => request_command("DELETE", a),
+            HttpCommand::Config { action } => config_command(action),
+        }
+    }
+}
+
+fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
+    let plan = plan::build(method, &a.url, &a.items, a.opts)?;
+    let mut stdout = std::io::stdout().lock();
+    if plan.offline_or_curl() {
+        if plan.curl {
+            let (cmd, redacted) = show::curl_command(&plan);
+            writeln!(stdout, "{cmd}")?;
+            if redacted {
+                eprintln!(
+                    "note: a secret given inline was written as <redacted>; give it as env:VAR, \
+                     file:PATH or cmd:COMMAND to get a runnable command"
+                );
+            }
+        } else {
+            // like HTTPie: the request head and body, or the request parts --print names
+            let (h, b) = if plan.print_explicit {
+                (plan.parts.req_headers, plan.parts.req_body)
+            } else {
+                (true, true)
+            };
+            let text = show::offline_text(&plan, h, b);
+            stdout.write_all(text.as_bytes())?;
+        }
+        return Ok(exit::code::OK);
+    }
+    drop(stdout);
+    let outcome = crate::block_on(async move {
+        tokio::select! {
+            r = exchange::run(plan) => r,
+            _ = tokio::signal::ctrl_c() => {
+                Err(Failure::new(exit::code::INTERRUPTED, "interrupted").into())
+            }
+        }
+    })?;
+    match outcome {
+        // `opskit get … | head`: the reader left; stop quietly like other Unix tools
+        Err(e) if is_broken_pipe(&e) => Ok(exit::code::OK),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn config_command(action: ConfigAction) -> anyhow::Result<u8> {
+    let usage = |e: profile::ConfigError| {
+        let f = Failure::usage(e.message);
+        match e.hint {
+            Some(h) => f.with_hint(h),
+            None => f,
+        }
+    };
+    let path = profile::config_path().ok_or_else(|| {
+        Failure::usage("cannot find a config directory")
+            .with_hint("set OPSKIT_CONFIG to a file path")
+    })?;
+    match action {
+        ConfigAction::Path => {
+            println!("{}", path.display());
+        }
+        ConfigAction::Show => match profile::load().map_err(usage)? {
+            Some((_, cfg)) => {
+                print!("{}", profile::render_redacted(&cfg).map_err(usage)?);
+            }
+            None => {
+                return Err(Failure::usage(format!("{} does not exist", path.display()))
+                    .with_hint(
+                        "create it with a [profiles.NAME] table; see the README's http section",
+                    )
+                    .into());
+            }
+        },
+        ConfigAction::Check => match profile::load().map_err(usage)? {
+            Some((p, cfg)) => {
+                let names: Vec<&str> = cfg.profiles.keys().map(String::as_str).collect();
+                println!(
+                    "{}: ok ({} profile{}{}{})",
+                    p.display(),
+                    names.len(),
+                    if names.len() == 1 { "" } else { "s" },
+                    if names.is_empty() { "" } else { ": " },
+                    names.join(", ")
+                );
+            }
+            None => {
+                return Err(Failure::usage(format!("{} does not exist", path.display())).into());
+            }
+        },
+    }
+    Ok(exit::code::OK)
+}

@@ -1,0 +1,388 @@
+//! Profiles in `config.toml`: a base URL, headers, query, auth, timeouts, retry, rate,
+//! pagination and cache settings under a name, so `opskit get /servers --profile inventory`
+//! replaces a page of Python.
+//!
+//! The file is `$OPSKIT_CONFIG` when set, else `$XDG_CONFIG_HOME/opskit/config.toml`, else
+//! `~/.config/opskit/config.toml`. Unknown keys and bad values are errors that name the key and
+//! the line. Secrets are written `env:VAR`, `file:PATH` or `cmd:COMMAND` (a literal value works
+//! but is never required), and `opskit config show` prints references, never values.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::values::{PageStyle, Rate, SecretRef, Span};
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Profile used when neither `--profile` nor `OPSKIT_PROFILE` names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_profile: Option<String>,
+    /// Named profiles: `[profiles.NAME]`.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// One named profile. Every field is optional; flags override it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Base URL relative request URLs are appended to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<Url>,
+    /// Headers sent with every request (items override them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters added to every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Span>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Span>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_unsafe: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// Cache successful GET responses on disk for this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<Span>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_status: Option<bool>,
+    /// Extra CA certificates (PEM) to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paginate: Option<PaginateConfig>,
+}
+
+/// How a profile authenticates. `type` selects the kind.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// HTTP Basic.
+    Basic {
+        username: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<SecretRef>,
+    },
+    /// `Authorization: Bearer TOKEN`.
+    Bearer { token: SecretRef },
+    /// An API key in a header or the query string.
+    ApiKey {
+        name: String,
+        value: SecretRef,
+        #[serde(default, rename = "in")]
+        location: KeyLocation,
+    },
+    /// OAuth2 client credentials grant; the token is fetched and refreshed by the engine.
+    Oauth2ClientCredentials {
+        token_url: Url,
+        client_id: String,
+        client_secret: SecretRef,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scopes: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+        /// Send the client id and secret in the form body instead of HTTP Basic.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        client_secret_in_body: bool,
+    },
+    /// OAuth2 refresh-token grant: on a 401 (or before the first request when no access token
+    /// is given) the refresh token is traded for a new access token.
+    Oauth2RefreshToken {
+        token_url: Url,
+        refresh_token: SecretRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access_token: Option<SecretRef>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+}
+
+/// Where an API key goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyLocation {
+    #[default]
+    Header,
+    Query,
+}
+
+/// Pagination settings (the same names as the `--page-*` flags).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaginateConfig {
+    pub style: Option<PageStyle>,
+    /// JSON pointer to the item array in each page (`/data`); the body itself when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<String>,
+    /// Page-number parameter (style `page`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_param: Option<String>,
+    /// First page number (style `page`), 1 unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u64>,
+    /// Offset parameter (style `offset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_param: Option<String>,
+    /// Page-size parameter (`per_page`, `limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_param: Option<String>,
+    /// Page size to ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Cursor parameter sent back (style `cursor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor_param: Option<String>,
+    /// JSON pointer to the next cursor in each page (style `cursor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// JSON pointer to the total page count (style `page`), to stop without an extra request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_pages: Option<String>,
+}
+
+/// Where the config file lives.
+pub fn config_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("OPSKIT_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    dirs::config_dir().map(|d| d.join("opskit").join("config.toml"))
+}
+
+/// A config file problem; always a usage error.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses config text; the error names the file, key and line.
+pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
+    let cfg: ConfigFile = toml::from_str(text).map_err(|e| ConfigError {
+        message: format!("{}: {}", path.display(), e.to_string().trim_end()),
+        hint: Some("see `opskit http --help` and the README's http section for the keys".into()),
+    })?;
+    validate(&cfg, text, path)?;
+    Ok(cfg)
+}
+
+/// Checks that need more than one value (a pagination style with its pointers, …).
+fn validate(cfg: &ConfigFile, text: &str, path: &Path) -> Result<(), ConfigError> {
+    for (name, p) in &cfg.profiles {
+        let line = line_of(text, &format!("[profiles.{name}"));
+        let at = |msg: String| ConfigError {
+            message: format!(
+                "{}{}: profile `{name}`: {msg}",
+                path.display(),
+                line.map(|l| format!(" line {l}")).unwrap_or_default()
+            ),
+            hint: None,
+        };
+        if let Some(url) = &p.base_url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return Err(at(format!(
+                "base_url `{url}` must start with http:// or https://"
+            )));
+        }
+        if let Some(pg) = &p.paginate {
+            for ptr in [&pg.items, &pg.cursor, &pg.total_pages]
+                .into_iter()
+                .flatten()
+            {
+                if !ptr.is_empty() && !ptr.starts_with('/') {
+                    return Err(at(format!(
+                        "paginate pointer `{ptr}` must be a JSON pointer starting with `/` (e.g. /data)"
+                    )));
+                }
+            }
+            if pg.style == Some(PageStyle::Cursor) && pg.cursor.is_none() {
+                return Err(at(
+                    "paginate style `cursor` needs `cursor` (JSON pointer to the next cursor)"
+                        .into(),
+                ));
+            }
+        }
+    }
+    if let Some(d) = &cfg.default_profile
+        && !cfg.profiles.contains_key(d)
+    {
+        return Err(ConfigError {
+            message: format!(
+                "{}: default_profile `{d}` is not defined under [profiles]",
+                path.display()
+            ),
+            hint: None,
+        });
+    }
+    Ok(())
+}
+
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| l.trim_start().starts_with(needle))
+        .map(|i| i + 1)
+}
+
+/// Loads the config file; `Ok(None)` when it does not exist.
+pub fn load() -> Result<Option<(PathBuf, ConfigFile)>, ConfigError> {
+    let Some(path) = config_path() else {
+        return Ok(None);
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some((path.clone(), parse(&text, &path)?))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ConfigError {
+            message: format!("cannot read {}: {e}", path.display()),
+            hint: None,
+        }),
+    }
+}
+
+/// Picks the profile: `--profile`/`OPSKIT_PROFILE` (must exist) or the file's `default_profile`.
+pub fn select(name: Option<&str>) -> Result<Option<(String, Profile)>, ConfigError> {
+    let loaded = load()?;
+    let Some(name) = name
+        .map(str::to_owned)
+        .or_else(|| loaded.as_ref().and_then(|(_, c)| c.default_profile.clone()))
+    else {
+        return Ok(None);
+    };
+    let shown = config_path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the config file".into());
+    let Some((_, cfg)) = loaded else {
+        return Err(ConfigError {
+            message: format!("profile `{name}` not found: {shown} does not exist"),
+            hint: Some(format!(
+                "create it with a [profiles.{name}] table, or set OPSKIT_CONFIG"
+            )),
+        });
+    };
+    match cfg.profiles.get(&name) {
+        Some(p) => Ok(Some((name, p.clone()))),
+        None => {
+            let known: Vec<_> = cfg.profiles.keys().map(String::as_str).collect();
+            Err(ConfigError {
+                message: format!("profile `{name}` is not defined in {shown}"),
+                hint: Some(if known.is_empty() {
+                    "the file defines no profiles".into()
+                } else {
+                    format!("defined profiles: {}", known.join(", "))
+                }),
+            })
+        }
+    }
+}
+
+/// `opskit config show`: the parsed config with secrets redacted.
+pub fn render_redacted(cfg: &ConfigFile) -> Result<String, ConfigError> {
+    // SecretRef serialises as its redacted form, so inline secrets never appear.
+    toml::to_string_pretty(cfg).map_err(|e| ConfigError {
+        message: format!("cannot render the config: {e}"),
+        hint: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+default_profile = "cmdb"
+
+[profiles.cmdb]
+base_url = "https://cmdb.example/api/v1"
+timeout = "30s"
+retries = 3
+rate = "5/s"
+headers = { Accept = "application/json" }
+query = { status = "active" }
+
+[profiles.cmdb.auth]
+type = "bearer"
+token = "env:CMDB_TOKEN"
+
+[profiles.cmdb.paginate]
+style = "page"
+items = "/hosts"
+size_param = "per_page"
+size = 100
+
+[profiles.gh.auth]
+type = "api_key"
+name = "X-Key"
+value = "inline-secret"
+in = "query"
+"#;
+
+    #[test]
+    fn a_full_profile_parses() {
+        let cfg = parse(GOOD, Path::new("c.toml")).unwrap();
+        let p = &cfg.profiles["cmdb"];
+        assert_eq!(p.retries, Some(3));
+        assert_eq!(p.timeout.unwrap().0.as_secs(), 30);
+        assert!(matches!(p.auth, Some(AuthConfig::Bearer { .. })));
+        assert!(matches!(
+            cfg.profiles["gh"].auth,
+            Some(AuthConfig::ApiKey {
+                location: KeyLocation::Query,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn show_redacts_inline_secrets_and_keeps_references() {
+        let cfg = parse(GOOD, Path::new("c.toml")).unwrap();
+        let shown = render_redacted(&cfg).unwrap();
+        assert!(!shown.contains("inline-secret"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+        assert!(shown.contains("env:CMDB_TOKEN"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = "[profiles.x]\nbase_url = \"http://h\"\ntimeuot = \"3s\"\n";
+        let e = parse(text, Path::new("c.toml")).unwrap_err();
+        assert!(e.message.contains("timeuot"), "{}", e.message);
+        assert!(e.message.contains("line 3"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_value_is_named_with_its_line() {
+        let text = "[profiles.x]\n\ntimeout = \"soon\"\n";
+        let e = parse(text, Path::new("c.toml")).unwrap_err();
+        assert!(e.message.contains("line 3"), "{}", e.message);
+        assert!(e.message.contains("bad duration"), "{}", e.message);
+        let text = "[profiles.x.auth]\ntype = \"kerberos\"\n";
+        let e = parse(text, Path::new("c.toml")).unwrap_err();
+        assert!(e.message.contains("kerberos"), "{}", e.message);
+    }
+
+    #[test]
+    fn cursor_style_needs_a_pointer() {
+        let text = "[profiles.x.paginate]\nstyle = \"cursor\"\n";
+        let e = parse(text, Path::new("c.toml")).unwrap_err();
+        assert!(e.message.contains("cursor"), "{}", e.message);
+        assert!(e.message.contains("line 1"), "{}", e.message);
+    }
+}
