@@ -1,5 +1,7 @@
 //! The command line: one module per command family.
 
+pub mod serve;
+
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::exit::{self, EXIT_CODES_HELP};
@@ -26,6 +28,12 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Serve the inventory REST API (SQLite by default, or PostgreSQL).
+    Serve(serve::ServeArgs),
+    /// Manage the users of `opskit serve` (add, passwd, list, remove).
+    User(serve::UserArgs),
+    /// Manage the API keys of `opskit serve` (create, list, revoke).
+    Apikey(serve::ApiKeyArgs),
 }
 
 impl Command {
@@ -42,6 +50,9 @@ impl Command {
                 man.render(&mut std::io::stdout())?;
                 Ok(exit::code::OK)
             }
+            Command::Serve(args) => serve::serve(args),
+            Command::User(args) => serve::user(args),
+            Command::Apikey(args) => serve::apikey(args),
         }
     }
 }
