@@ -1,3 +1,4 @@
 //! Integration tests of the `opskit` binary.
 
 mod basics;
+mod serve;
