@@ -156,6 +156,59 @@ pub struct ServerInput {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A JSON Merge Patch (RFC 7396) of a server: fields present are set, `null` resets a field to
+/// its default (hostname, ip and env cannot be removed), labels are merged key by key (a `null`
+/// label value removes that label). Documentation type; the handler applies the patch to the
+/// stored server and validates the result as a [`ServerInput`].
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ServerPatch {
+    #[schema(
+        nullable = false,
+        max_length = 253,
+        min_length = 1,
+        pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    )]
+    hostname: Option<String>,
+    #[schema(schema_with = ip_schema)]
+    ip: Option<String>,
+    #[schema(
+        nullable = false,
+        pattern = r"^[a-z0-9][a-z0-9_-]{0,31}$",
+        max_length = 32
+    )]
+    env: Option<String>,
+    status: Option<Status>,
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,31}$", max_length = 32)]
+    os_type: Option<String>,
+    #[schema(schema_with = tags_schema)]
+    tags: Option<Vec<String>>,
+    #[schema(schema_with = labels_patch_schema)]
+    labels: Option<BTreeMap<String, Option<String>>>,
+}
+
+fn labels_patch_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::SchemaType;
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(63)),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .max_length(Some(1024))
+                .into(),
+        )))
+        .max_properties(Some(MAX_LABELS))
+        .into()
+}
+
 fn ip_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
     AnyOfBuilder::new()

@@ -99,6 +99,9 @@ fn add_errors(op: &mut Operation, path: &str, method: &str) {
     if path == "/auth/login" {
         add(r, "401", "Wrong username or password");
     }
+    if path == "/auth/refresh" || path == "/auth/logout" {
+        add(r, "401", "Unknown, expired, used or revoked refresh token");
+    }
     if path.contains("{id}") {
         add(r, "404", "No such server");
     }

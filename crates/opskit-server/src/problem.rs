@@ -16,13 +16,24 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
     /// Where the bad value is.
-    #[schema(value_type = Vec<Object>, example = json!(["body", "hostname"]))]
+    #[schema(schema_with = loc_schema, example = json!(["body", "hostname"]))]
     pub loc: Vec<Value>,
     /// What is wrong with it.
     pub msg: String,
     /// A stable machine-readable kind (`missing`, `type_error`, `value_error`, …).
     #[serde(rename = "type")]
     pub kind: String,
+}
+
+fn loc_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            OneOfBuilder::new()
+                .item(ObjectBuilder::new().schema_type(Type::String))
+                .item(ObjectBuilder::new().schema_type(Type::Integer)),
+        )
+        .into()
 }
 
 impl FieldError {

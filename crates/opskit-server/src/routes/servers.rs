@@ -11,8 +11,8 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{Auth, sha256_hex};
 use crate::model::{
-    IdempotencyRecord, ListQuery, Server, ServerInput, ServerPage, SortField, Status, is_tag,
-    merge_patch,
+    IdempotencyRecord, ListQuery, Server, ServerInput, ServerPage, ServerPatch, SortField, Status,
+    is_tag, merge_patch,
 };
 use crate::problem::{AppError, FieldError};
 use crate::routes::json_body;
@@ -245,7 +245,7 @@ fn replay(rec: &IdempotencyRecord, request_hash: &str) -> Result<Response, AppEr
 
 /// Create a server. With `Idempotency-Key`, a retry with the same body replays the first answer.
 #[utoipa::path(post, path = "/api/v1/servers", tag = "servers", request_body = ServerInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried POST safe: same key and body replay the first response; same key with another body is a 422")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Makes a retried POST safe: same key and body replay the first response; same key with another body is a 422")),
     responses((status = 201, description = "Created", body = Server,
         headers(("Location" = String, description = "URL of the new server"), ("ETag" = String, description = "Entity tag")))))]
 pub async fn create_server(
@@ -259,15 +259,16 @@ pub async fn create_server(
     let input = ServerInput::from_json(&value).map_err(AppError::Validation)?;
     let idem_key = match headers.get("idempotency-key") {
         None => None,
-        Some(v) => {
-            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255);
-            Some(
-                k.ok_or_else(|| {
-                    AppError::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
-                })?
-                .to_owned(),
-            )
+        Some(v) if v.is_empty() || v.len() > 255 => {
+            return Err(AppError::bad_request(
+                "Idempotency-Key must be 1-255 characters",
+            ));
         }
+        // any header bytes are accepted; the stored key is their hex form when not ASCII
+        Some(v) => Some(match v.to_str() {
+            Ok(k) => k.to_owned(),
+            Err(_) => format!("hex:{}", hex::encode(v.as_bytes())),
+        }),
     };
     let request_hash = sha256_hex(&serde_json::to_string(&input).unwrap_or_default());
     if let Some(key) = &idem_key
@@ -323,17 +324,28 @@ async fn load(state: &AppState, id: &str) -> Result<Server, AppError> {
         .ok_or_else(|| AppError::not_found(format!("no server with id or hostname {id:?}")))
 }
 
-/// `If-Match`: `*` or a list of entity tags; `Some(false)` when present and not matching.
-fn if_match_ok(headers: &HeaderMap, server: &Server) -> Option<bool> {
-    let value = headers.get(header::IF_MATCH)?;
-    let value = value.to_str().unwrap_or("");
+/// `If-Match`: `*` or a list of entity tags; `Ok(Some(false))` when present and not matching,
+/// 400 when empty.
+fn if_match_ok(headers: &HeaderMap, server: &Server) -> Result<Option<bool>, AppError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || {
+        AppError::bad_request(
+            "If-Match must be * or a list of entity tags such as \"0193…-2\" (take it from the ETag of a GET)",
+        )
+    };
+    let value = value.to_str().map_err(|_| bad())?.trim();
+    if value.is_empty() {
+        return Err(bad());
+    }
     let etag = server.etag();
-    Some(
-        value
-            .split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str())),
-    )
+    // anything that is not `*` or our current tag does not match
+    let matched = value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == etag || tag.strip_prefix("W/") == Some(etag.as_str()));
+    Ok(Some(matched))
 }
 
 /// Get one server by UUID or hostname.
@@ -359,10 +371,11 @@ async fn write_new_state(
 ) -> Result<Response, AppError> {
     for _attempt in 0..5 {
         let current = load(state, id).await?;
-        if if_match_ok(headers, &current) == Some(false) {
+        // a bad body is a 422 whatever the precondition says
+        let input = make(&current)?;
+        if if_match_ok(headers, &current)? == Some(false) {
             return Err(AppError::precondition_failed());
         }
-        let input = make(&current)?;
         let next = Server {
             id: current.id,
             hostname: input.hostname,
@@ -400,7 +413,7 @@ async fn write_new_state(
 /// Replace a server. Honours `If-Match` (412 when the server changed).
 #[utoipa::path(put, path = "/api/v1/servers/{id}", tag = "servers", request_body = ServerInput,
     params(("id" = String, Path, description = "Server UUID or hostname"),
-        ("If-Match" = Option<String>, Header, description = "Only if the ETag still matches")),
+        ("If-Match" = Option<String>, Header, nullable = false, min_length = 1, description = "`*` or the ETag from a GET: only if it still matches (412 otherwise)")),
     responses((status = 200, description = "Replaced", body = Server,
         headers(("ETag" = String, description = "New entity tag")))))]
 pub async fn put_server(
@@ -419,10 +432,10 @@ pub async fn put_server(
 /// Change some fields of a server with a JSON Merge Patch (RFC 7396): fields present are set,
 /// `null` removes (resets) a field. Honours `If-Match`.
 #[utoipa::path(patch, path = "/api/v1/servers/{id}", tag = "servers",
-    request_body(content = Object, content_type = "application/merge-patch+json",
-        description = "JSON Merge Patch of a ServerInput"),
+    request_body(content = ServerPatch, content_type = "application/merge-patch+json",
+        description = "JSON Merge Patch (RFC 7396) of a ServerInput"),
     params(("id" = String, Path, description = "Server UUID or hostname"),
-        ("If-Match" = Option<String>, Header, description = "Only if the ETag still matches")),
+        ("If-Match" = Option<String>, Header, nullable = false, min_length = 1, description = "`*` or the ETag from a GET: only if it still matches (412 otherwise)")),
     responses((status = 200, description = "Patched", body = Server,
         headers(("ETag" = String, description = "New entity tag")))))]
 pub async fn patch_server(
@@ -453,7 +466,7 @@ pub async fn patch_server(
 /// Delete a server. Honours `If-Match`.
 #[utoipa::path(delete, path = "/api/v1/servers/{id}", tag = "servers",
     params(("id" = String, Path, description = "Server UUID or hostname"),
-        ("If-Match" = Option<String>, Header, description = "Only if the ETag still matches")),
+        ("If-Match" = Option<String>, Header, nullable = false, min_length = 1, description = "`*` or the ETag from a GET: only if it still matches (412 otherwise)")),
     responses((status = 204, description = "Deleted")))]
 pub async fn delete_server(
     State(state): State<AppState>,
@@ -463,7 +476,7 @@ pub async fn delete_server(
 ) -> Result<Response, AppError> {
     principal.require_write()?;
     let current = load(&state, &id).await?;
-    let expected = match if_match_ok(&headers, &current) {
+    let expected = match if_match_ok(&headers, &current)? {
         Some(false) => return Err(AppError::precondition_failed()),
         Some(true) => Some(current.version),
         None => None,
