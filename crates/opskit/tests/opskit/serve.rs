@@ -28,6 +28,8 @@ struct Served {
     lines: mpsc::Receiver<String>,
 }
 
+// The child is handed to the caller, who kills and waits for it.
+#[allow(clippy::zombie_processes)]
 fn start_serve(db: &str, admin_password: Option<&str>) -> Served {
     let mut cmd = StdCommand::new(cargo_bin("opskit"));
     cmd.args([
