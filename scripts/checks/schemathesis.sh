@@ -11,7 +11,7 @@ fi
 ST=$(command -v schemathesis || command -v st)
 
 cargo build --quiet -p opskit
-BIN=target/debug/opskit
+BIN=$PWD/target/debug/opskit
 TMP=$(mktemp -d /tmp/opskit-schemathesis.XXXXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 DB="sqlite://$TMP/fuzz.db"
@@ -40,6 +40,8 @@ cat >"$TMP/schemathesis.toml" <<'TOML'
 expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "422", "429"]
 TOML
 
+# run from the temp dir so schemathesis' example database does not land in the repository
+cd "$TMP"
 "$ST" --config-file "$TMP/schemathesis.toml" run "http://127.0.0.1:$PORT/openapi.json" \
   --checks all \
   --header "Authorization: Bearer $KEY" \
