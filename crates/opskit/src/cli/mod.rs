@@ -6,6 +6,7 @@ use crate::exit::{self, EXIT_CODES_HELP};
 
 pub mod http;
 pub mod notify;
+pub mod serve;
 pub mod ssh;
 
 #[derive(Debug, Parser)]
@@ -45,6 +46,12 @@ pub enum Command {
     Webhook(notify::WebhookCommand),
     /// Run commands and move files (SFTP) on many hosts at once, with strict host-key checking.
     Ssh(Box<ssh::SshArgs>),
+    /// Serve the inventory REST API (SQLite by default, or PostgreSQL).
+    Serve(serve::ServeArgs),
+    /// Manage the users of `opskit serve` (add, passwd, list, remove).
+    User(serve::UserArgs),
+    /// Manage the API keys of `opskit serve` (create, list, revoke).
+    Apikey(serve::ApiKeyArgs),
 }
 
 impl Command {
@@ -65,6 +72,9 @@ impl Command {
             Command::Notify { delivery, command } => command.run(&delivery),
             Command::Webhook(command) => command.run(),
             Command::Ssh(args) => args.run(),
+            Command::Serve(args) => serve::serve(args),
+            Command::User(args) => serve::user(args),
+            Command::Apikey(args) => serve::apikey(args),
         }
     }
 }

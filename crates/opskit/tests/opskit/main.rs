@@ -4,3 +4,4 @@ mod basics;
 mod notify;
 mod ssh;
 mod http;
+mod serve;

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# opskit serve vs FastAPI + uvicorn (written the way the seeds write it) vs a bare axum hello-world,
+# all on this machine, all driven by wrk over loopback with 64 connections.
+#   GET /api/v1/servers/{id} with a bearer token, and GET /api/v1/servers?per_page=50.
+# Prints medians of $RUNS runs (requests/s and p99 latency) and the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION=${DURATION:-8s}
+RUNS=${RUNS:-3}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+N_SERVERS=${N_SERVERS:-1000}
+
+command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
+python3 -c 'import fastapi, uvicorn, jwt' 2>/dev/null || pip install --quiet fastapi uvicorn pyjwt
+
+cargo build --release --quiet -p opskit
+cargo build --release --quiet -p opskit-server --example hello
+
+TMP=$(mktemp -d /tmp/opskit-bench-server.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_up() { for _ in $(seq 1 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
+
+P_OPS=$(free_port); P_FA=$(free_port); P_HELLO=$(free_port)
+
+# opskit serve: rate limiting stays on (its cost is part of the figure), with a quota the load cannot exhaust
+OPSKIT_ADMIN_PASSWORD=bench-password-1 target/release/opskit serve --bind "127.0.0.1:$P_OPS" \
+  --database "sqlite://$TMP/opskit.db" --rate-limit 2000000000 --log-format json 2>"$TMP/opskit.log" &
+PIDS+=($!)
+target/release/examples/hello "127.0.0.1:$P_HELLO" &
+PIDS+=($!)
+wait_up "http://127.0.0.1:$P_OPS/health"
+wait_up "http://127.0.0.1:$P_HELLO/"
+
+# seed the inventory through the API, then copy the same rows into the FastAPI database
+python3 - "$P_OPS" "$N_SERVERS" "$TMP" <<'PY'
+import http.client, json, sqlite3, sys
+port, n, tmp = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def call(method, path, body=None, token=None):
+    h = {"content-type": "application/json"}
+    if token: h["authorization"] = "Bearer " + token
+    c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
+    r = c.getresponse(); data = r.read()
+    assert r.status < 300, (r.status, data)
+    return json.loads(data) if data else None
+tok = call("POST", "/auth/login", {"username": "admin", "password": "bench-password-1"})["access_token"]
+envs, oses = ["prod", "staging", "dev"], ["linux", "windows"]
+for i in range(n):
+    call("POST", "/api/v1/servers", {"hostname": f"host{i:05d}.example.com", "ip": f"10.{i//65536}.{(i//256)%256}.{i%256}",
+        "env": envs[i % 3], "os_type": oses[i % 2], "tags": ["bench", f"rack{i%10}"], "labels": {"team": "ops"}}, tok)
+rows, page = [], 1
+while True:
+    r = call("GET", f"/api/v1/servers?per_page=200&page={page}", token=tok)
+    rows += r["data"]
+    if page >= r["total_pages"]: break
+    page += 1
+db = sqlite3.connect(f"{tmp}/fastapi.db")
+db.execute("CREATE TABLE servers (id TEXT PRIMARY KEY, hostname TEXT UNIQUE, ip TEXT, env TEXT, status TEXT, os_type TEXT, tags TEXT, labels TEXT, created_at TEXT, updated_at TEXT)")
+db.executemany("INSERT INTO servers VALUES (?,?,?,?,?,?,?,?,?,?)", [(s["id"], s["hostname"], s["ip"], s["env"], s["status"], s["os_type"],
+    json.dumps(s["tags"]), json.dumps(s["labels"]), s["created_at"], s["updated_at"]) for s in rows])
+db.commit()
+open(f"{tmp}/token", "w").write(tok)
+open(f"{tmp}/id", "w").write(rows[len(rows) // 2]["id"])
+PY
+TOKEN=$(cat "$TMP/token"); ID=$(cat "$TMP/id")
+FA_TOKEN=$(python3 -c 'import jwt,time; print(jwt.encode({"sub":"admin","exp":int(time.time())+3600},"secret",algorithm="HS256"))')
+
+BENCH_DB="$TMP/fastapi.db" python3 -m uvicorn --app-dir bench/server fastapi_app:app \
+  --host 127.0.0.1 --port "$P_FA" --log-level warning &
+PIDS+=($!)
+wait_up "http://127.0.0.1:$P_FA/health"
+
+# sanity: both APIs answer the same row
+curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$P_OPS/api/v1/servers/$ID" | grep -q "$ID"
+curl -fsS -H "Authorization: Bearer $FA_TOKEN" "http://127.0.0.1:$P_FA/api/v1/servers/$ID" | grep -q "$ID"
+
+# one wrk run -> "rps p99_ms"
+run_wrk() {
+  local url=$1 token=$2 out
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency ${token:+-H "Authorization: Bearer $token"} "$url")
+  if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx responses from $url" >&2; echo "$out" >&2; exit 1; fi
+  echo "$out" | awk '
+    /Requests\/sec/ {rps=$2}
+    /^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); p=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v); p=v} else if (v ~ /s$/) {sub(/s/,"",v); p=v*1000}}
+    END {printf "%s %.3f\n", rps, p}'
+}
+
+declare -A RPS P99
+SCEN=(fa_get ops_get hello fa_list ops_list)
+declare -A URL=(
+  [fa_get]="http://127.0.0.1:$P_FA/api/v1/servers/$ID"
+  [ops_get]="http://127.0.0.1:$P_OPS/api/v1/servers/$ID"
+  [hello]="http://127.0.0.1:$P_HELLO/"
+  [fa_list]="http://127.0.0.1:$P_FA/api/v1/servers?page=3&per_page=50"
+  [ops_list]="http://127.0.0.1:$P_OPS/api/v1/servers?page=3&per_page=50"
+)
+declare -A TOK=([fa_get]=$FA_TOKEN [ops_get]=$TOKEN [hello]="" [fa_list]=$FA_TOKEN [ops_list]=$TOKEN)
+for run in $(seq 1 "$RUNS"); do
+  for s in "${SCEN[@]}"; do
+    read -r r p < <(run_wrk "${URL[$s]}" "${TOK[$s]}")
+    RPS[$s]+="$r "; P99[$s]+="$p "
+    echo "run $run $s: $r req/s, p99 $p ms" >&2
+  done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+declare -A MR MP
+for s in "${SCEN[@]}"; do MR[$s]=$(echo "${RPS[$s]}" | median); MP[$s]=$(echo "${P99[$s]}" | median); done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a/b}'; }
+
+echo
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, median of $RUNS runs, $N_SERVERS servers, $(nproc) cores"
+printf '%-34s %12s %10s\n' "scenario" "req/s" "p99 ms"
+printf '%-34s %12.0f %10.2f\n' "FastAPI+uvicorn GET by id" "${MR[fa_get]}" "${MP[fa_get]}"
+printf '%-34s %12.0f %10.2f\n' "opskit serve GET by id" "${MR[ops_get]}" "${MP[ops_get]}"
+printf '%-34s %12.0f %10.2f\n' "axum hello-world (ceiling)" "${MR[hello]}" "${MP[hello]}"
+printf '%-34s %12.0f %10.2f\n' "FastAPI+uvicorn list per_page=50" "${MR[fa_list]}" "${MP[fa_list]}"
+printf '%-34s %12.0f %10.2f\n' "opskit serve list per_page=50" "${MR[ops_list]}" "${MP[ops_list]}"
+echo
+echo "GET by id: opskit / FastAPI  = $(ratio "${MR[ops_get]}" "${MR[fa_get]}")x   (target >= 20x)"
+echo "GET by id: opskit / hello    = $(ratio "${MR[ops_get]}" "${MR[hello]}")    (target >= 0.5)"
+echo "list 50:   opskit / FastAPI  = $(ratio "${MR[ops_list]}" "${MR[fa_list]}")x"

@@ -1,0 +1,266 @@
+//! Request middleware: authentication + per-principal rate limiting, metrics, security headers,
+//! and the net that turns every non-JSON error (axum's own rejections, 404, 405, 413, timeouts)
+//! into a problem document.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::app::AppState;
+use crate::auth::authenticate;
+use crate::problem::{AppError, PROBLEM_JSON, problem_response};
+
+type Keyed =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+/// A keyed GCRA limiter that also reports the numbers for `RateLimit-*` headers.
+pub struct Limiter {
+    inner: Keyed,
+    limit: u32,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Limiter({}/min)", self.limit)
+    }
+}
+
+/// What the limiter decided.
+#[derive(Debug, Clone, Copy)]
+pub struct RateInfo {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the quota is full again.
+    pub reset: u64,
+    /// Set when refused: seconds to wait.
+    pub retry_after: Option<u64>,
+}
+
+impl Limiter {
+    /// `per_minute` requests per minute, all of which may come in a burst; `None` when 0.
+    pub fn per_minute(per_minute: u32) -> Option<Limiter> {
+        let n = NonZeroU32::new(per_minute)?;
+        Some(Limiter {
+            inner: RateLimiter::keyed(Quota::per_minute(n))
+                .with_middleware::<StateInformationMiddleware>(),
+            limit: per_minute,
+            clock: DefaultClock::default(),
+        })
+    }
+
+    pub fn check(&self, key: &str) -> RateInfo {
+        let key = key.to_owned();
+        match self.inner.check_key(&key) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let per = snapshot.quota().replenish_interval();
+                let reset = per
+                    .saturating_mul(self.limit.saturating_sub(remaining))
+                    .as_secs_f64()
+                    .ceil() as u64;
+                RateInfo {
+                    limit: self.limit,
+                    remaining,
+                    reset,
+                    retry_after: None,
+                }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                let secs = (wait.as_secs_f64().ceil() as u64).max(1);
+                RateInfo {
+                    limit: self.limit,
+                    remaining: 0,
+                    reset: secs,
+                    retry_after: Some(secs),
+                }
+            }
+        }
+    }
+
+    /// Forgets keys whose quota is full again (keeps memory bounded).
+    pub fn retain_recent(&self) {
+        self.inner.retain_recent();
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
+    if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+        headers.insert(name, v);
+    }
+}
+
+/// Adds `RateLimit-*` (IETF draft) and `X-RateLimit-*` headers.
+pub fn rate_headers(headers: &mut HeaderMap, info: &RateInfo) {
+    set(headers, "ratelimit-limit", info.limit);
+    set(headers, "ratelimit-remaining", info.remaining);
+    set(headers, "ratelimit-reset", info.reset);
+    set(headers, "x-ratelimit-limit", info.limit);
+    set(headers, "x-ratelimit-remaining", info.remaining);
+    set(headers, "x-ratelimit-reset", info.reset);
+    if let Some(secs) = info.retry_after {
+        set(headers, "retry-after", secs);
+    }
+}
+
+/// The client's IP, as the auth middleware saw it.
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub String);
+
+/// The client's IP (from the socket; tests built without connect info get `unknown`).
+pub fn client_ip(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+}
+
+/// Authenticates the request (a bad credential is a 401 at once), then applies the rate limit of
+/// the principal (or of the client IP when anonymous).
+pub async fn auth_and_rate_limit(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let ip = client_ip(&req);
+    req.extensions_mut().insert(ClientIp(ip.clone()));
+    let auth = authenticate(&state, req.headers()).await;
+    let key = match &auth {
+        Ok(Some(p)) => p.id.clone(),
+        _ => format!("ip:{ip}"),
+    };
+    let info = state.limiter().map(|l| l.check(&key));
+    let mut resp = match (info, auth) {
+        (
+            Some(RateInfo {
+                retry_after: Some(secs),
+                ..
+            }),
+            _,
+        ) => AppError::TooManyRequests(secs).into_response(),
+        (_, Err(e)) => e.into_response(),
+        (_, Ok(principal)) => {
+            if let Some(p) = principal {
+                req.extensions_mut().insert(p);
+            }
+            next.run(req).await
+        }
+    };
+    if let Some(info) = info {
+        rate_headers(resp.headers_mut(), &info);
+    }
+    resp
+}
+
+/// Counts every request by route and status and times it.
+pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    state
+        .metrics()
+        .record(&method, &route, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+/// Security headers on every response (a looser CSP on `/docs`, whose page runs its own script).
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let docs = req.uri().path().starts_with("/docs");
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    let csp = if docs {
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+    } else {
+        "default-src 'none'; frame-ancestors 'none'"
+    };
+    h.insert("content-security-policy", HeaderValue::from_static(csp));
+    if !docs && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// Turns any error response that is not already a problem document into one, keeping its status
+/// and headers (`Allow`, `Retry-After`, …).
+pub async fn problem_for_everything(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with(PROBLEM_JSON));
+    if is_problem {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    // what axum or tower-http said, when it said something short and textual
+    let original = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .filter(|s| !s.trim().is_empty());
+    let detail = match status {
+        StatusCode::NOT_FOUND => format!("no such resource: {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            format!("method {method} is not allowed on {path}; allowed: {allow}")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "request body is too large; see --body-limit on the server".to_owned()
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "send the body as JSON with `Content-Type: application/json`".to_owned()
+        }
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
+            "the request took too long and was abandoned; retry later".to_owned()
+        }
+        s if s.is_server_error() => {
+            tracing::error!(status = %s, body = ?original, "unhandled server error");
+            "internal error; the server log has the details".to_owned()
+        }
+        _ => original.unwrap_or_else(|| "request rejected".to_owned()),
+    };
+    let problem = problem_response(status, Some(detail), None);
+    let mut resp = Response::from_parts(parts, Body::empty());
+    let (pparts, pbody) = problem.into_parts();
+    *resp.body_mut() = pbody;
+    resp.headers_mut().remove(header::CONTENT_LENGTH);
+    if let Some(ct) = pparts.headers.get(header::CONTENT_TYPE) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+    }
+    resp
+}

@@ -1,0 +1,489 @@
+//! `opskit serve`, `opskit user …`, `opskit apikey …`: the inventory API and its administration.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use opskit_server::model::Role;
+use opskit_server::store::Store;
+use opskit_server::{Application, ServerConfig, users};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::exit::{Failure, code};
+use crate::logging::{self, LogFormat};
+
+const DEFAULT_DATABASE: &str = "sqlite://opskit.db";
+
+/// `opskit serve` flags. Each can also come from an `OPSKIT_*` env var or the config file
+/// (flag > env var > config file > default).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "OPSKIT_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Database: sqlite://FILE (created if missing) or postgres://USER@HOST/DB
+    /// [default: sqlite://opskit.db].
+    #[arg(long, env = "OPSKIT_DATABASE")]
+    pub database: Option<String>,
+    /// TOML config file with any of: bind, database, cors_origins, rate_limit, login_rate_limit,
+    /// body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format.
+    #[arg(long, env = "OPSKIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Origin allowed by CORS (repeat, or comma-separate in the env var); none by default.
+    #[arg(
+        long = "cors-origin",
+        env = "OPSKIT_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Requests per minute per API key / user (per IP when anonymous); 0 = off [default: 600].
+    #[arg(long, env = "OPSKIT_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Login attempts per minute per client IP; 0 = off [default: 10].
+    #[arg(long, env = "OPSKIT_LOGIN_RATE_LIMIT")]
+    pub login_rate_limit: Option<u32>,
+    /// Largest request body in bytes [default: 65536].
+    #[arg(long, env = "OPSKIT_BODY_LIMIT")]
+    pub body_limit: Option<usize>,
+    /// Seconds a request may take before it is answered with 503 [default: 30].
+    #[arg(long, env = "OPSKIT_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<u64>,
+    /// Access token lifetime in seconds [default: 900].
+    #[arg(long, env = "OPSKIT_ACCESS_TOKEN_TTL")]
+    pub access_token_ttl: Option<u64>,
+    /// Refresh token lifetime in seconds [default: 2592000].
+    #[arg(long, env = "OPSKIT_REFRESH_TOKEN_TTL")]
+    pub refresh_token_ttl: Option<u64>,
+    /// Accept HTTP Basic credentials (true/false) [default: true].
+    #[arg(long, env = "OPSKIT_BASIC_AUTH")]
+    pub basic_auth: Option<bool>,
+    /// Log format [default: text].
+    #[arg(long, env = "OPSKIT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<SocketAddr>,
+    database: Option<String>,
+    cors_origins: Option<Vec<String>>,
+    rate_limit: Option<u32>,
+    login_rate_limit: Option<u32>,
+    body_limit: Option<usize>,
+    request_timeout: Option<u64>,
+    access_token_ttl: Option<u64>,
+    refresh_token_ttl: Option<u64>,
+    basic_auth: Option<bool>,
+    log_format: Option<String>,
+}
+
+fn secret_env(name: &str) -> Option<SecretString> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(SecretString::from)
+}
+
+impl ServeArgs {
+    fn resolve(self) -> anyhow::Result<(ServerConfig, LogFormat)> {
+        let file = match &self.config {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Failure::usage(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    Failure::usage(format!("bad config file {}: {e}", path.display()))
+                        .with_hint("keys: bind, database, cors_origins, rate_limit, login_rate_limit, body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format")
+                })?
+            }
+        };
+        let d = ServerConfig::default();
+        let log_format = match (self.log_format, file.log_format.as_deref()) {
+            (Some(f), _) => f,
+            (None, Some("json")) => LogFormat::Json,
+            (None, Some("text")) | (None, None) => LogFormat::Text,
+            (None, Some(other)) => {
+                return Err(Failure::usage(format!(
+                    "bad log_format {other:?} in the config file: use text or json"
+                ))
+                .into());
+            }
+        };
+        let cors_origins = if self.cors_origins.is_empty() {
+            file.cors_origins.unwrap_or_default()
+        } else {
+            self.cors_origins
+        };
+        for origin in &cors_origins {
+            let ok = url::Url::parse(origin)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(Failure::usage(format!("bad CORS origin {origin:?}"))
+                    .with_hint("give a full origin such as https://ops.example.com")
+                    .into());
+            }
+        }
+        let request_timeout = self.request_timeout.or(file.request_timeout);
+        if request_timeout == Some(0) {
+            return Err(Failure::usage("--request-timeout must be at least 1 second").into());
+        }
+        let config = ServerConfig {
+            bind: self.bind.or(file.bind).unwrap_or(d.bind),
+            database_url: self
+                .database
+                .or(file.database)
+                .unwrap_or_else(|| DEFAULT_DATABASE.to_owned()),
+            cors_origins,
+            rate_limit_per_minute: self
+                .rate_limit
+                .or(file.rate_limit)
+                .unwrap_or(d.rate_limit_per_minute),
+            login_rate_limit_per_minute: self
+                .login_rate_limit
+                .or(file.login_rate_limit)
+                .unwrap_or(d.login_rate_limit_per_minute),
+            body_limit_bytes: self
+                .body_limit
+                .or(file.body_limit)
+                .unwrap_or(d.body_limit_bytes),
+            request_timeout: request_timeout.map_or(d.request_timeout, Duration::from_secs),
+            access_token_ttl: self
+                .access_token_ttl
+                .or(file.access_token_ttl)
+                .map_or(d.access_token_ttl, Duration::from_secs),
+            refresh_token_ttl: self
+                .refresh_token_ttl
+                .or(file.refresh_token_ttl)
+                .map_or(d.refresh_token_ttl, Duration::from_secs),
+            basic_auth: self.basic_auth.or(file.basic_auth).unwrap_or(d.basic_auth),
+            jwt_secret: secret_env("OPSKIT_JWT_SECRET"),
+            admin_password: secret_env("OPSKIT_ADMIN_PASSWORD"),
+        };
+        Ok((config, log_format))
+    }
+}
+
+fn server_error(e: opskit_server::Error) -> anyhow::Error {
+    use opskit_server::Error as E;
+    match e {
+        E::BadDatabaseUrl(_) => Failure::usage(e.to_string())
+            .with_hint("use sqlite://opskit.db or postgres://USER@HOST:5432/DB")
+            .into(),
+        E::Invalid(_) => Failure::usage(e.to_string()).into(),
+        E::Conflict(_) | E::NotFound(_) => Failure::new(code::FAILURE, e.to_string()).into(),
+        E::Bind { .. } => Failure::new(code::FAILURE, e.to_string())
+            .with_hint("another process may be using the port; pick another with --bind")
+            .into(),
+        E::Database(_) => Failure::new(code::NETWORK, e.to_string())
+            .with_hint("check --database / OPSKIT_DATABASE and that the database is running")
+            .into(),
+        other => anyhow::Error::new(other),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+/// Runs `opskit serve`.
+pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let (config, log_format) = args.resolve()?;
+    logging::init(log_format, "info");
+    crate::block_on(async move {
+        let app = Application::build(config.clone())
+            .await
+            .map_err(server_error)?;
+        if let Some(pw) = app.generated_admin_password() {
+            eprintln!(
+                "created user `admin` with password: {}\n(shown once; change it with `opskit user passwd admin`)",
+                pw.expose_secret()
+            );
+        }
+        tracing::info!(
+            addr = %app.local_addr(),
+            database = %redact_url(&config.database_url),
+            docs = %format!("http://{}/docs", app.local_addr()),
+            "opskit serve listening"
+        );
+        app.run_until(shutdown_signal())
+            .await
+            .map_err(server_error)?;
+        tracing::info!("stopped");
+        Ok(code::OK)
+    })?
+}
+
+/// Hides a password in a database URL.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Where the admin commands find the database.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// Database: sqlite://FILE or postgres://… (the one `opskit serve` uses).
+    #[arg(long, env = "OPSKIT_DATABASE", default_value = DEFAULT_DATABASE, global = true)]
+    pub database: String,
+}
+
+/// How a new password is given.
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of stdin (otherwise OPSKIT_USER_PASSWORD, otherwise
+    /// a random one is generated and printed).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+impl PasswordArgs {
+    /// The password and whether it was generated.
+    fn get(&self) -> anyhow::Result<(SecretString, bool)> {
+        if self.password_stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let pw = line.trim_end_matches(['\r', '\n']).to_owned();
+            if pw.is_empty() {
+                return Err(Failure::usage("no password on stdin").into());
+            }
+            return Ok((SecretString::from(pw), false));
+        }
+        if let Some(pw) = secret_env("OPSKIT_USER_PASSWORD") {
+            return Ok((pw, false));
+        }
+        Ok((
+            SecretString::from(opskit_server::auth::random_token(18)),
+            true,
+        ))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Add {
+        username: String,
+        /// admin, operator (read and write) or viewer (read only).
+        #[arg(long, default_value = "viewer")]
+        role: Role,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Set a user's password.
+    Passwd {
+        username: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// List users.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user (their refresh tokens are revoked).
+    Remove { username: String },
+}
+
+/// `opskit user …`
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key; the key is printed once on stdout and only its hash is kept.
+    Create {
+        /// A name to recognise the key by.
+        name: String,
+        /// admin, operator (read and write) or viewer (read only).
+        #[arg(long, default_value = "operator")]
+        role: Role,
+    },
+    /// List API keys (never the keys themselves).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API key by id or name.
+    Revoke { id_or_name: String },
+}
+
+/// `opskit apikey …`
+#[derive(Debug, Args)]
+pub struct ApiKeyArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(subcommand)]
+    pub command: ApiKeyCommand,
+}
+
+fn fmt_time(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn print_generated(what: &str, pw: &SecretString) {
+    println!("{}", pw.expose_secret());
+    if std::io::stderr().is_terminal() {
+        eprintln!("(generated password for {what}, shown once)");
+    }
+}
+
+/// Runs `opskit user …`.
+pub fn user(args: UserArgs) -> anyhow::Result<u8> {
+    crate::block_on(async move {
+        let db = users::open(&args.db.database).await.map_err(server_error)?;
+        match args.command {
+            UserCommand::Add {
+                username,
+                role,
+                password,
+            } => {
+                let (pw, generated) = password.get()?;
+                users::add_user(&db, &username, pw.clone(), role)
+                    .await
+                    .map_err(server_error)?;
+                eprintln!("created user {username} ({role})");
+                if generated {
+                    print_generated(&username, &pw);
+                }
+            }
+            UserCommand::Passwd { username, password } => {
+                let (pw, generated) = password.get()?;
+                users::set_password(&db, &username, pw.clone())
+                    .await
+                    .map_err(server_error)?;
+                eprintln!("password of {username} changed");
+                if generated {
+                    print_generated(&username, &pw);
+                }
+            }
+            UserCommand::List { json } => {
+                let list = db.list_users().await.map_err(server_error)?;
+                if json {
+                    let v: Vec<_> = list
+                        .iter()
+                        .map(|u| {
+                            serde_json::json!({"id": u.id, "username": u.username, "role": u.role, "created_at": fmt_time(u.created_at)})
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!("{:<24} {:<9} CREATED", "USERNAME", "ROLE");
+                    for u in list {
+                        println!(
+                            "{:<24} {:<9} {}",
+                            u.username,
+                            u.role.as_str(),
+                            fmt_time(u.created_at)
+                        );
+                    }
+                }
+            }
+            UserCommand::Remove { username } => {
+                users::remove_user(&db, &username)
+                    .await
+                    .map_err(server_error)?;
+                eprintln!("removed user {username}");
+            }
+        }
+        Ok(code::OK)
+    })?
+}
+
+/// Runs `opskit apikey …`.
+pub fn apikey(args: ApiKeyArgs) -> anyhow::Result<u8> {
+    crate::block_on(async move {
+        let db = users::open(&args.db.database).await.map_err(server_error)?;
+        match args.command {
+            ApiKeyCommand::Create { name, role } => {
+                let (secret, rec) = users::create_api_key(&db, &name, role)
+                    .await
+                    .map_err(server_error)?;
+                eprintln!(
+                    "created API key {name} ({role}), id {}; it is shown once:",
+                    rec.id
+                );
+                println!("{}", secret.expose_secret());
+            }
+            ApiKeyCommand::List { json } => {
+                let list = db.list_api_keys().await.map_err(server_error)?;
+                if json {
+                    let v: Vec<_> = list
+                        .iter()
+                        .map(|k| {
+                            serde_json::json!({"id": k.id, "name": k.name, "prefix": k.prefix, "role": k.role,
+                                "created_at": fmt_time(k.created_at), "revoked_at": k.revoked_at.map(fmt_time)})
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!(
+                        "{:<36} {:<20} {:<12} {:<9} STATE",
+                        "ID", "NAME", "PREFIX", "ROLE"
+                    );
+                    for k in list {
+                        println!(
+                            "{:<36} {:<20} {:<12} {:<9} {}",
+                            k.id,
+                            k.name,
+                            k.prefix,
+                            k.role.as_str(),
+                            if k.revoked_at.is_some() {
+                                "revoked"
+                            } else {
+                                "active"
+                            }
+                        );
+                    }
+                }
+            }
+            ApiKeyCommand::Revoke { id_or_name } => {
+                let n = users::revoke_api_key(&db, &id_or_name)
+                    .await
+                    .map_err(server_error)?;
+                eprintln!("revoked {n} API key(s)");
+            }
+        }
+        Ok(code::OK)
+    })?
+}
