@@ -1,7 +1,7 @@
 //! Integration tests of the `opskit` binary.
 
 mod basics;
-mod notify;
-mod ssh;
 mod http;
+mod notify;
 mod serve;
+mod ssh;
