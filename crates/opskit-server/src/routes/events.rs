@@ -292,7 +292,9 @@ pub async fn post_event(
         return Ok(rejected(
             StatusCode::BAD_REQUEST,
             "malformed_headers",
-            format!("malformed header `{HEADER_ID}`: at most {MAX_WEBHOOK_ID} printable characters"),
+            format!(
+                "malformed header `{HEADER_ID}`: at most {MAX_WEBHOOK_ID} printable characters"
+            ),
         ));
     }
     let source = event_source(raw.as_deref(), &headers)?;
@@ -414,7 +416,10 @@ pub async fn list_events(
 ) -> Result<Response, AppError> {
     let q = parse_list(raw.as_deref())?;
     let (rows, total) = state.db().list_events(&q).await?;
-    let data = rows.into_iter().map(to_api).collect::<Result<Vec<_>, _>>()?;
+    let data = rows
+        .into_iter()
+        .map(to_api)
+        .collect::<Result<Vec<_>, _>>()?;
     let total_pages = total.div_ceil(u64::from(q.per_page));
     let page = u64::from(q.page);
     let mut links = vec![format!("<{}>; rel=\"first\"", page_link(&q, 1))];

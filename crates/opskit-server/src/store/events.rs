@@ -109,7 +109,8 @@ macro_rules! event_store {
         impl EventStore for $store {
             async fn insert_event(&self, e: &StoredEvent) -> Result<InsertEvent, Error> {
                 let mut tx = self.pool().begin().await?;
-                let mut qb = QueryBuilder::<$db>::new(format!("INSERT INTO events ({COLUMNS}) VALUES ("));
+                let mut qb =
+                    QueryBuilder::<$db>::new(format!("INSERT INTO events ({COLUMNS}) VALUES ("));
                 qb.separated(", ")
                     .push_bind(e.id.to_string())
                     .push_bind(e.webhook_id.clone())
