@@ -30,7 +30,7 @@ use crate::middleware::{
 };
 use crate::openapi::ApiDoc;
 use crate::problem::AppError;
-use crate::routes::{ops, servers, session};
+use crate::routes::{events, ops, servers, session};
 use crate::store::{Db, Store};
 use crate::{Error, users};
 
@@ -116,6 +116,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(session::logout_handler))
         .routes(routes!(session::me_handler))
         .routes(routes!(ops::metrics))
+        .routes(routes!(events::list_events, events::post_event))
 }
 
 fn public_routes() -> OpenApiRouter<AppState> {

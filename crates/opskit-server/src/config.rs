@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use opskit_notify::signing::WebhookSecret;
 use secrecy::SecretString;
 
 /// Everything `opskit serve` can be told.
@@ -32,6 +33,11 @@ pub struct ServerConfig {
     pub jwt_secret: Option<SecretString>,
     /// Password for the `admin` user created on first start; generated when not given.
     pub admin_password: Option<SecretString>,
+    /// Standard Webhooks secrets (`whsec_…`) accepted on `POST /api/v1/events`; when empty,
+    /// that endpoint takes unsigned events from an operator or admin instead.
+    pub events_secrets: Vec<WebhookSecret>,
+    /// How far a signed event's `webhook-timestamp` may be from now.
+    pub events_tolerance: Duration,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +55,8 @@ impl Default for ServerConfig {
             basic_auth: true,
             jwt_secret: None,
             admin_password: None,
+            events_secrets: Vec::new(),
+            events_tolerance: opskit_notify::signing::DEFAULT_TOLERANCE,
         }
     }
 }

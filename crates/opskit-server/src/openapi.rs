@@ -23,6 +23,7 @@ Every error is application/problem+json (RFC 9457).",
         (name = "servers", description = "The inventory"),
         (name = "auth", description = "Log in, refresh, log out"),
         (name = "operations", description = "Health and metrics"),
+        (name = "events", description = "Received webhook events: POST them (signed per Standard Webhooks when the server has --events-secret, e.g. by `opskit notify webhook`), GET to list them"),
     )
 )]
 pub struct ApiDoc;

@@ -1,5 +1,6 @@
 //! HTTP handlers.
 
+pub mod events;
 pub mod ops;
 pub mod servers;
 pub mod session;

@@ -1,6 +1,7 @@
 //! Storage: one [`Store`] trait, a SQLite and a PostgreSQL implementation generated from the same
 //! SQL (runtime queries built with `QueryBuilder`, so one code path serves both databases).
 
+pub mod events;
 mod sql;
 
 use std::future::Future;

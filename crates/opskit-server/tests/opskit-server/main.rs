@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod docs;
+mod events;
 mod inventory;
 mod protection;
 

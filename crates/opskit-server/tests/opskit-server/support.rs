@@ -23,6 +23,8 @@ pub struct Options {
     pub basic_auth: Option<bool>,
     pub body_limit: Option<usize>,
     pub access_ttl: Option<Duration>,
+    /// A `whsec_` secret for POST /api/v1/events.
+    pub events_secret: Option<&'static str>,
 }
 
 pub struct TestApp {
@@ -87,6 +89,11 @@ impl TestApp {
             access_token_ttl: opts.access_ttl.unwrap_or(d.access_token_ttl),
             basic_auth: opts.basic_auth.unwrap_or(true),
             admin_password: Some(SecretString::from(ADMIN_PASSWORD)),
+            events_secrets: opts
+                .events_secret
+                .map(|s| opskit_notify::signing::WebhookSecret::parse(s).expect("secret"))
+                .into_iter()
+                .collect(),
             ..d
         };
         let app = Application::build(config).await.expect("build app");

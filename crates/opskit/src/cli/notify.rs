@@ -306,7 +306,7 @@ fn read_data(data: &str, require_json: bool) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-async fn standard_secrets(specs: &[String]) -> anyhow::Result<Vec<WebhookSecret>> {
+pub(crate) async fn standard_secrets(specs: &[String]) -> anyhow::Result<Vec<WebhookSecret>> {
     let mut out = Vec::new();
     for spec in specs {
         let text = resolve(spec, "webhook secret").await?;

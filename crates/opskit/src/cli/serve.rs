@@ -64,6 +64,14 @@ pub struct ServeArgs {
     /// Log format [default: text].
     #[arg(long, env = "OPSKIT_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Standard Webhooks secret (whsec_…) that POST /api/v1/events verifies: env:VAR, file:PATH,
+    /// cmd:COMMAND or the value; repeat for key rotation. Without it, events need an operator
+    /// or admin credential instead of a signature.
+    #[arg(long = "events-secret", env = "OPSKIT_EVENTS_SECRET", value_delimiter = ',')]
+    pub events_secrets: Vec<String>,
+    /// Seconds a signed event's webhook-timestamp may differ from now [default: 300].
+    #[arg(long, env = "OPSKIT_EVENTS_TOLERANCE")]
+    pub events_tolerance: Option<u64>,
 }
 
 /// The config file: the same settings as the flags.
@@ -81,6 +89,8 @@ struct FileConfig {
     refresh_token_ttl: Option<u64>,
     basic_auth: Option<bool>,
     log_format: Option<String>,
+    events_secrets: Option<Vec<String>>,
+    events_tolerance: Option<u64>,
 }
 
 fn secret_env(name: &str) -> Option<SecretString> {
@@ -100,7 +110,7 @@ impl ServeArgs {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     Failure::usage(format!("bad config file {}: {e}", path.display()))
-                        .with_hint("keys: bind, database, cors_origins, rate_limit, login_rate_limit, body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format")
+                        .with_hint("keys: bind, database, cors_origins, rate_limit, login_rate_limit, body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format, events_secrets, events_tolerance")
                 })?
             }
         };
@@ -134,6 +144,23 @@ impl ServeArgs {
         if request_timeout == Some(0) {
             return Err(Failure::usage("--request-timeout must be at least 1 second").into());
         }
+        let event_specs = if self.events_secrets.is_empty() {
+            file.events_secrets.unwrap_or_default()
+        } else {
+            self.events_secrets
+        };
+        let events_secrets = if event_specs.is_empty() {
+            Vec::new()
+        } else {
+            crate::block_on(crate::cli::notify::standard_secrets(&event_specs))??
+        };
+        let events_tolerance = match self.events_tolerance.or(file.events_tolerance) {
+            Some(0) => {
+                return Err(Failure::usage("--events-tolerance must be at least 1 second").into());
+            }
+            Some(n) => Duration::from_secs(n),
+            None => d.events_tolerance,
+        };
         let config = ServerConfig {
             bind: self.bind.or(file.bind).unwrap_or(d.bind),
             database_url: self
@@ -165,6 +192,8 @@ impl ServeArgs {
             basic_auth: self.basic_auth.or(file.basic_auth).unwrap_or(d.basic_auth),
             jwt_secret: secret_env("OPSKIT_JWT_SECRET"),
             admin_password: secret_env("OPSKIT_ADMIN_PASSWORD"),
+            events_secrets,
+            events_tolerance,
         };
         Ok((config, log_format))
     }
