@@ -162,7 +162,7 @@ fn admit(
     principal: Option<&Principal>,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Accepted, Response> {
+) -> Result<Accepted, Box<Response>> {
     let cfg = state.config();
     let rh = received_headers(headers);
     if cfg.events_secrets.is_empty() {
@@ -173,9 +173,10 @@ fn admit(
                  HTTP Basic)"
                     .into(),
             )
-            .into_response());
+            .into_response()
+            .into());
         };
-        p.require_write().map_err(IntoResponse::into_response)?;
+        p.require_write().map_err(|e| Box::new(e.into_response()))?;
         return Ok(Accepted {
             webhook_id: rh.id.filter(|s| !s.is_empty()),
             signed_at: None,
@@ -183,7 +184,7 @@ fn admit(
         });
     }
     if rh.signature.as_deref().is_none_or(str::is_empty) {
-        return Err(rejected(
+        return Err(Box::new(rejected(
             StatusCode::UNAUTHORIZED,
             "missing_signature",
             format!(
@@ -191,21 +192,21 @@ fn admit(
                  Webhooks (`{HEADER_ID}`, `{HEADER_TIMESTAMP}` and `{HEADER_SIGNATURE}` headers), \
                  e.g. from `opskit notify webhook URL --secret …`"
             ),
-        ));
+        )));
     }
     let verifier = Verifier::new(cfg.events_secrets.clone())
-        .map_err(|e| AppError::Internal(e.to_string()).into_response())?
+        .map_err(|e| Box::new(AppError::Internal(e.to_string()).into_response()))?
         .tolerance(Some(cfg.events_tolerance));
     match verifier.verify(&rh, body) {
         Ok(()) => {}
         Err(opskit_notify::Error::Rejected(r)) => {
-            return Err(rejected(
+            return Err(Box::new(rejected(
                 StatusCode::UNAUTHORIZED,
                 reason_of(&r),
                 r.to_string(),
-            ));
+            )));
         }
-        Err(e) => return Err(AppError::Internal(e.to_string()).into_response()),
+        Err(e) => return Err(Box::new(AppError::Internal(e.to_string()).into_response())),
     }
     Ok(Accepted {
         signed_at: rh.timestamp.as_deref().and_then(|t| t.parse().ok()),
@@ -284,7 +285,7 @@ pub async fn post_event(
 ) -> Result<Response, AppError> {
     let accepted = match admit(&state, principal.as_deref(), &headers, &body) {
         Ok(a) => a,
-        Err(resp) => return Ok(resp),
+        Err(resp) => return Ok(*resp),
     };
     if let Some(id) = &accepted.webhook_id
         && (id.len() > MAX_WEBHOOK_ID || id.chars().any(char::is_control))
