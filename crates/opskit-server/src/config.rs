@@ -32,6 +32,10 @@ pub struct ServerConfig {
     pub jwt_secret: Option<SecretString>,
     /// Password for the `admin` user created on first start; generated when not given.
     pub admin_password: Option<SecretString>,
+    /// Cache rendered server responses in memory (emptied on every write by this process).
+    /// Only safe when this process is the only writer: `None` means on for SQLite, off for
+    /// PostgreSQL (where several replicas may write).
+    pub server_cache: Option<bool>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +53,7 @@ impl Default for ServerConfig {
             basic_auth: true,
             jwt_secret: None,
             admin_password: None,
+            server_cache: None,
         }
     }
 }

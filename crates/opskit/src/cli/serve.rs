@@ -30,7 +30,7 @@ pub struct ServeArgs {
     #[arg(long, env = "OPSKIT_DATABASE")]
     pub database: Option<String>,
     /// TOML config file with any of: bind, database, cors_origins, rate_limit, login_rate_limit,
-    /// body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format.
+    /// body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format, server_cache.
     #[arg(long, env = "OPSKIT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Origin allowed by CORS (repeat, or comma-separate in the env var); none by default.
@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Log format [default: text].
     #[arg(long, env = "OPSKIT_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Cache rendered servers in memory, emptied on every write (true/false). Only safe when this
+    /// process is the only writer [default: true on SQLite, false on PostgreSQL].
+    #[arg(long, env = "OPSKIT_SERVER_CACHE")]
+    pub server_cache: Option<bool>,
 }
 
 /// The config file: the same settings as the flags.
@@ -81,6 +85,7 @@ struct FileConfig {
     refresh_token_ttl: Option<u64>,
     basic_auth: Option<bool>,
     log_format: Option<String>,
+    server_cache: Option<bool>,
 }
 
 fn secret_env(name: &str) -> Option<SecretString> {
@@ -100,7 +105,7 @@ impl ServeArgs {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     Failure::usage(format!("bad config file {}: {e}", path.display()))
-                        .with_hint("keys: bind, database, cors_origins, rate_limit, login_rate_limit, body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format")
+                        .with_hint("keys: bind, database, cors_origins, rate_limit, login_rate_limit, body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format, server_cache")
                 })?
             }
         };
@@ -165,6 +170,7 @@ impl ServeArgs {
             basic_auth: self.basic_auth.or(file.basic_auth).unwrap_or(d.basic_auth),
             jwt_secret: secret_env("OPSKIT_JWT_SECRET"),
             admin_password: secret_env("OPSKIT_ADMIN_PASSWORD"),
+            server_cache: self.server_cache.or(file.server_cache),
         };
         Ok((config, log_format))
     }
