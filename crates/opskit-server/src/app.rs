@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{JwtKeys, random_token};
+use crate::cache::ServerCache;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::middleware::{
@@ -41,6 +42,7 @@ struct Inner {
     limiter: Option<Limiter>,
     login_limiter: Option<Limiter>,
     metrics: Metrics,
+    server_cache: Option<ServerCache>,
 }
 
 /// Shared state of the running API.
@@ -68,6 +70,10 @@ impl AppState {
             limiter: Limiter::per_minute(config.rate_limit_per_minute),
             login_limiter: Limiter::per_minute(config.login_rate_limit_per_minute),
             metrics: Metrics::default(),
+            server_cache: config
+                .server_cache
+                .unwrap_or(matches!(db, Db::Sqlite(_)))
+                .then(ServerCache::default),
             db,
             config,
         })))
@@ -90,6 +96,16 @@ impl AppState {
     }
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+    /// The response cache, when on (see [`ServerCache`]).
+    pub fn server_cache(&self) -> Option<&ServerCache> {
+        self.0.server_cache.as_ref()
+    }
+    /// Call after every write to the servers table, whatever its outcome.
+    pub fn servers_changed(&self) {
+        if let Some(c) = self.server_cache() {
+            c.invalidate();
+        }
     }
 }
 

@@ -38,6 +38,10 @@ pub struct ServerConfig {
     pub events_secrets: Vec<WebhookSecret>,
     /// How far a signed event's `webhook-timestamp` may be from now.
     pub events_tolerance: Duration,
+    /// Cache rendered server responses in memory (emptied on every write by this process).
+    /// Only safe when this process is the only writer: `None` means on for SQLite, off for
+    /// PostgreSQL (where several replicas may write).
+    pub server_cache: Option<bool>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +61,7 @@ impl Default for ServerConfig {
             admin_password: None,
             events_secrets: Vec::new(),
             events_tolerance: opskit_notify::signing::DEFAULT_TOLERANCE,
+            server_cache: None,
         }
     }
 }

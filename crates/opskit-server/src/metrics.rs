@@ -1,6 +1,6 @@
 //! Prometheus metrics: requests by method, route and status, and a latency histogram per route.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,10 +17,17 @@ struct Histogram {
     count: u64,
 }
 
+/// Everything about one route: counts by (method, status) — a handful, so a small vector — and
+/// its latency histogram. Recording a known route allocates nothing.
+#[derive(Default)]
+struct Route {
+    requests: Vec<(String, u16, u64)>,
+    latency: Histogram,
+}
+
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
+    routes: HashMap<String, Route>,
 }
 
 /// The process's request metrics.
@@ -42,11 +49,19 @@ impl Metrics {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        *inner
+        let r = match inner.routes.get_mut(route) {
+            Some(r) => r,
+            None => inner.routes.entry(route.to_owned()).or_default(),
+        };
+        match r
             .requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
-        let h = inner.latency.entry(route.to_owned()).or_default();
+            .iter_mut()
+            .find(|(m, s, _)| *s == status && m == method)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => r.requests.push((method.to_owned(), status, 1)),
+        }
+        let h = &mut r.latency;
         for (i, le) in BUCKETS.iter().enumerate() {
             if secs <= *le {
                 h.counts[i] += 1;
@@ -66,7 +81,16 @@ impl Metrics {
             "# HELP opskit_http_requests_total HTTP requests by method, route and status.\n",
         );
         out.push_str("# TYPE opskit_http_requests_total counter\n");
-        for ((method, route, status), n) in &inner.requests {
+        let requests: BTreeMap<(&str, &str, u16), u64> = inner
+            .routes
+            .iter()
+            .flat_map(|(route, r)| {
+                r.requests
+                    .iter()
+                    .map(move |(m, s, n)| ((m.as_str(), route.as_str(), *s), *n))
+            })
+            .collect();
+        for ((method, route, status), n) in requests {
             let _ = writeln!(
                 out,
                 "opskit_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
@@ -78,7 +102,12 @@ impl Metrics {
             "# HELP opskit_http_request_duration_seconds HTTP request latency by route.\n",
         );
         out.push_str("# TYPE opskit_http_request_duration_seconds histogram\n");
-        for (route, h) in &inner.latency {
+        let latency: BTreeMap<&str, &Histogram> = inner
+            .routes
+            .iter()
+            .map(|(route, r)| (route.as_str(), &r.latency))
+            .collect();
+        for (route, h) in latency {
             let route = escape(route);
             for (i, le) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(

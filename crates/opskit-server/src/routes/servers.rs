@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{Auth, sha256_hex};
+use crate::cache::Rendered;
 use crate::model::{
     IdempotencyRecord, ListQuery, Server, ServerInput, ServerPage, ServerPatch, SortField, Status,
     is_tag, merge_patch,
@@ -176,6 +177,15 @@ pub async fn list_servers(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, AppError> {
     let q = parse_list_query(raw.as_deref())?;
+    let cache = state.server_cache();
+    // the canonical self link names exactly this page (filters, sort, page, size)
+    let key = cache.map(|_| page_link(&q, u64::from(q.page)));
+    if let (Some(c), Some(k)) = (cache, &key)
+        && let Some(hit) = c.page(k)
+    {
+        return Ok(rendered_response(&hit, header::LINK));
+    }
+    let ticket = cache.map(|c| c.ticket());
     let (data, total) = state.db().list_servers(&q).await?;
     let total_pages = total.div_ceil(u64::from(q.per_page));
     let page = u64::from(q.page);
@@ -200,11 +210,34 @@ pub async fn list_servers(
         total,
         total_pages,
     };
-    let mut resp = Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&links.join(", ")) {
-        resp.headers_mut().insert(header::LINK, v);
+    let rendered = Rendered {
+        body: Bytes::from(
+            serde_json::to_vec(&body)
+                .map_err(|e| AppError::Internal(format!("serialising a page: {e}")))?,
+        ),
+        header: HeaderValue::from_str(&links.join(", ")).ok(),
+    };
+    let resp = rendered_response(&rendered, header::LINK);
+    if let (Some(c), Some(k), Some(t)) = (cache, key, ticket) {
+        c.fill_page(t, k, rendered);
     }
     Ok(resp)
+}
+
+/// A 200 JSON response from a rendering (its header under `name`).
+fn rendered_response(r: &Rendered, name: header::HeaderName) -> Response {
+    let mut resp = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        r.body.clone(),
+    )
+        .into_response();
+    if let Some(v) = &r.header {
+        resp.headers_mut().insert(name, v.clone());
+    }
+    resp
 }
 
 fn with_etag(mut resp: Response, server: &Server) -> Response {
@@ -299,7 +332,9 @@ pub async fn create_server(
         status: 201,
         body: body.clone(),
     });
-    match state.db().create_server(&server, record.as_ref()).await? {
+    let created = state.db().create_server(&server, record.as_ref()).await;
+    state.servers_changed();
+    match created? {
         CreateOutcome::Created => {
             tracing::info!(id = %server.id, hostname = %server.hostname, by = %principal.name, "server created");
             Ok(created_response(&server, body, false))
@@ -358,9 +393,31 @@ pub async fn get_server(
     Auth(_principal): Auth,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let server = load(&state, &id).await?;
-    let resp = Json(&server).into_response();
-    Ok(with_etag(resp, &server))
+    let Some(cache) = state.server_cache() else {
+        let server = load(&state, &id).await?;
+        let resp = Json(&server).into_response();
+        return Ok(with_etag(resp, &server));
+    };
+    let r = ServerRef::parse(&id);
+    if let Some(hit) = cache.server(&r) {
+        return Ok(rendered_response(&hit, header::ETAG));
+    }
+    let ticket = cache.ticket();
+    let server = state
+        .db()
+        .get_server(&r)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no server with id or hostname {id:?}")))?;
+    let rendered = Rendered {
+        body: Bytes::from(
+            serde_json::to_vec(&server)
+                .map_err(|e| AppError::Internal(format!("serialising a server: {e}")))?,
+        ),
+        header: HeaderValue::from_str(&server.etag()).ok(),
+    };
+    let resp = rendered_response(&rendered, header::ETAG);
+    cache.fill_server(ticket, server.id, &server.hostname, rendered);
+    Ok(resp)
 }
 
 async fn write_new_state(
@@ -389,7 +446,9 @@ async fn write_new_state(
             updated_at: now().max(current.updated_at),
             version: current.version + 1,
         };
-        match state.db().update_server(&next, current.version).await? {
+        let updated = state.db().update_server(&next, current.version).await;
+        state.servers_changed();
+        match updated? {
             WriteOutcome::Done => {
                 let resp = Json(&next).into_response();
                 return Ok(with_etag(resp, &next));
@@ -481,7 +540,9 @@ pub async fn delete_server(
         Some(true) => Some(current.version),
         None => None,
     };
-    match state.db().delete_server(current.id, expected).await? {
+    let deleted = state.db().delete_server(current.id, expected).await;
+    state.servers_changed();
+    match deleted? {
         WriteOutcome::Done => {
             tracing::info!(id = %current.id, by = %principal.name, "server deleted");
             Ok(StatusCode::NO_CONTENT.into_response())

@@ -30,7 +30,7 @@ pub struct ServeArgs {
     #[arg(long, env = "OPSKIT_DATABASE")]
     pub database: Option<String>,
     /// TOML config file with any of: bind, database, cors_origins, rate_limit, login_rate_limit,
-    /// body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format.
+    /// body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format, server_cache.
     #[arg(long, env = "OPSKIT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Origin allowed by CORS (repeat, or comma-separate in the env var); none by default.
@@ -67,11 +67,19 @@ pub struct ServeArgs {
     /// Standard Webhooks secret (whsec_…) that POST /api/v1/events verifies: env:VAR, file:PATH,
     /// cmd:COMMAND or the value; repeat for key rotation. Without it, events need an operator
     /// or admin credential instead of a signature.
-    #[arg(long = "events-secret", env = "OPSKIT_EVENTS_SECRET", value_delimiter = ',')]
+    #[arg(
+        long = "events-secret",
+        env = "OPSKIT_EVENTS_SECRET",
+        value_delimiter = ','
+    )]
     pub events_secrets: Vec<String>,
     /// Seconds a signed event's webhook-timestamp may differ from now [default: 300].
     #[arg(long, env = "OPSKIT_EVENTS_TOLERANCE")]
     pub events_tolerance: Option<u64>,
+    /// Cache rendered servers in memory, emptied on every write (true/false). Only safe when this
+    /// process is the only writer [default: true on SQLite, false on PostgreSQL].
+    #[arg(long, env = "OPSKIT_SERVER_CACHE")]
+    pub server_cache: Option<bool>,
 }
 
 /// The config file: the same settings as the flags.
@@ -91,6 +99,7 @@ struct FileConfig {
     log_format: Option<String>,
     events_secrets: Option<Vec<String>>,
     events_tolerance: Option<u64>,
+    server_cache: Option<bool>,
 }
 
 fn secret_env(name: &str) -> Option<SecretString> {
@@ -110,7 +119,7 @@ impl ServeArgs {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     Failure::usage(format!("bad config file {}: {e}", path.display()))
-                        .with_hint("keys: bind, database, cors_origins, rate_limit, login_rate_limit, body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format, events_secrets, events_tolerance")
+                        .with_hint("keys: bind, database, cors_origins, rate_limit, login_rate_limit, body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format, events_secrets, events_tolerance, server_cache")
                 })?
             }
         };
@@ -194,6 +203,7 @@ impl ServeArgs {
             admin_password: secret_env("OPSKIT_ADMIN_PASSWORD"),
             events_secrets,
             events_tolerance,
+            server_cache: self.server_cache.or(file.server_cache),
         };
         Ok((config, log_format))
     }
