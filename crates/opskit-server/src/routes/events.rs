@@ -216,30 +216,29 @@ fn admit(
 }
 
 fn event_source(raw: Option<&str>, headers: &HeaderMap) -> Result<String, AppError> {
+    // Both places are validated whenever present (every bad field at once); the query wins.
     let from_query = query_pairs(raw)?
         .into_iter()
         .find(|(k, _)| k == "source")
         .map(|(_, v)| v);
-    if let Some(s) = from_query {
-        return if source_ok(&s) {
-            Ok(s)
-        } else {
-            Err(AppError::Validation(vec![bad_field(
-                ["query", "source"],
-                SOURCE_MSG,
-            )]))
-        };
+    let from_header = headers
+        .get(SOURCE_HEADER)
+        .map(|v| v.to_str().ok().map(str::to_owned));
+    let mut errors = Vec::new();
+    if from_query.as_deref().is_some_and(|s| !source_ok(s)) {
+        errors.push(bad_field(["query", "source"], SOURCE_MSG));
     }
-    match headers.get(SOURCE_HEADER) {
-        None => Ok(DEFAULT_SOURCE.to_owned()),
-        Some(v) => match v.to_str() {
-            Ok(s) if source_ok(s) => Ok(s.to_owned()),
-            _ => Err(AppError::Validation(vec![bad_field(
-                ["header", SOURCE_HEADER],
-                SOURCE_MSG,
-            )])),
-        },
+    if let Some(h) = &from_header
+        && !h.as_deref().is_some_and(source_ok)
+    {
+        errors.push(bad_field(["header", SOURCE_HEADER], SOURCE_MSG));
     }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    Ok(from_query
+        .or(from_header.flatten())
+        .unwrap_or_else(|| DEFAULT_SOURCE.to_owned()))
 }
 
 fn to_api(e: StoredEvent) -> Result<Event, AppError> {
