@@ -114,14 +114,6 @@ pub async fn signed_deliveries(app: TestApp) {
         .await
         .expect("send");
     problem(r, 400).await;
-    // oversized
-    let big = format!("{{\"x\":\"{}\"}}", "a".repeat(100 * 1024));
-    let r = signed(&app, "/api/v1/events", "msg_8", now, &big)
-        .send()
-        .await
-        .expect("send");
-    problem(r, 413).await;
-
     // only the first delivery was stored
     let r = app
         .admin_req(Method::GET, "/api/v1/events")
@@ -130,6 +122,15 @@ pub async fn signed_deliveries(app: TestApp) {
         .expect("list");
     let page: Value = r.json().await.expect("json");
     assert_eq!(page["total"], 1);
+
+    // oversized (last: the server answers 413 without reading the body and closes that
+    // connection, so a request reusing it from the client's pool could fail)
+    let big = format!("{{\"x\":\"{}\"}}", "a".repeat(100 * 1024));
+    let r = signed(&app, "/api/v1/events", "msg_8", now, &big)
+        .send()
+        .await
+        .expect("send");
+    problem(r, 413).await;
 }
 
 both!(events::unsigned_needs_a_writer);
