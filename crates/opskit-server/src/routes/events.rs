@@ -421,21 +421,7 @@ pub async fn list_events(
         .map(to_api)
         .collect::<Result<Vec<_>, _>>()?;
     let total_pages = total.div_ceil(u64::from(q.per_page));
-    let page = u64::from(q.page);
-    let mut links = vec![format!("<{}>; rel=\"first\"", page_link(&q, 1))];
-    if page > 1 {
-        links.push(format!(
-            "<{}>; rel=\"prev\"",
-            page_link(&q, (page - 1).min(total_pages.max(1)))
-        ));
-    }
-    if page < total_pages {
-        links.push(format!("<{}>; rel=\"next\"", page_link(&q, page + 1)));
-    }
-    links.push(format!(
-        "<{}>; rel=\"last\"",
-        page_link(&q, total_pages.max(1))
-    ));
+    let links = super::page_links(u64::from(q.page), total_pages, |p| page_link(&q, p));
     let body = EventPage {
         data,
         page: q.page,

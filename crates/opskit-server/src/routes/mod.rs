@@ -47,3 +47,18 @@ pub fn json_body(headers: &HeaderMap, body: &[u8], merge_patch: bool) -> Result<
         ))
     })
 }
+
+/// RFC 8288 `Link` values (first, prev, next, last) of page `page` out of `total_pages`;
+/// `link(n)` is the URL of page `n`.
+pub(crate) fn page_links(page: u64, total_pages: u64, link: impl Fn(u64) -> String) -> Vec<String> {
+    let last = total_pages.max(1);
+    let mut links = vec![format!("<{}>; rel=\"first\"", link(1))];
+    if page > 1 {
+        links.push(format!("<{}>; rel=\"prev\"", link((page - 1).min(last))));
+    }
+    if page < total_pages {
+        links.push(format!("<{}>; rel=\"next\"", link(page + 1)));
+    }
+    links.push(format!("<{}>; rel=\"last\"", link(last)));
+    links
+}
