@@ -25,6 +25,7 @@ pub struct Options {
     pub access_ttl: Option<Duration>,
     /// A `whsec_` secret for POST /api/v1/events.
     pub events_secret: Option<&'static str>,
+    pub request_timeout: Option<Duration>,
 }
 
 pub struct TestApp {
@@ -87,6 +88,7 @@ impl TestApp {
             login_rate_limit_per_minute: opts.login_rate_limit.unwrap_or(10_000),
             body_limit_bytes: opts.body_limit.unwrap_or(d.body_limit_bytes),
             access_token_ttl: opts.access_ttl.unwrap_or(d.access_token_ttl),
+            request_timeout: opts.request_timeout.unwrap_or(d.request_timeout),
             basic_auth: opts.basic_auth.unwrap_or(true),
             admin_password: Some(SecretString::from(ADMIN_PASSWORD)),
             events_secrets: opts
