@@ -1,0 +1,12 @@
+//! Sockets for opskit: TCP port checks and scans, DNS lookups, waiting for services, an echo
+//! client/server and a framed, checksummed file transfer.
+//!
+//! Like every opskit library this crate never prints and never exits: it returns typed results
+//! and a typed [`Error`], emits `tracing` events and reports progress through callbacks.
+
+mod error;
+
+pub use error::Error;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1 @@
+//! Integration tests of opskit-net: real sockets on loopback only.
