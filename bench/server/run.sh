@@ -122,5 +122,5 @@ printf '%-34s %12.0f %10.2f\n' "FastAPI+uvicorn list per_page=50" "${MR[fa_list]
 printf '%-34s %12.0f %10.2f\n' "opskit serve list per_page=50" "${MR[ops_list]}" "${MP[ops_list]}"
 echo
 echo "GET by id: opskit / FastAPI  = $(ratio "${MR[ops_get]}" "${MR[fa_get]}")x   (target >= 20x)"
-echo "GET by id: opskit / hello    = $(ratio "${MR[ops_get]}" "${MR[hello]}")    (target >= 0.5)"
+echo "GET by id: opskit / hello    = $(awk -v a="${MR[ops_get]}" -v b="${MR[hello]}" 'BEGIN {printf "%.2f", a/b}')   (target >= 0.5)"
 echo "list 50:   opskit / FastAPI  = $(ratio "${MR[ops_list]}" "${MR[fa_list]}")x"

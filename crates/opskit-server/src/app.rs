@@ -7,28 +7,27 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::from_fn_with_state;
 use axum::serve::ListenerExt;
 use secrecy::SecretString;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{JwtKeys, random_token};
+use crate::auth::{JwtKeys, TokenCache, random_token};
 use crate::cache::ServerCache;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::middleware::{
-    Limiter, auth_and_rate_limit, problem_for_everything, record_metrics, security_headers,
-};
+use crate::middleware::{Limiter, auth_and_rate_limit, finish_response};
 use crate::openapi::ApiDoc;
 use crate::problem::AppError;
 use crate::routes::{events, ops, servers, session};
@@ -43,6 +42,7 @@ struct Inner {
     login_limiter: Option<Limiter>,
     metrics: Metrics,
     server_cache: Option<ServerCache>,
+    tokens: TokenCache,
 }
 
 /// Shared state of the running API.
@@ -74,6 +74,7 @@ impl AppState {
                 .server_cache
                 .unwrap_or(matches!(db, Db::Sqlite(_)))
                 .then(ServerCache::default),
+            tokens: TokenCache::default(),
             db,
             config,
         })))
@@ -93,6 +94,10 @@ impl AppState {
     }
     pub fn login_limiter(&self) -> Option<&Limiter> {
         self.0.login_limiter.as_ref()
+    }
+    /// Access tokens already verified.
+    pub fn tokens(&self) -> &TokenCache {
+        &self.0.tokens
     }
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
@@ -179,6 +184,21 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
+/// Request ids: random (v4) UUIDs from the thread-local generator, which, unlike
+/// `MakeRequestUuid`, does not ask the kernel for randomness on every request.
+#[derive(Clone, Copy, Debug)]
+struct FastRequestId;
+
+impl MakeRequestId for FastRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
 /// The whole API as an axum router.
 pub fn app(state: AppState) -> Router {
     let cfg = state.config().clone();
@@ -191,34 +211,33 @@ pub fn app(state: AppState) -> Router {
         .merge(protected)
         .merge(public)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
-        .fallback(|| async {
-            AppError::not_found("no such resource; see /docs for the API")
-        })
-        .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(TraceLayer::new_for_http().make_span_with(
-                    |req: &axum::http::Request<axum::body::Body>| {
-                        let id = req
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("");
-                        tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-                    },
-                ))
-                .layer(from_fn_with_state(state.clone(), record_metrics))
-                .layer(from_fn(security_headers))
-                .layer(from_fn(problem_for_everything))
-                .option_layer(cors(&cfg.cors_origins))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    cfg.request_timeout,
-                ))
-                .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes)),
-        );
+        .fallback(|| async { AppError::not_found("no such resource; see /docs for the API") })
+        .layer(DefaultBodyLimit::max(cfg.body_limit_bytes));
+    // a span per request only when someone reads it (OPSKIT_LOG=tower_http=debug): it costs
+    // a few percent of a request otherwise
+    let router = if tracing::enabled!(target: "tower_http::trace", tracing::Level::DEBUG) {
+        router.layer(TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+            },
+        ))
+    } else {
+        router
+    };
+    let router = router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(FastRequestId))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(from_fn_with_state(state.clone(), finish_response))
+            // the request timeout is applied in finish_response
+            .option_layer(cors(&cfg.cors_origins))
+            .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes)),
+    );
     router.with_state(state)
 }
 

@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
 use crate::Error;
 use crate::app::AppState;
 use crate::model::{ApiKey, Role, User};
@@ -24,13 +28,13 @@ use crate::store::{Store, now};
 /// Prefix of every API key, so they are easy to spot (and to tell from a JWT).
 pub const API_KEY_PREFIX: &str = "opk_";
 
-/// An authenticated caller.
+/// An authenticated caller (cheap to clone: it is looked at on every request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// `user:<uuid>` or `key:<uuid>`: the rate-limit and idempotency scope.
-    pub id: String,
+    pub id: Arc<str>,
     /// Username or key name.
-    pub name: String,
+    pub name: Arc<str>,
     pub role: Role,
     pub kind: PrincipalKind,
 }
@@ -210,8 +214,8 @@ async fn principal_from_api_key(state: &AppState, key: &str) -> Result<Principal
     let found = state.db().api_key_by_hash(&sha256_hex(key)).await?;
     match found {
         Some(k) if k.revoked_at.is_none() => Ok(Principal {
-            id: format!("key:{}", k.id),
-            name: k.name,
+            id: format!("key:{}", k.id).into(),
+            name: k.name.into(),
             role: k.role,
             kind: PrincipalKind::ApiKey,
         }),
@@ -245,13 +249,7 @@ pub async fn authenticate(
         if rest.starts_with(API_KEY_PREFIX) {
             return principal_from_api_key(state, rest).await.map(Some);
         }
-        let claims = state.jwt().verify(rest)?;
-        return Ok(Some(Principal {
-            id: format!("user:{}", claims.sub),
-            name: claims.name,
-            role: claims.role,
-            kind: PrincipalKind::User,
-        }));
+        return bearer_principal(state, rest).await.map(Some);
     }
     if scheme.eq_ignore_ascii_case("basic") {
         if !state.config().basic_auth {
@@ -269,8 +267,8 @@ pub async fn authenticate(
             .ok_or_else(|| AppError::Unauthorized("malformed Basic credentials".into()))?;
         let user = login(state, user, SecretString::from(password.to_owned())).await?;
         return Ok(Some(Principal {
-            id: format!("user:{}", user.id),
-            name: user.username,
+            id: format!("user:{}", user.id).into(),
+            name: user.username.into(),
             role: user.role,
             kind: PrincipalKind::User,
         }));
@@ -278,6 +276,96 @@ pub async fn authenticate(
     Err(AppError::Unauthorized(format!(
         "unsupported authorization scheme {scheme:?}: use Bearer, Basic or X-API-Key"
     )))
+}
+
+/// The caller behind an access token. A verified token is remembered (see [`TokenCache`]), so
+/// the signature is checked once per token, not once per request; every
+/// [`ServerConfig::user_recheck`](crate::ServerConfig::user_recheck) the user is looked up again,
+/// so a removed user is refused and a changed role applies without waiting for the token to
+/// expire.
+async fn bearer_principal(state: &AppState, token: &str) -> Result<Principal, AppError> {
+    let now = Instant::now();
+    let unix = now_unix();
+    let recheck = state.config().user_recheck;
+    if let Some(p) = state.tokens().get(token, unix, now, recheck) {
+        return Ok(p);
+    }
+    let claims = state.jwt().verify(token)?;
+    let user_id = Uuid::parse_str(&claims.sub)
+        .map_err(|_| AppError::Unauthorized("access token is malformed or invalid".into()))?;
+    let user = state.db().user_by_id(user_id).await?.ok_or_else(|| {
+        AppError::Unauthorized(
+            "the user of this access token no longer exists; log in as another user".into(),
+        )
+    })?;
+    let principal = Principal {
+        id: format!("user:{}", user.id).into(),
+        name: user.username.into(),
+        role: user.role,
+        kind: PrincipalKind::User,
+    };
+    state
+        .tokens()
+        .put(token, principal.clone(), claims.exp, now);
+    Ok(principal)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Most verified access tokens remembered; past that the cache starts over.
+const MAX_TOKENS: usize = 10_000;
+
+struct Verified {
+    principal: Principal,
+    /// The token's `exp` (Unix seconds).
+    exp: i64,
+    /// When the user was last looked up.
+    checked: Instant,
+}
+
+/// Access tokens whose signature was verified, with the caller they stand for. Only tokens that
+/// verified are stored, so a flood of bogus tokens cannot fill it.
+#[derive(Default)]
+pub struct TokenCache {
+    map: RwLock<HashMap<Box<str>, Verified>>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCache")
+    }
+}
+
+impl TokenCache {
+    /// The caller, when `token` verified before, has not expired and its user was looked up
+    /// less than `recheck` ago.
+    fn get(&self, token: &str, unix: i64, now: Instant, recheck: Duration) -> Option<Principal> {
+        let map = self.map.read().ok()?;
+        let v = map.get(token)?;
+        (v.exp > unix && now.saturating_duration_since(v.checked) < recheck)
+            .then(|| v.principal.clone())
+    }
+
+    fn put(&self, token: &str, principal: Principal, exp: i64, now: Instant) {
+        let Ok(mut map) = self.map.write() else {
+            return;
+        };
+        if map.len() >= MAX_TOKENS {
+            map.clear();
+        }
+        map.insert(
+            token.into(),
+            Verified {
+                principal,
+                exp,
+                checked: now,
+            },
+        );
+    }
 }
 
 /// Checks a username and password; a 401 that does not say which was wrong.

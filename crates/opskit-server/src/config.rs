@@ -42,6 +42,9 @@ pub struct ServerConfig {
     /// Only safe when this process is the only writer: `None` means on for SQLite, off for
     /// PostgreSQL (where several replicas may write).
     pub server_cache: Option<bool>,
+    /// How long a verified access token is trusted before its user is looked up again (a
+    /// removed user is refused, a changed role applies, within this time).
+    pub user_recheck: Duration,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             events_secrets: Vec::new(),
             events_tolerance: opskit_notify::signing::DEFAULT_TOLERANCE,
             server_cache: None,
+            user_recheck: Duration::from_secs(10),
         }
     }
 }

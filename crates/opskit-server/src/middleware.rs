@@ -2,13 +2,14 @@
 //! and the net that turns every non-JSON error (axum's own rejections, 404, 405, 413, timeouts)
 //! into a problem document.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -20,8 +21,12 @@ use crate::app::AppState;
 use crate::auth::authenticate;
 use crate::problem::{AppError, PROBLEM_JSON, problem_response};
 
-type Keyed =
-    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Keyed = RateLimiter<
+    Arc<str>,
+    DefaultKeyedStateStore<Arc<str>>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
 
 /// A keyed GCRA limiter that also reports the numbers for `RateLimit-*` headers.
 pub struct Limiter {
@@ -59,9 +64,8 @@ impl Limiter {
         })
     }
 
-    pub fn check(&self, key: &str) -> RateInfo {
-        let key = key.to_owned();
-        match self.inner.check_key(&key) {
+    pub fn check(&self, key: &Arc<str>) -> RateInfo {
+        match self.inner.check_key(key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let per = snapshot.quota().replenish_interval();
@@ -95,34 +99,64 @@ impl Limiter {
     }
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
-    if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
-        headers.insert(name, v);
-    }
-}
+// Header names written on (nearly) every response, parsed once.
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const X_CONTENT_TYPE_OPTIONS: HeaderName = HeaderName::from_static("x-content-type-options");
+const X_FRAME_OPTIONS: HeaderName = HeaderName::from_static("x-frame-options");
+const REFERRER_POLICY: HeaderName = HeaderName::from_static("referrer-policy");
+const CROSS_ORIGIN_OPENER_POLICY: HeaderName =
+    HeaderName::from_static("cross-origin-opener-policy");
+const CONTENT_SECURITY_POLICY: HeaderName = HeaderName::from_static("content-security-policy");
 
 /// Adds `RateLimit-*` (IETF draft) and `X-RateLimit-*` headers.
 pub fn rate_headers(headers: &mut HeaderMap, info: &RateInfo) {
-    set(headers, "ratelimit-limit", info.limit);
-    set(headers, "ratelimit-remaining", info.remaining);
-    set(headers, "ratelimit-reset", info.reset);
-    set(headers, "x-ratelimit-limit", info.limit);
-    set(headers, "x-ratelimit-remaining", info.remaining);
-    set(headers, "x-ratelimit-reset", info.reset);
+    let limit = HeaderValue::from(info.limit);
+    let remaining = HeaderValue::from(info.remaining);
+    let reset = HeaderValue::from(info.reset);
+    headers.insert(X_RATELIMIT_LIMIT, limit.clone());
+    headers.insert(X_RATELIMIT_REMAINING, remaining.clone());
+    headers.insert(X_RATELIMIT_RESET, reset.clone());
+    headers.insert(RATELIMIT_LIMIT, limit);
+    headers.insert(RATELIMIT_REMAINING, remaining);
+    headers.insert(RATELIMIT_RESET, reset);
     if let Some(secs) = info.retry_after {
-        set(headers, "retry-after", secs);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
 }
 
-/// The client's IP, as the auth middleware saw it.
-#[derive(Debug, Clone)]
-pub struct ClientIp(pub String);
+/// The client's IP, as the auth middleware saw it (`None` when the server was built without
+/// connect info, as in some tests).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
 
-/// The client's IP (from the socket; tests built without connect info get `unknown`).
-pub fn client_ip(req: &Request) -> String {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+impl ClientIp {
+    /// The login rate-limit key.
+    pub fn key(&self) -> Arc<str> {
+        self.to_string().into()
+    }
+}
+
+impl std::fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+/// The client's IP (from the socket).
+pub fn client_ip(req: &Request) -> ClientIp {
+    ClientIp(
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+    )
 }
 
 /// Authenticates the request (a bad credential is a 401 at once), then applies the rate limit of
@@ -133,11 +167,11 @@ pub async fn auth_and_rate_limit(
     next: Next,
 ) -> Response {
     let ip = client_ip(&req);
-    req.extensions_mut().insert(ClientIp(ip.clone()));
+    req.extensions_mut().insert(ip);
     let auth = authenticate(&state, req.headers()).await;
     let key = match &auth {
-        Ok(Some(p)) => p.id.clone(),
-        _ => format!("ip:{ip}"),
+        Ok(Some(p)) => Arc::clone(&p.id),
+        _ => format!("ip:{ip}").into(),
     };
     let info = state.limiter().map(|l| l.check(&key));
     let mut resp = match (info, auth) {
@@ -162,13 +196,23 @@ pub async fn auth_and_rate_limit(
     resp
 }
 
-/// Counts every request by route and status and times it.
-pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// What every response goes through, in one layer (each `from_fn` layer costs a boxed future and
+/// a service clone per request): turns error responses into problem documents, adds the
+/// security headers, and counts and times the request by route and status.
+pub async fn finish_response(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     // both cheap to clone: a standard method is inline, a matched path is shared
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let resp = next.run(req).await;
+    // a cheap clone (shared bytes), kept for error details
+    let uri = req.uri().clone();
+    let mut resp = with_deadline(next.run(req), start, state.config().request_timeout).await;
+    let status = resp.status();
+    if status.is_client_error() || status.is_server_error() {
+        resp = into_problem(resp, &method, uri.path()).await;
+    }
+    let docs = uri.path().starts_with("/docs");
+    security_headers(resp.headers_mut(), docs);
     state.metrics().record(
         method.as_str(),
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
@@ -178,19 +222,34 @@ pub async fn record_metrics(State(state): State<AppState>, req: Request, next: N
     resp
 }
 
+/// Runs the request with the server's request timeout (503 when it runs out, turned into a
+/// problem document by the caller). The timer is only armed when the request does not finish on
+/// its first poll: a request answered from memory never touches the timer wheel, which under
+/// load costs more than the rest of such a request (a lock and often a wake-up of the other
+/// worker thread).
+async fn with_deadline(
+    fut: impl std::future::Future<Output = Response>,
+    start: Instant,
+    timeout: std::time::Duration,
+) -> Response {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(resp) = first {
+        return resp;
+    }
+    match tokio::time::timeout_at((start + timeout).into(), fut).await {
+        Ok(resp) => resp,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
 /// Security headers on every response (a looser CSP on `/docs`, whose page runs its own script).
-pub async fn security_headers(req: Request, next: Next) -> Response {
-    let docs = req.uri().path().starts_with("/docs");
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
+fn security_headers(h: &mut HeaderMap, docs: bool) {
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert(
-        "cross-origin-opener-policy",
+        CROSS_ORIGIN_OPENER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
     let csp = if docs {
@@ -198,23 +257,16 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     } else {
         "default-src 'none'; frame-ancestors 'none'"
     };
-    h.insert("content-security-policy", HeaderValue::from_static(csp));
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     if !docs && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    resp
 }
 
-/// Turns any error response that is not already a problem document into one, keeping its status
+/// Turns an error response that is not already a problem document into one, keeping its status
 /// and headers (`Allow`, `Retry-After`, …).
-pub async fn problem_for_everything(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let resp = next.run(req).await;
+async fn into_problem(resp: Response, method: &Method, path: &str) -> Response {
     let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return resp;
-    }
     let is_problem = resp
         .headers()
         .get(header::CONTENT_TYPE)

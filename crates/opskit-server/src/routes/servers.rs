@@ -212,17 +212,17 @@ pub async fn list_servers(
 
 /// A 200 JSON response from a rendering (its header under `name`).
 fn rendered_response(r: &Rendered, name: header::HeaderName) -> Response {
-    let mut resp = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        r.body.clone(),
-    )
-        .into_response();
+    // room for the ~16 headers the middleware adds, so the map is not regrown on the way out
+    let mut headers = HeaderMap::with_capacity(24);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(v) = &r.header {
-        resp.headers_mut().insert(name, v.clone());
+        headers.insert(name, v.clone());
     }
+    let mut resp = Response::new(axum::body::Body::from(r.body.clone()));
+    *resp.headers_mut() = headers;
     resp
 }
 
@@ -312,7 +312,7 @@ pub async fn create_server(
     let body = serde_json::to_string(&server)
         .map_err(|e| AppError::Internal(format!("serialising a server: {e}")))?;
     let record = idem_key.as_ref().map(|key| IdempotencyRecord {
-        principal: principal.id.clone(),
+        principal: principal.id.to_string(),
         key: key.clone(),
         request_hash: request_hash.clone(),
         status: 201,

@@ -135,7 +135,7 @@ pub async fn login_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let info = state.login_limiter().map(|l| l.check(&ip.0));
+    let info = state.login_limiter().map(|l| l.check(&ip.key()));
     if let Some(info) = info
         && let Some(secs) = info.retry_after
     {
@@ -151,7 +151,7 @@ pub async fn login_handler(
     let user = match user {
         Ok(u) => u,
         Err(e) => {
-            tracing::warn!(username = %username, ip = %ip.0, "failed login");
+            tracing::warn!(username = %username, ip = %ip, "failed login");
             return Err(e);
         }
     };
@@ -217,7 +217,7 @@ pub async fn logout_handler(
     responses((status = 200, description = "The caller", body = Me)))]
 pub async fn me_handler(Auth(p): Auth) -> Json<Me> {
     Json(Me {
-        name: p.name,
+        name: p.name.to_string(),
         role: p.role,
         kind: match p.kind {
             PrincipalKind::User => "user",

@@ -348,3 +348,44 @@ pub async fn expired_and_tampered_tokens_are_401(app: TestApp) {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+both!(
+    auth::a_removed_users_access_token_stops_working,
+    crate::support::Options {
+        user_recheck: Some(std::time::Duration::ZERO),
+        ..Default::default()
+    }
+);
+/// The access token of a user removed with `opskit user remove` is refused once the server
+/// looks the user up again (every 10 s by default; at once here), long before it expires.
+pub async fn a_removed_users_access_token_stops_working(app: TestApp) {
+    let token = app.user_token("gone", "operator").await;
+    let r = app
+        .req(Method::GET, "/api/v1/servers")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    opskit_server::users::remove_user(&app.db().await, "gone")
+        .await
+        .unwrap();
+    let r = app
+        .req(Method::GET, "/api/v1/servers")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 401).await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("no longer exists"),
+        "{p}"
+    );
+    // the admin's token is unaffected
+    let r = app
+        .admin_req(Method::GET, "/api/v1/servers")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

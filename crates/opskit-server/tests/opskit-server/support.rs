@@ -26,6 +26,7 @@ pub struct Options {
     /// A `whsec_` secret for POST /api/v1/events.
     pub events_secret: Option<&'static str>,
     pub request_timeout: Option<Duration>,
+    pub user_recheck: Option<Duration>,
 }
 
 pub struct TestApp {
@@ -89,6 +90,7 @@ impl TestApp {
             body_limit_bytes: opts.body_limit.unwrap_or(d.body_limit_bytes),
             access_token_ttl: opts.access_ttl.unwrap_or(d.access_token_ttl),
             request_timeout: opts.request_timeout.unwrap_or(d.request_timeout),
+            user_recheck: opts.user_recheck.unwrap_or(d.user_recheck),
             basic_auth: opts.basic_auth.unwrap_or(true),
             admin_password: Some(SecretString::from(ADMIN_PASSWORD)),
             events_secrets: opts

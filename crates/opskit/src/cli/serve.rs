@@ -204,6 +204,7 @@ impl ServeArgs {
             events_secrets,
             events_tolerance,
             server_cache: self.server_cache.or(file.server_cache),
+            user_recheck: d.user_recheck,
         };
         Ok((config, log_format))
     }

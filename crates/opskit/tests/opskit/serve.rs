@@ -28,12 +28,8 @@ struct Served {
     lines: mpsc::Receiver<String>,
 }
 
-// The child is handed to the caller, who kills and waits for it.
-#[allow(clippy::zombie_processes)]
 fn start_serve(db: &str, admin_password: Option<&str>) -> Served {
-    let mut cmd = StdCommand::new(cargo_bin("opskit"));
-    cmd.args([
-        "serve",
+    let args = [
         "--bind",
         "127.0.0.1:0",
         "--database",
@@ -42,13 +38,28 @@ fn start_serve(db: &str, admin_password: Option<&str>) -> Served {
         "json",
         "--rate-limit",
         "0",
-    ])
-    .env_remove("OPSKIT_ADMIN_PASSWORD")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    if let Some(pw) = admin_password {
-        cmd.env("OPSKIT_ADMIN_PASSWORD", pw);
-    }
+    ];
+    let env: Vec<(&str, &str)> = admin_password
+        .map(|pw| ("OPSKIT_ADMIN_PASSWORD", pw))
+        .into_iter()
+        .collect();
+    spawn_serve(&args, &env)
+}
+
+/// Starts `opskit serve ARGS` with extra env vars and waits for its JSON "listening" line (the
+/// args must include `--log-format json` or a config file saying so).
+// The child is handed to the caller, who kills and waits for it.
+#[allow(clippy::zombie_processes)]
+fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut cmd = StdCommand::new(cargo_bin("opskit"));
+    cmd.arg("serve")
+        .args(args)
+        .env_remove("OPSKIT_ADMIN_PASSWORD")
+        .env_remove("OPSKIT_DATABASE")
+        .env_remove("OPSKIT_LOG")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn opskit serve");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
@@ -77,6 +88,38 @@ fn start_serve(db: &str, admin_password: Option<&str>) -> Served {
             };
         }
         seen.push(line);
+    }
+}
+
+/// Waits (up to 60 s) for a stderr line of `served` containing `needle`.
+fn wait_for_line(served: &Served, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = served
+            .lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no log line containing {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+/// Sends SIGTERM and waits (up to 30 s) for the exit status.
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let status = StdCommand::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -277,19 +320,7 @@ fn first_start_prints_a_generated_admin_password_and_sigterm_stops_gracefully() 
             .unwrap();
         assert_eq!(r.status(), 200);
     });
-    let status = StdCommand::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = terminate(&mut child);
     assert!(code.success(), "{code:?}");
     // a second start does not print a password again
     let mut served = start_serve(&db, None);
@@ -415,4 +446,199 @@ fn acknowledged_creates_survive_kill_9() {
     served.child.kill().unwrap();
     let _ = served.child.wait();
     let _ = std::io::stderr().flush();
+}
+
+/// SIGTERM while a request is half-sent: the server stops accepting, finishes that request (the
+/// create is acknowledged and stored), then exits 0.
+#[test]
+fn sigterm_drains_a_request_in_flight() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    let args = [
+        "--bind",
+        "127.0.0.1:0",
+        "--database",
+        &db,
+        "--log-format",
+        "json",
+    ];
+    // tower-http's trace layer logs each request once its head is read
+    let mut served = spawn_serve(
+        &args,
+        &[
+            ("OPSKIT_ADMIN_PASSWORD", "admin-password-1"),
+            ("OPSKIT_LOG", "info,tower_http=debug"),
+        ],
+    );
+    let mut sock = TcpStream::connect(&served.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let body = json!({"hostname": "drained-01", "ip": "10.0.0.9", "env": "prod"}).to_string();
+    let (first, rest) = body.split_at(10);
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        "admin:admin-password-1",
+    );
+    write!(
+        sock,
+        "POST /api/v1/servers HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        served.addr,
+        body.len()
+    )
+    .unwrap();
+    sock.flush().unwrap();
+    wait_for_line(&served, "started processing request");
+    let pid = served.child.id().to_string();
+    assert!(
+        StdCommand::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for_line(&served, "shutting down");
+    // new connections stop being served while the request in flight is still open
+    let stopped_accepting = rt().block_on(async {
+        let c = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if c.get(format!("http://{}/health", served.addr))
+                .send()
+                .await
+                .is_err()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    });
+    assert!(
+        stopped_accepting,
+        "new requests were still served after SIGTERM"
+    );
+    // the request in flight completes
+    sock.write_all(rest.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = sock.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(answer.contains("drained-01"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(s) = served.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop after draining"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code:?}");
+    // and it was stored
+    let mut again = start_serve(&db, None);
+    let got = rt().block_on(async {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+            .get(format!("http://{}/api/v1/servers/drained-01", again.addr))
+            .basic_auth("admin", Some("admin-password-1"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(got, 200);
+    again.child.kill().unwrap();
+    let _ = again.child.wait();
+}
+
+/// Every setting can come from `--config FILE`; a flag beats the file; a bad key is a usage
+/// error that lists the valid keys.
+#[test]
+fn config_file_settings_apply_and_flags_override_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    let conf = dir.path().join("opskit.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "bind = \"127.0.0.1:0\"\ndatabase = \"{db}\"\nlog_format = \"json\"\nbasic_auth = false\nrate_limit = 3\ncors_origins = [\"https://ops.example.com\"]\n"
+        ),
+    )
+    .unwrap();
+    let conf_s = conf.to_str().unwrap();
+    let pw = [("OPSKIT_ADMIN_PASSWORD", "admin-password-1")];
+    let mut served = spawn_serve(&["--config", conf_s], &pw);
+    let base = format!("http://{}", served.addr);
+    let runtime = rt();
+    runtime.block_on(async {
+        let c = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        // basic_auth = false
+        let r = c
+            .get(format!("{base}/api/v1/servers"))
+            .basic_auth("admin", Some("admin-password-1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(r.text().await.unwrap().contains("turned off"));
+        // rate_limit = 3 per minute (the refused Basic attempt counted against the IP)
+        let r = c
+            .get(format!("{base}/health"))
+            .header("origin", "https://ops.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "https://ops.example.com"
+        );
+        let r = c
+            .get(format!("{base}/api/v1/servers"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["ratelimit-limit"], "3");
+    });
+    served.child.kill().unwrap();
+    let _ = served.child.wait();
+    // the database the file named was used
+    assert!(dir.path().join("inv.db").exists());
+    // a flag beats the file
+    let mut served = spawn_serve(&["--config", conf_s, "--basic-auth", "true"], &[]);
+    let base = format!("http://{}", served.addr);
+    runtime.block_on(async {
+        let r = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+            .get(format!("{base}/api/v1/servers"))
+            .basic_auth("admin", Some("admin-password-1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    served.child.kill().unwrap();
+    let _ = served.child.wait();
+    // an unknown key
+    std::fs::write(&conf, "bind = \"127.0.0.1:0\"\nport = 8080\n").unwrap();
+    opskit()
+        .args(["serve", "--config", conf_s])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("unknown field `port`")
+                .and(predicate::str::contains("keys: bind, database")),
+        );
 }
