@@ -189,12 +189,28 @@ impl WaitReport {
     }
 }
 
+/// What happens while waiting, reported to the caller's callback.
+#[derive(Debug, Clone, Copy)]
+pub enum WaitEvent<'a> {
+    /// A check of a target failed; another follows after the interval (if time is left).
+    NotReady {
+        target: &'a str,
+        attempt: u32,
+        error: &'a str,
+    },
+    /// A target became ready (reported once per target).
+    Ready(&'a TargetStatus),
+}
+
+/// A callback for [`WaitEvent`]s.
+pub type EventFn<'a> = &'a (dyn Fn(WaitEvent<'_>) + Sync);
+
 /// Waits for every target in parallel, until all are ready or the deadline passes.
-/// `on_ready` is called once per target as it becomes ready.
+/// `on_event` hears every failed check and every target that becomes ready.
 pub async fn wait_all(
     targets: &[WaitTarget],
     opts: &WaitOptions,
-    on_ready: Option<&(dyn Fn(&TargetStatus) + Sync)>,
+    on_event: Option<EventFn<'_>>,
 ) -> Result<WaitReport> {
     let start = Instant::now();
     let deadline = start + opts.timeout;
@@ -216,11 +232,11 @@ pub async fn wait_all(
     let futures = targets.iter().map(|t| {
         let client = client.as_ref();
         async move {
-            let status = wait_one(t, client, opts, start, deadline).await;
+            let status = wait_one(t, client, opts, start, deadline, on_event).await;
             if status.ready
-                && let Some(cb) = on_ready
+                && let Some(cb) = on_event
             {
-                cb(&status);
+                cb(WaitEvent::Ready(&status));
             }
             status
         }
@@ -239,7 +255,9 @@ async fn wait_one(
     opts: &WaitOptions,
     start: Instant,
     deadline: Instant,
+    on_event: Option<EventFn<'_>>,
 ) -> TargetStatus {
+    let name = target.to_string();
     let mut attempts = 0u32;
     let mut last_error = None;
     loop {
@@ -259,20 +277,29 @@ async fn wait_one(
         match outcome {
             Ok(()) => {
                 return TargetStatus {
-                    target: target.to_string(),
+                    target: name,
                     ready: true,
                     attempts,
                     elapsed_s: start.elapsed().as_secs_f64(),
                     last_error: None,
                 };
             }
-            Err(e) => last_error = Some(e),
+            Err(e) => {
+                if let Some(cb) = on_event {
+                    cb(WaitEvent::NotReady {
+                        target: &name,
+                        attempt: attempts,
+                        error: &e,
+                    });
+                }
+                last_error = Some(e);
+            }
         }
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::time::sleep(opts.interval.min(left)).await;
     }
     TargetStatus {
-        target: target.to_string(),
+        target: name,
         ready: false,
         attempts,
         elapsed_s: start.elapsed().as_secs_f64(),
