@@ -311,17 +311,20 @@ async fn check_tcp(ep: &Endpoint, budget: Duration) -> std::result::Result<(), S
     let start = Instant::now();
     let addrs = resolve(ep, budget).await.map_err(|e| e.to_string())?;
     let mut last = String::from("no addresses");
+    // Name the address only when the target is a name (it may have several).
+    let named = ep.ip().is_none();
     for addr in addrs {
+        let at = if named { format!(" ({addr})") } else { String::new() };
         let left = budget.saturating_sub(start.elapsed());
         if left.is_zero() {
             break;
         }
         match attempt(addr, left).await {
             Attempt::Open(_) => return Ok(()),
-            Attempt::Refused => last = format!("{addr}: connection refused"),
-            Attempt::SelfConnect => last = format!("{addr}: nothing listens (self-connect)"),
-            Attempt::TimedOut => last = format!("{addr}: no answer within {left:?}"),
-            Attempt::Unreachable(e) | Attempt::Exhausted(e) => last = format!("{addr}: {e}"),
+            Attempt::Refused => last = format!("connection refused{at}"),
+            Attempt::SelfConnect => last = format!("nothing listens (self-connect){at}"),
+            Attempt::TimedOut => last = format!("no answer within {left:?}{at}"),
+            Attempt::Unreachable(e) | Attempt::Exhausted(e) => last = format!("{e}{at}"),
         }
     }
     Err(last)
