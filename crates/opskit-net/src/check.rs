@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use serde::Serialize;
 
+use crate::Error;
 use crate::scan::{Attempt, attempt};
 use crate::target::{Endpoint, resolve};
-use crate::Error;
 
 /// What a check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,7 +71,11 @@ pub async fn check_one(endpoint: &Endpoint, timeout: Duration) -> CheckResult {
     let addrs = match resolve(endpoint, timeout).await {
         Ok(a) => a,
         Err(Error::Timeout { .. }) => {
-            return done(None, CheckState::Timeout, Some("name resolution timed out".into()));
+            return done(
+                None,
+                CheckState::Timeout,
+                Some("name resolution timed out".into()),
+            );
         }
         Err(e) => return done(None, CheckState::Unreachable, Some(e.to_string())),
     };
@@ -83,7 +87,10 @@ pub async fn check_one(endpoint: &Endpoint, timeout: Duration) -> CheckResult {
             if left.is_zero() {
                 let (state, detail) = match &last {
                     Some((a, s, d)) if *a == addr => (*s, d.clone()),
-                    _ => (CheckState::Timeout, "no answer before the deadline".to_owned()),
+                    _ => (
+                        CheckState::Timeout,
+                        "no answer before the deadline".to_owned(),
+                    ),
                 };
                 return done(Some(addr), state, Some(detail));
             }
@@ -100,7 +107,11 @@ pub async fn check_one(endpoint: &Endpoint, timeout: Duration) -> CheckResult {
                     ));
                 }
                 Attempt::TimedOut => {
-                    last = Some((addr, CheckState::Timeout, "no answer before the deadline".into()));
+                    last = Some((
+                        addr,
+                        CheckState::Timeout,
+                        "no answer before the deadline".into(),
+                    ));
                 }
                 Attempt::Unreachable(e) => {
                     last = Some((addr, CheckState::Unreachable, e.to_string()));

@@ -173,7 +173,10 @@ pub async fn lookup_addresses(name: &str, opts: &DnsOptions) -> Result<Vec<DnsRe
     let mut out = Vec::new();
     for kind in [RecordKind::A, RecordKind::Aaaa] {
         match lookup(name, kind, opts).await {
-            Ok(recs) => out.extend(recs.into_iter().filter(|r| r.record_type == kind.to_string())),
+            Ok(recs) => out.extend(
+                recs.into_iter()
+                    .filter(|r| r.record_type == kind.to_string()),
+            ),
             Err(Error::DnsNoRecords { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -192,9 +195,8 @@ pub async fn lookup_addresses(name: &str, opts: &DnsOptions) -> Result<Vec<DnsRe
 pub async fn lookup(name: &str, kind: RecordKind, opts: &DnsOptions) -> Result<Vec<DnsRecord>> {
     let query_name = match (kind, name.parse::<IpAddr>()) {
         (RecordKind::Ptr, Ok(ip)) => Name::from(ip),
-        _ => Name::from_str(name).map_err(|e| {
-            Error::InvalidInput(format!("bad DNS name {name:?}: {e}"))
-        })?,
+        _ => Name::from_str(name)
+            .map_err(|e| Error::InvalidInput(format!("bad DNS name {name:?}: {e}")))?,
     };
     let resolver = resolver(opts)?;
     let rtype = kind.record_type();

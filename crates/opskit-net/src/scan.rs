@@ -155,7 +155,9 @@ pub const MAX_CONCURRENCY: usize = 5_000;
 pub fn concurrency_for_limit(soft_limit: u64) -> usize {
     let reserve = (soft_limit / 4).clamp(16, 256);
     let n = soft_limit.saturating_sub(reserve).max(1);
-    usize::try_from(n).unwrap_or(MAX_CONCURRENCY).min(MAX_CONCURRENCY)
+    usize::try_from(n)
+        .unwrap_or(MAX_CONCURRENCY)
+        .min(MAX_CONCURRENCY)
 }
 
 /// How a scan runs.
@@ -263,7 +265,9 @@ pub async fn scan(
         }
     };
     let total = (hosts.len() as u64) * (ports.len() as u64);
-    let concurrency = auto.min(usize::try_from(total).unwrap_or(usize::MAX)).max(1);
+    let concurrency = auto
+        .min(usize::try_from(total).unwrap_or(usize::MAX))
+        .max(1);
     let shared = Arc::new(Shared {
         hosts,
         ports,

@@ -2,7 +2,7 @@
 // (Debian 12 package `nmap`, /usr/share/nmap/nmap-services). Do not edit by hand.
 
 /// The 1,000 most common open TCP ports, most frequent first (nmap's `--top-ports 1000`).
-pub(crate) const TOP_TCP_PORTS: [u16; 1000] = [
+pub(crate) static TOP_TCP_PORTS: [u16; 1000] = [
     80, 23, 443, 21, 22, 25, 3389, 110, 445, 139, 143, 53, 135, 3306, 8080, 1723,
     111, 995, 993, 5900, 1025, 587, 8888, 199, 1720, 465, 548, 113, 81, 6001, 10000, 514,
     5060, 179, 1026, 2000, 8443, 8000, 32768, 554, 26, 1433, 49152, 2001, 515, 8008, 49154, 1027,
@@ -69,7 +69,7 @@ pub(crate) const TOP_TCP_PORTS: [u16; 1000] = [
 ];
 
 /// Well-known TCP service names by port, sorted by port (for a binary search).
-pub(crate) const TCP_SERVICES: [(u16, &str); 2532] = [
+pub(crate) static TCP_SERVICES: [(u16, &str); 2532] = [
     (1, "tcpmux"),
     (2, "compressnet"),
     (3, "compressnet"),

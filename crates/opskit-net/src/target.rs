@@ -87,16 +87,13 @@ fn check_hostname(host: &str) -> std::result::Result<(), String> {
         return Ok(());
     }
     let ok = host.len() <= 253
-        && host
-            .split('.')
-            .enumerate()
-            .all(|(i, label)| {
-                (!label.is_empty() || (i > 0 && host.ends_with('.')))
-                    && label.len() <= 63
-                    && label
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            });
+        && host.split('.').enumerate().all(|(i, label)| {
+            (!label.is_empty() || (i > 0 && host.ends_with('.')))
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
     if ok {
         Ok(())
     } else {
@@ -206,7 +203,11 @@ impl HostSpec {
         match self {
             HostSpec::Cidr(ip, prefix) => {
                 let bits = if ip.is_ipv4() { 32 } else { 128 } - u32::from(*prefix);
-                if bits >= 128 { u128::MAX } else { 1u128 << bits }
+                if bits >= 128 {
+                    u128::MAX
+                } else {
+                    1u128 << bits
+                }
             }
             _ => 1,
         }
@@ -250,7 +251,10 @@ pub async fn expand_hosts(
     max_hosts: usize,
     resolve_timeout: Duration,
 ) -> Result<Vec<ScanHost>> {
-    let total: u128 = specs.iter().map(HostSpec::count).fold(0, u128::saturating_add);
+    let total: u128 = specs
+        .iter()
+        .map(HostSpec::count)
+        .fold(0, u128::saturating_add);
     if total > max_hosts as u128 {
         let what = match specs {
             [one @ HostSpec::Cidr(ip, p)] if one.count() == total => format!("{ip}/{p}"),
@@ -340,7 +344,11 @@ pub fn parse_ports(spec: &str) -> Result<Vec<u16>> {
         }
         let (lo, hi) = match part.split_once('-') {
             Some((a, b)) => {
-                let lo = if a.trim().is_empty() { Ok(1) } else { parse_port(a.trim()) };
+                let lo = if a.trim().is_empty() {
+                    Ok(1)
+                } else {
+                    parse_port(a.trim())
+                };
                 let hi = if b.trim().is_empty() {
                     Ok(65_535)
                 } else {
@@ -360,9 +368,7 @@ pub fn parse_ports(spec: &str) -> Result<Vec<u16>> {
             seen[usize::from(p)] = true;
         }
     }
-    Ok((1..=65_535u16)
-        .filter(|p| seen[usize::from(*p)])
-        .collect())
+    Ok((1..=65_535u16).filter(|p| seen[usize::from(*p)]).collect())
 }
 
 #[cfg(test)]
@@ -430,7 +436,10 @@ mod tests {
 
     #[test]
     fn port_specs() {
-        assert_eq!(parse_ports(" 8000-8002 , 22").unwrap(), [22, 8000, 8001, 8002]);
+        assert_eq!(
+            parse_ports(" 8000-8002 , 22").unwrap(),
+            [22, 8000, 8001, 8002]
+        );
         assert_eq!(parse_ports("65530-").unwrap().len(), 6);
         let top = parse_ports("top").unwrap();
         assert_eq!(&top[..3], &[80, 23, 443]);

@@ -43,7 +43,9 @@ impl WaitTarget {
                 ))
             })?;
             if url.host_str().is_none_or(str::is_empty) {
-                return Err(Error::InvalidInput(format!("bad URL {s:?}: it has no host")));
+                return Err(Error::InvalidInput(format!(
+                    "bad URL {s:?}: it has no host"
+                )));
             }
             return Ok(WaitTarget::Http(url));
         }
@@ -314,7 +316,11 @@ async fn check_tcp(ep: &Endpoint, budget: Duration) -> std::result::Result<(), S
     // Name the address only when the target is a name (it may have several).
     let named = ep.ip().is_none();
     for addr in addrs {
-        let at = if named { format!(" ({addr})") } else { String::new() };
+        let at = if named {
+            format!(" ({addr})")
+        } else {
+            String::new()
+        };
         let left = budget.saturating_sub(start.elapsed());
         if left.is_zero() {
             break;

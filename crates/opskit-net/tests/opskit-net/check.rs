@@ -20,19 +20,31 @@ async fn open_and_refused_targets_in_input_order() {
     assert_eq!(results[0].state, CheckState::Open);
     assert_eq!(results[0].target, format!("127.0.0.1:{}", l.port));
     assert_eq!(results[1].state, CheckState::Refused);
-    assert!(results[1].detail.as_deref().unwrap_or("").contains("refused"));
+    assert!(
+        results[1]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("refused")
+    );
 }
 
 #[tokio::test]
 async fn a_listener_that_appears_later_is_open_once_it_listens() {
     let (socket, port) = reserved_port();
-    assert_eq!(check_one(&ep(port), Duration::from_secs(5)).await.state, CheckState::Refused);
+    assert_eq!(
+        check_one(&ep(port), Duration::from_secs(5)).await.state,
+        CheckState::Refused
+    );
     let _l = from_listener(socket.listen(128).unwrap());
-    assert_eq!(check_one(&ep(port), Duration::from_secs(5)).await.state, CheckState::Open);
+    assert_eq!(
+        check_one(&ep(port), Duration::from_secs(5)).await.state,
+        CheckState::Open
+    );
 }
 
 #[tokio::test]
-async fn names_resolve_and_unknown_names_are_unreachable() {
+async fn names_resolve_through_the_system_resolver() {
     let l = listener().await;
     let r = check_one(
         &Endpoint::parse(&format!("localhost:{}", l.port)).unwrap(),
@@ -41,13 +53,4 @@ async fn names_resolve_and_unknown_names_are_unreachable() {
     .await;
     // localhost may resolve to ::1 first; the check tries every address.
     assert_eq!(r.state, CheckState::Open, "{r:?}");
-    let r = check_one(
-        &Endpoint::parse("no-such-host.invalid:80").unwrap(),
-        Duration::from_secs(5),
-    )
-    .await;
-    assert!(
-        matches!(r.state, CheckState::Unreachable | CheckState::Timeout),
-        "{r:?}"
-    );
 }

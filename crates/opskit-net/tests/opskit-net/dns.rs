@@ -59,7 +59,9 @@ async fn reverse_lookup_finds_the_ptr() {
 #[tokio::test]
 async fn a_name_without_records_is_a_clear_error() {
     let Some(o) = opts() else { return };
-    let err = lookup("nothing.test", RecordKind::Txt, &o).await.unwrap_err();
+    let err = lookup("nothing.test", RecordKind::Txt, &o)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::DnsNoRecords { .. }), "{err}");
     assert_eq!(err.to_string(), "no TXT records for nothing.test");
 }

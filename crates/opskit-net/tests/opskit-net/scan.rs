@@ -25,14 +25,25 @@ fn localhost() -> Vec<ScanHost> {
 fn ports_around(open: &[u16], width: u16) -> Vec<u16> {
     let spec: Vec<String> = open
         .iter()
-        .map(|p| format!("{}-{}", p.saturating_sub(width).max(1), p.saturating_add(width)))
+        .map(|p| {
+            format!(
+                "{}-{}",
+                p.saturating_sub(width).max(1),
+                p.saturating_add(width)
+            )
+        })
         .collect();
     parse_ports(&spec.join(",")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_scans_find_exactly_the_listeners() {
-    let listeners = [listener().await, listener().await, listener().await, listener().await];
+    let listeners = [
+        listener().await,
+        listener().await,
+        listener().await,
+        listener().await,
+    ];
     let expected: BTreeSet<u16> = listeners.iter().map(|l| l.port).collect();
     let ports = ports_around(&expected.iter().copied().collect::<Vec<_>>(), 400);
     let mut self_connects = 0;
@@ -82,13 +93,19 @@ async fn keep_all_reports_every_port_with_its_state_and_service() {
         seen.fetch_max(p.done, Ordering::Relaxed);
         assert!(p.done <= p.total);
     });
-    let report = scan(localhost(), ports.clone(), opts, Some(progress)).await.unwrap();
+    let report = scan(localhost(), ports.clone(), opts, Some(progress))
+        .await
+        .unwrap();
     assert_eq!(done.load(Ordering::Relaxed), ports.len() as u64);
     assert_eq!(report.ports.len(), ports.len());
     let got: Vec<u16> = report.ports.iter().map(|p| p.port).collect();
     assert_eq!(got, ports, "sorted by port");
     for p in &report.ports {
-        let want = if p.port == l.port { PortState::Open } else { PortState::Closed };
+        let want = if p.port == l.port {
+            PortState::Open
+        } else {
+            PortState::Closed
+        };
         assert_eq!(p.state, want, "port {}", p.port);
     }
     let json = serde_json::to_value(&report.ports[0]).unwrap();

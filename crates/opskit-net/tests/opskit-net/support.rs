@@ -49,9 +49,13 @@ pub fn dns_server() -> Option<SocketAddr> {
         Ok(v) => Some(v.parse().expect("OPSKIT_TEST_DNS_SERVER must be IP:PORT")),
         Err(_) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("OPSKIT_TEST_DNS_SERVER is not set (CI=true): run the tests through scripts/test");
+                panic!(
+                    "OPSKIT_TEST_DNS_SERVER is not set (CI=true): run the tests through scripts/test"
+                );
             }
-            eprintln!("skipped: OPSKIT_TEST_DNS_SERVER is not set (run scripts/test to start dnsmasq)");
+            eprintln!(
+                "skipped: OPSKIT_TEST_DNS_SERVER is not set (run scripts/test to start dnsmasq)"
+            );
             None
         }
     }

@@ -19,7 +19,11 @@ Exit status: 0 with answers; 1 when there are none (NXDOMAIN, no records of the 
 server answered with an error; 3 on a timeout.")]
 pub struct DnsArgs {
     /// The name to look up (an IP address with --type PTR).
-    #[arg(value_name = "NAME", required_unless_present = "reverse", conflicts_with = "reverse")]
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "reverse",
+        conflicts_with = "reverse"
+    )]
     name: Option<String>,
     /// Record type: A, AAAA, CNAME, MX, NS, TXT, SRV, SOA or PTR.
     #[arg(short = 't', long = "type", value_name = "TYPE", value_parser = parse_kind)]
@@ -67,11 +71,7 @@ impl DnsArgs {
             .iter()
             .map(|r| json!({"name": r.name, "type": r.record_type, "ttl": r.ttl, "value": r.value}))
             .collect();
-        render(
-            &["name", "type", "ttl", "value"],
-            rows,
-            self.output,
-        )?;
+        render(&["name", "type", "ttl", "value"], rows, self.output)?;
         Ok(code::OK)
     }
 }

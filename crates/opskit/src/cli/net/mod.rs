@@ -124,7 +124,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
     };
     if !(secs > 0.0 && secs.is_finite() && secs <= 86_400.0 * 7.0) {
-        return Err(format!("{s:?}: a duration must be more than zero and at most a week"));
+        return Err(format!(
+            "{s:?}: a duration must be more than zero and at most a week"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -137,9 +139,8 @@ pub fn failure(e: opskit_net::Error) -> anyhow::Error {
         E::InvalidInput(_) => Failure::usage(msg).with_hint("see `opskit net <command> --help`"),
         E::TooManyHosts { .. } => Failure::usage(msg),
         E::Timeout { .. } => Failure::new(code::NETWORK, msg),
-        E::ResourcesExhausted { .. } => Failure::new(code::FAILURE, msg).with_hint(
-            "raise the open-file limit (`ulimit -n`) or lower --concurrency",
-        ),
+        E::ResourcesExhausted { .. } => Failure::new(code::FAILURE, msg)
+            .with_hint("raise the open-file limit (`ulimit -n`) or lower --concurrency"),
         _ => Failure::new(code::FAILURE, msg),
     };
     f.into()

@@ -69,7 +69,8 @@ impl WaitArgs {
                 WaitEvent::Ready(s) => eprintln!("ready: {} (after {:.1}s)", s.target, s.elapsed_s),
             }
         };
-        let report = crate::block_on(wait_all(&targets, &opts, Some(&on_event)))?.map_err(failure)?;
+        let report =
+            crate::block_on(wait_all(&targets, &opts, Some(&on_event)))?.map_err(failure)?;
         if !report.ready {
             let not_ready: Vec<String> = report
                 .not_ready()
