@@ -160,3 +160,33 @@ async fn several_hosts_from_a_cidr_block_are_reported_host_by_host() {
     sorted.sort_by_key(|h| h.parse::<Ipv4Addr>().unwrap());
     assert_eq!(order, sorted);
 }
+
+#[tokio::test]
+async fn a_port_that_never_answers_is_filtered_not_closed() {
+    // A listener with a backlog of 0 whose queue is already full: the kernel drops new SYNs.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let _listener = socket.listen(0).unwrap();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        {
+            Ok(Ok(c)) => held.push(c),
+            _ => break,
+        }
+    }
+    let opts = ScanOptions {
+        timeout: Duration::from_millis(200),
+        retries: 1,
+        keep_all: true,
+        ..ScanOptions::default()
+    };
+    let report = scan(localhost(), vec![port], opts, None).await.unwrap();
+    assert_eq!(report.ports[0].state, PortState::Filtered);
+    assert_eq!(report.filtered, 1);
+}
