@@ -5,6 +5,9 @@
 # Every run's open-port set is checked: opskit's must equal nmap's and contain the listeners
 # (the script fails otherwise); a RustScan set that differs is reported (extra ports are false
 # positives, e.g. TCP self-connects). Prints each run's wall time, the medians and the ratios.
+# As root it runs in a network namespace of its own (`unshare -n`, loopback only), so listeners
+# that other programs open and close on 127.0.0.1 meanwhile cannot make the tools disagree;
+# NETNS=0 scans the machine's own 127.0.0.1 instead.
 #   RUNS=5 LISTENERS=5 RUSTSCAN=/path/to/rustscan bench/net/scan.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,7 +25,14 @@ if [ ! -x "$RUSTSCAN" ]; then
   exit 1
 fi
 
-cargo build --release -p opskit >/dev/null 2>&1 || cargo build --release -p opskit
+if [ -z "${OPSKIT_BENCH_IN_NETNS:-}" ]; then
+  cargo build --release -p opskit >/dev/null 2>&1 || cargo build --release -p opskit
+  if [ "${NETNS:-1}" = 1 ] && [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
+    exec unshare -n env OPSKIT_BENCH_IN_NETNS=1 RUSTSCAN="$RUSTSCAN" bash "$0" "$@"
+  fi
+else
+  ip link set lo up
+fi
 OPSKIT=$PWD/target/release/opskit
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -113,4 +123,4 @@ printf '%-34s %10s %14s\n' "tool (full 65,535-port scan)" "median s" "vs opskit"
 printf '%-34s %10s %14s\n' "opskit net scan --ports all" "$m_opskit" "1.00x"
 printf '%-34s %10s %14s\n' "nmap -sT -p- -T4" "$m_nmap" "$(python3 -c "print(f'{$m_nmap/$m_opskit:.2f}x slower' if $m_nmap>=$m_opskit else f'{$m_opskit/$m_nmap:.2f}x faster')")"
 printf '%-34s %10s %14s\n' "rustscan -r 1-65535 -g" "$m_rustscan" "$(python3 -c "print(f'{$m_rustscan/$m_opskit:.2f}x slower' if $m_rustscan>=$m_opskit else f'{$m_opskit/$m_rustscan:.2f}x faster')")"
-echo "($RUNS runs each, interleaved; $(nproc) CPUs; $(uname -r))"
+echo "($RUNS runs each, interleaved; $(nproc) CPUs; $(uname -r); $([ -n "${OPSKIT_BENCH_IN_NETNS:-}" ] && echo "own network namespace" || echo "host network namespace"))"

@@ -95,7 +95,7 @@ pub async fn check_one(endpoint: &Endpoint, timeout: Duration) -> CheckResult {
                 return done(Some(addr), state, Some(detail));
             }
             match attempt(addr, left).await {
-                Attempt::Open(_) => return done(Some(addr), CheckState::Open, None),
+                Attempt::Open(..) => return done(Some(addr), CheckState::Open, None),
                 Attempt::Refused => {
                     last = Some((addr, CheckState::Refused, "connection refused".into()));
                 }

@@ -8,9 +8,11 @@
 //!   [`Error::ResourcesExhausted`] instead of guessing.
 //! - A connection whose local and peer address are the same (a TCP self-connect, which happens
 //!   on loopback when the kernel picks the probed port as the ephemeral source port) is not an
-//!   open port: nothing listens there.
+//!   open port: nothing listens there. Nor are two of our own probes whose SYNs crossed (each
+//!   one's source port is the other's target, a TCP simultaneous open): both are counted closed.
 //! - Every connect has a deadline; a probe that runs past it is `filtered`.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -49,8 +51,8 @@ impl PortState {
 /// What one connect attempt found.
 #[derive(Debug)]
 pub enum Attempt {
-    /// Connected to something else than ourselves, after this long.
-    Open(Duration),
+    /// Connected to something else than ourselves, after this long, from this local address.
+    Open(Duration, SocketAddr),
     /// Refused (RST).
     Refused,
     /// The kernel connected the socket to itself: nothing listens on that port.
@@ -84,16 +86,81 @@ pub fn is_exhaustion(e: &io::Error) -> bool {
 }
 
 /// One connect attempt to `addr` with a fresh socket and a deadline.
+///
+/// The socket is non-blocking. On loopback and fast links the kernel often settles the
+/// connect (refused or established) before `connect` returns: that is read at once with
+/// `SO_ERROR` / `getpeername`, without going through the event loop (this halves the system
+/// calls of a loopback scan). Otherwise the socket joins the tokio reactor and is awaited with the
+/// deadline.
 pub async fn attempt(addr: SocketAddr, timeout: Duration) -> Attempt {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
+    use socket2::{Domain, Protocol, Socket, Type};
+    let start = Instant::now();
+    let socket = match Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)) {
+        Ok(s) => s,
+        Err(e) if is_exhaustion(&e) => return Attempt::Exhausted(e),
+        Err(e) => return Attempt::Unreachable(e),
     };
-    match socket {
-        Ok(s) => attempt_with(s, addr, timeout).await,
-        Err(e) if is_exhaustion(&e) => Attempt::Exhausted(e),
-        Err(e) => Attempt::Unreachable(e),
+    if let Err(e) = socket.set_nonblocking(true) {
+        return Attempt::Unreachable(e);
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => {
+            return established(
+                &socket.local_addr().ok().and_then(|a| a.as_socket()),
+                addr,
+                start,
+            );
+        }
+        Err(e) if !is_in_progress(&e) => return classify_connect_error(e),
+        Err(_) => {}
+    }
+    // In progress: settled already?
+    match socket.take_error() {
+        Ok(Some(e)) | Err(e) => return classify_connect_error(e),
+        Ok(None) => {}
+    }
+    if socket.peer_addr().is_ok() {
+        return established(
+            &socket.local_addr().ok().and_then(|a| a.as_socket()),
+            addr,
+            start,
+        );
+    }
+    // Not yet: wait for writability in the reactor, with the deadline.
+    let stream = match TcpStream::from_std(std::net::TcpStream::from(socket)) {
+        Ok(s) => s,
+        Err(e) if is_exhaustion(&e) => return Attempt::Exhausted(e),
+        Err(e) => return Attempt::Unreachable(e),
+    };
+    let left = timeout.saturating_sub(start.elapsed());
+    match tokio::time::timeout(left, stream.writable()).await {
+        Err(_) => Attempt::TimedOut,
+        Ok(Err(e)) => classify_connect_error(e),
+        Ok(Ok(())) => match stream.take_error() {
+            Ok(Some(e)) | Err(e) => classify_connect_error(e),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => established(&stream.local_addr().ok(), addr, start),
+                Err(e) => classify_connect_error(e),
+            },
+        },
+    }
+}
+
+fn is_in_progress(e: &io::Error) -> bool {
+    // EINPROGRESS (115 on Linux, 36 on the BSDs and macOS) or EAGAIN/EWOULDBLOCK.
+    #[cfg(target_os = "linux")]
+    const EINPROGRESS: i32 = 115;
+    #[cfg(not(target_os = "linux"))]
+    const EINPROGRESS: i32 = 36;
+    e.raw_os_error() == Some(EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// A connect that succeeded: open, unless the socket is connected to itself.
+fn established(local: &Option<SocketAddr>, peer: SocketAddr, start: Instant) -> Attempt {
+    match local {
+        Some(local) if *local != peer => Attempt::Open(start.elapsed(), *local),
+        // A self-connect, or no local address to tell: not an open port.
+        _ => Attempt::SelfConnect,
     }
 }
 
@@ -106,7 +173,10 @@ pub async fn attempt_with(socket: TcpSocket, addr: SocketAddr, timeout: Duration
             if is_self_connect(&stream) {
                 Attempt::SelfConnect
             } else {
-                Attempt::Open(start.elapsed())
+                match stream.local_addr() {
+                    Ok(local) => Attempt::Open(start.elapsed(), local),
+                    Err(_) => Attempt::SelfConnect,
+                }
             }
         }
         Ok(Err(e)) => classify_connect_error(e),
@@ -285,7 +355,7 @@ pub async fn scan(
         let shared = shared.clone();
         workers.spawn(async move { worker(&shared, total).await });
     }
-    let mut found: Vec<(u64, PortResult)> = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     let (mut closed, mut filtered) = (0u64, 0u64);
     let mut failure: Option<Error> = None;
     while let Some(joined) = workers.join_next().await {
@@ -311,24 +381,52 @@ pub async fn scan(
     if let Some(e) = failure {
         return Err(e);
     }
+    // Cross-connects: two of our own probes whose SYNs crossed (each one's source port is the
+    // other's target) get connected to each other with no listener involved. Both look open,
+    // with mirrored addresses; neither is.
+    let opened: HashSet<(SocketAddr, SocketAddr)> = found
+        .iter()
+        .filter_map(|(_, r, local)| local.map(|l| (l, SocketAddr::new(r.ip, r.port))))
+        .collect();
+    let mut crossed = 0u64;
+    for (_, r, local) in &mut found {
+        if let Some(l) = local
+            && opened.contains(&(SocketAddr::new(r.ip, r.port), *l))
+        {
+            tracing::debug!(
+                port = r.port,
+                "cross-connect between two probes: counted closed"
+            );
+            r.state = PortState::Closed;
+            r.latency_ms = None;
+            crossed += 1;
+        }
+    }
+    if !shared.opts.keep_all {
+        found.retain(|(_, r, _)| r.state == PortState::Open);
+    }
+    closed += crossed;
     // Index order is port-major (to spread the load over hosts); report host-major.
     let nhosts = shared.hosts.len() as u64;
-    found.sort_by_key(|(i, _)| (i % nhosts, i / nhosts));
+    found.sort_by_key(|(i, _, _)| (i % nhosts, i / nhosts));
     Ok(ScanReport {
-        ports: found.into_iter().map(|(_, r)| r).collect(),
-        open: shared.open.load(Ordering::Relaxed),
+        ports: found.into_iter().map(|(_, r, _)| r).collect(),
+        open: shared.open.load(Ordering::Relaxed) - crossed,
         closed,
         filtered,
         concurrency,
         nofile_limit,
         resource_waits: shared.waits.load(Ordering::Relaxed),
-        self_connects: shared.self_connects.load(Ordering::Relaxed),
+        self_connects: shared.self_connects.load(Ordering::Relaxed) + crossed,
         elapsed: start.elapsed(),
     })
 }
 
+/// A kept result: its index, the result, and the local address of an open connection.
+type Found = (u64, PortResult, Option<SocketAddr>);
+
 struct WorkerOut {
-    kept: Vec<(u64, PortResult)>,
+    kept: Vec<Found>,
     closed: u64,
     filtered: u64,
 }
@@ -351,7 +449,7 @@ async fn worker(shared: &Shared, total: u64) -> Result<WorkerOut> {
         let host = &shared.hosts[(i % nhosts) as usize];
         let port = shared.ports[(i / nhosts) as usize];
         let addr = SocketAddr::new(host.ip, port);
-        let (state, latency) = probe(shared, addr).await?;
+        let (state, latency, local) = probe(shared, addr).await?;
         match state {
             PortState::Open => {
                 shared.open.fetch_add(1, Ordering::Relaxed);
@@ -370,9 +468,14 @@ async fn worker(shared: &Shared, total: u64) -> Result<WorkerOut> {
                     service: service_name(port),
                     latency_ms: latency.map(|d| d.as_secs_f64() * 1000.0),
                 },
+                local,
             ));
         }
         let done = shared.done.fetch_add(1, Ordering::Relaxed) + 1;
+        // Probes that settle at once never await: let the other tasks run now and then.
+        if done % 32 == 0 {
+            tokio::task::yield_now().await;
+        }
         if let Some(progress) = &shared.progress {
             progress(Progress {
                 done,
@@ -384,24 +487,29 @@ async fn worker(shared: &Shared, total: u64) -> Result<WorkerOut> {
 }
 
 /// Probes one port: retries timeouts `retries` times, waits out resource exhaustion.
-async fn probe(shared: &Shared, addr: SocketAddr) -> Result<(PortState, Option<Duration>)> {
+async fn probe(
+    shared: &Shared,
+    addr: SocketAddr,
+) -> Result<(PortState, Option<Duration>, Option<SocketAddr>)> {
     let mut timeouts_left = shared.opts.retries;
     let mut waiting_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(2);
     loop {
         match attempt(addr, shared.opts.timeout).await {
-            Attempt::Open(latency) => return Ok((PortState::Open, Some(latency))),
-            Attempt::Refused => return Ok((PortState::Closed, None)),
+            Attempt::Open(latency, local) => {
+                return Ok((PortState::Open, Some(latency), Some(local)));
+            }
+            Attempt::Refused => return Ok((PortState::Closed, None, None)),
             Attempt::SelfConnect => {
                 shared.self_connects.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%addr, "self-connect: counted closed");
-                return Ok((PortState::Closed, None));
+                return Ok((PortState::Closed, None, None));
             }
             Attempt::TimedOut if timeouts_left > 0 => timeouts_left -= 1,
-            Attempt::TimedOut => return Ok((PortState::Filtered, None)),
+            Attempt::TimedOut => return Ok((PortState::Filtered, None, None)),
             Attempt::Unreachable(e) => {
                 tracing::debug!(%addr, error = %e, "unreachable: counted filtered");
-                return Ok((PortState::Filtered, None));
+                return Ok((PortState::Filtered, None, None));
             }
             Attempt::Exhausted(e) => {
                 shared.waits.fetch_add(1, Ordering::Relaxed);

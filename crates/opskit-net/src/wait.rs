@@ -326,7 +326,7 @@ async fn check_tcp(ep: &Endpoint, budget: Duration) -> std::result::Result<(), S
             break;
         }
         match attempt(addr, left).await {
-            Attempt::Open(_) => return Ok(()),
+            Attempt::Open(..) => return Ok(()),
             Attempt::Refused => last = format!("connection refused{at}"),
             Attempt::SelfConnect => last = format!("nothing listens (self-connect){at}"),
             Attempt::TimedOut => last = format!("no answer within {left:?}{at}"),

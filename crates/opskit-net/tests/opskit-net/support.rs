@@ -1,6 +1,9 @@
 //! Helpers shared by the tests: loopback listeners that keep accepting, the DNS test server.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -59,4 +62,85 @@ pub fn dns_server() -> Option<SocketAddr> {
             None
         }
     }
+}
+
+/// Ports in LISTEN state that a connect to 127.0.0.1 can reach (bound to 127.0.0.1, 0.0.0.0,
+/// :: or ::ffff:127.0.0.1), seen by polling /proc/net/tcp and tcp6 every millisecond in a
+/// background thread while a scan runs. Other tests (of this and other crates) open listeners at
+/// random times; a scan that reports one of those is right, not a false positive.
+pub struct ListenWatch {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<BTreeSet<u16>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ListenWatch {
+    pub fn start() -> ListenWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(listening_ports()));
+        let (s, st) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let now = listening_ports();
+                s.lock().unwrap().extend(now);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        ListenWatch {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops polling; every port seen listening since `start`.
+    pub fn stop(mut self) -> BTreeSet<u16> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let mut seen = self.seen.lock().unwrap().clone();
+        seen.extend(listening_ports());
+        seen
+    }
+}
+
+fn listening_ports() -> BTreeSet<u16> {
+    let mut out = BTreeSet::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 4 || f[3] != "0A" {
+                continue;
+            }
+            let Some((addr, port)) = f[1].split_once(':') else {
+                continue;
+            };
+            let reachable = addr.chars().all(|c| c == '0') || addr.ends_with("0100007F");
+            if let (true, Ok(p)) = (reachable, u16::from_str_radix(port, 16)) {
+                out.insert(p);
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that a scan's open ports are ours plus only ports someone really listened on.
+pub fn assert_no_false_positive(open: &BTreeSet<u16>, ours: &BTreeSet<u16>, seen: &BTreeSet<u16>) {
+    let missed: Vec<&u16> = ours.difference(open).collect();
+    assert!(
+        missed.is_empty(),
+        "listeners not found: {missed:?} (open: {open:?})"
+    );
+    let false_positives: Vec<&u16> = open
+        .difference(ours)
+        .filter(|p| !seen.contains(p))
+        .collect();
+    assert!(
+        false_positives.is_empty(),
+        "reported open but nothing listened there: {false_positives:?}"
+    );
 }

@@ -76,26 +76,90 @@ fn open_ports(v: &Value) -> BTreeSet<u16> {
         .collect()
 }
 
+/// Ports in LISTEN state reachable on 127.0.0.1, polled from /proc/net/tcp{,6} every
+/// millisecond while `f` runs: other tests open listeners at random times, and a scan that
+/// reports one of those is right, not a false positive.
+fn watching_listeners<T>(f: impl FnOnce() -> T) -> (T, BTreeSet<u16>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(listening_ports()));
+    let (st, s) = (stop.clone(), seen.clone());
+    let t = std::thread::spawn(move || {
+        while !st.load(Ordering::Relaxed) {
+            let now = listening_ports();
+            s.lock().unwrap().extend(now);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let out = f();
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.extend(listening_ports());
+    (out, seen)
+}
+
+fn listening_ports() -> BTreeSet<u16> {
+    let mut out = BTreeSet::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 4 || f[3] != "0A" {
+                continue;
+            }
+            let Some((addr, port)) = f[1].split_once(':') else {
+                continue;
+            };
+            let reachable = addr.chars().all(|c| c == '0') || addr.ends_with("0100007F");
+            if let (true, Ok(p)) = (reachable, u16::from_str_radix(port, 16)) {
+                out.insert(p);
+            }
+        }
+    }
+    out
+}
+
+/// Every listener of ours is open, and every other open port had a real listener.
+fn assert_exact(open: &BTreeSet<u16>, ours: &BTreeSet<u16>, seen: &BTreeSet<u16>) {
+    let missed: Vec<&u16> = ours.difference(open).collect();
+    assert!(missed.is_empty(), "listeners not found: {missed:?}");
+    let false_positives: Vec<&u16> = open
+        .difference(ours)
+        .filter(|p| !seen.contains(p))
+        .collect();
+    assert!(
+        false_positives.is_empty(),
+        "open but nothing listened: {false_positives:?}"
+    );
+}
+
 #[test]
 fn net_scan_json_lists_exactly_the_listeners() {
     let expected: BTreeSet<u16> = (0..3).map(|_| listener()).collect();
     let spec = ranges_around(&expected.iter().copied().collect::<Vec<_>>(), 300);
     for _ in 0..3 {
-        let out = opskit()
-            .args([
-                "net",
-                "scan",
-                "127.0.0.1",
-                "--ports",
-                &spec,
-                "--output",
-                "json",
-            ])
-            .output()
-            .unwrap();
+        let (out, seen) = watching_listeners(|| {
+            opskit()
+                .args([
+                    "net",
+                    "scan",
+                    "127.0.0.1",
+                    "--ports",
+                    &spec,
+                    "--output",
+                    "json",
+                ])
+                .output()
+                .unwrap()
+        });
         assert_eq!(out.status.code(), Some(0), "{out:?}");
         let v = json_out(&out);
-        assert_eq!(open_ports(&v), expected);
+        let open = open_ports(&v);
+        assert_exact(&open, &expected, &seen);
         for row in v.as_array().unwrap() {
             for key in ["host", "port", "state", "service"] {
                 assert!(row.get(key).is_some(), "{key} missing in {row}");
@@ -103,7 +167,7 @@ fn net_scan_json_lists_exactly_the_listeners() {
             assert_eq!(row["host"], "127.0.0.1");
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("3 open"), "{stderr}");
+        assert!(stderr.contains(&format!("{} open", open.len())), "{stderr}");
     }
 }
 
@@ -155,25 +219,29 @@ fn net_scan_under_a_low_open_file_limit_is_still_exact() {
     let expected: BTreeSet<u16> = (0..3).map(|_| listener()).collect();
     let spec = ranges_around(&expected.iter().copied().collect::<Vec<_>>(), 500);
     // Sized from the limit: no "too many open files" at all.
-    let out = under_64_fds(&["net", "scan", "127.0.0.1", "-p", &spec, "-o", "json"]);
+    let (out, seen) = watching_listeners(|| {
+        under_64_fds(&["net", "scan", "127.0.0.1", "-p", &spec, "-o", "json"])
+    });
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_eq!(open_ports(&json_out(&out)), expected);
+    assert_exact(&open_ports(&json_out(&out)), &expected, &seen);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("open-file limit 64"), "{stderr}");
     // Forced far past the limit: probes run out of descriptors, wait, and retry the same port.
-    let out = under_64_fds(&[
-        "net",
-        "scan",
-        "127.0.0.1",
-        "-p",
-        &spec,
-        "--concurrency",
-        "400",
-        "-o",
-        "json",
-    ]);
+    let (out, seen) = watching_listeners(|| {
+        under_64_fds(&[
+            "net",
+            "scan",
+            "127.0.0.1",
+            "-p",
+            &spec,
+            "--concurrency",
+            "400",
+            "-o",
+            "json",
+        ])
+    });
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_eq!(open_ports(&json_out(&out)), expected);
+    assert_exact(&open_ports(&json_out(&out)), &expected, &seen);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("waited"), "EMFILE was never hit: {stderr}");
     assert!(stderr.contains(" 0 filtered"), "{stderr}");
