@@ -8,7 +8,7 @@
 # As root it runs in a network namespace of its own (`unshare -n`, loopback only), so listeners
 # that other programs open and close on 127.0.0.1 meanwhile cannot make the tools disagree;
 # NETNS=0 scans the machine's own 127.0.0.1 instead.
-#   RUNS=5 LISTENERS=5 RUSTSCAN=/path/to/rustscan bench/net/scan.sh
+#   RUNS=5 LISTENERS=5 RUSTSCAN=/path/to/rustscan bench/net/scan.sh   (SKIP_BUILD=1: use the existing release build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-5}
@@ -26,7 +26,7 @@ if [ ! -x "$RUSTSCAN" ]; then
 fi
 
 if [ -z "${OPSKIT_BENCH_IN_NETNS:-}" ]; then
-  cargo build --release -p opskit >/dev/null 2>&1 || cargo build --release -p opskit
+  [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -p opskit >/dev/null 2>&1 || cargo build --release -p opskit
   if [ "${NETNS:-1}" = 1 ] && [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
     exec unshare -n env OPSKIT_BENCH_IN_NETNS=1 RUSTSCAN="$RUSTSCAN" bash "$0" "$@"
   fi

@@ -473,7 +473,7 @@ async fn worker(shared: &Shared, total: u64) -> Result<WorkerOut> {
         }
         let done = shared.done.fetch_add(1, Ordering::Relaxed) + 1;
         // Probes that settle at once never await: let the other tasks run now and then.
-        if done % 32 == 0 {
+        if done.is_multiple_of(32) {
             tokio::task::yield_now().await;
         }
         if let Some(progress) = &shared.progress {

@@ -214,37 +214,85 @@ fn under_64_fds(args: &[&str]) -> std::process::Output {
     cmd.output().unwrap()
 }
 
+/// `n` loopback listeners with a backlog of 0 and their one queue slot taken: the kernel drops
+/// new SYNs, so a connect to them stays in progress until its deadline (and holds a descriptor).
+fn stalled_ports(
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+) -> (
+    Vec<tokio::net::TcpListener>,
+    Vec<tokio::net::TcpStream>,
+    Vec<u16>,
+) {
+    rt.block_on(async {
+        let (mut listeners, mut held, mut ports) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let port = s.local_addr().unwrap().port();
+            listeners.push(s.listen(0).unwrap());
+            held.push(
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap(),
+            );
+            ports.push(port);
+        }
+        (listeners, held, ports)
+    })
+}
+
+fn ports_in(v: &Value, state: &str) -> BTreeSet<u16> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == state)
+        .map(|r| r["port"].as_u64().unwrap() as u16)
+        .collect()
+}
+
 #[test]
 fn net_scan_under_a_low_open_file_limit_is_still_exact() {
+    let rt = runtime();
     let expected: BTreeSet<u16> = (0..3).map(|_| listener()).collect();
-    let spec = ranges_around(&expected.iter().copied().collect::<Vec<_>>(), 500);
-    // Sized from the limit: no "too many open files" at all.
-    let (out, seen) = watching_listeners(|| {
-        under_64_fds(&["net", "scan", "127.0.0.1", "-p", &spec, "-o", "json"])
-    });
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_exact(&open_ports(&json_out(&out)), &expected, &seen);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("open-file limit 64"), "{stderr}");
-    // Forced far past the limit: probes run out of descriptors, wait, and retry the same port.
-    let (out, seen) = watching_listeners(|| {
-        under_64_fds(&[
+    // 100 ports whose connects hang until the deadline: with 400 connects allowed in flight and
+    // 64 descriptors, the scan must run out of descriptors while they hang.
+    let (_listeners, _held, stalled) = stalled_ports(&rt, 100);
+    let stalled: BTreeSet<u16> = stalled.into_iter().collect();
+    let mut spec = ranges_around(&expected.iter().copied().collect::<Vec<_>>(), 500);
+    for p in &stalled {
+        spec.push_str(&format!(",{p}"));
+    }
+    for forced in [false, true] {
+        let mut args = vec![
             "net",
             "scan",
             "127.0.0.1",
             "-p",
             &spec,
-            "--concurrency",
-            "400",
+            "--timeout",
+            "300ms",
+            "--retries",
+            "0",
+            "--all",
             "-o",
             "json",
-        ])
-    });
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_exact(&open_ports(&json_out(&out)), &expected, &seen);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("waited"), "EMFILE was never hit: {stderr}");
-    assert!(stderr.contains(" 0 filtered"), "{stderr}");
+        ];
+        if forced {
+            args.extend(["--concurrency", "400"]);
+        }
+        let (out, seen) = watching_listeners(|| under_64_fds(&args));
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let v = json_out(&out);
+        assert_exact(&ports_in(&v, "open"), &expected, &seen);
+        assert_eq!(ports_in(&v, "filtered"), stalled, "forced={forced}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("open-file limit 64"), "{stderr}");
+        if forced {
+            // Probes ran out of descriptors, waited, and retried the same port.
+            assert!(stderr.contains("waited"), "EMFILE was never hit: {stderr}");
+        }
+    }
 }
 
 #[test]
