@@ -106,7 +106,7 @@ impl ScanArgs {
             self.output,
         )?;
         let mut summary = format!(
-            "scanned {} ports in {:.2}s: {} open, {} closed, {} filtered ({} connects in flight, open-file limit {})",
+            "scanned {} ports in {:.2}s: {} open, {} closed, {} filtered (up to {} connects in flight, open-file limit {})",
             report.open + report.closed + report.filtered,
             report.elapsed.as_secs_f64(),
             report.open,
