@@ -381,27 +381,7 @@ pub async fn scan(
     if let Some(e) = failure {
         return Err(e);
     }
-    // Cross-connects: two of our own probes whose SYNs crossed (each one's source port is the
-    // other's target) get connected to each other with no listener involved. Both look open,
-    // with mirrored addresses; neither is.
-    let opened: HashSet<(SocketAddr, SocketAddr)> = found
-        .iter()
-        .filter_map(|(_, r, local)| local.map(|l| (l, SocketAddr::new(r.ip, r.port))))
-        .collect();
-    let mut crossed = 0u64;
-    for (_, r, local) in &mut found {
-        if let Some(l) = local
-            && opened.contains(&(SocketAddr::new(r.ip, r.port), *l))
-        {
-            tracing::debug!(
-                port = r.port,
-                "cross-connect between two probes: counted closed"
-            );
-            r.state = PortState::Closed;
-            r.latency_ms = None;
-            crossed += 1;
-        }
-    }
+    let crossed = uncross(&mut found);
     if !shared.opts.keep_all {
         found.retain(|(_, r, _)| r.state == PortState::Open);
     }
@@ -420,6 +400,31 @@ pub async fn scan(
         self_connects: shared.self_connects.load(Ordering::Relaxed) + crossed,
         elapsed: start.elapsed(),
     })
+}
+
+/// Cross-connects: two of our own probes whose SYNs crossed (each one's source port is the
+/// other's target) get connected to each other with no listener involved. Both look open, with
+/// mirrored addresses; neither is. Marks them closed and returns how many there were.
+fn uncross(found: &mut [Found]) -> u64 {
+    let opened: HashSet<(SocketAddr, SocketAddr)> = found
+        .iter()
+        .filter_map(|(_, r, local)| local.map(|l| (l, SocketAddr::new(r.ip, r.port))))
+        .collect();
+    let mut crossed = 0u64;
+    for (_, r, local) in found.iter_mut() {
+        if let Some(l) = local
+            && opened.contains(&(SocketAddr::new(r.ip, r.port), *l))
+        {
+            tracing::debug!(
+                port = r.port,
+                "cross-connect between two probes: counted closed"
+            );
+            r.state = PortState::Closed;
+            r.latency_ms = None;
+            crossed += 1;
+        }
+    }
+    crossed
 }
 
 /// A kept result: its index, the result, and the local address of an open connection.
@@ -545,6 +550,37 @@ mod tests {
         assert_eq!(concurrency_for_limit(1024), 768);
         assert_eq!(concurrency_for_limit(1_048_576), MAX_CONCURRENCY);
         assert_eq!(concurrency_for_limit(0), 1);
+    }
+
+    #[test]
+    fn crossed_probes_are_closed_and_real_peers_stay_open() {
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        let open = |i: u64, port: u16, local_port: u16| -> Found {
+            (
+                i,
+                PortResult {
+                    host: "127.0.0.1".into(),
+                    ip: lo,
+                    port,
+                    state: PortState::Open,
+                    service: None,
+                    latency_ms: Some(0.1),
+                },
+                Some(SocketAddr::new(lo, local_port)),
+            )
+        };
+        // 40001 -> 50002 and 50002 -> 40001 met each other; 8080 has a real listener.
+        let mut found = vec![
+            open(0, 50002, 40001),
+            open(1, 40001, 50002),
+            open(2, 8080, 40003),
+        ];
+        assert_eq!(uncross(&mut found), 2);
+        let states: Vec<PortState> = found.iter().map(|f| f.1.state).collect();
+        assert_eq!(
+            states,
+            [PortState::Closed, PortState::Closed, PortState::Open]
+        );
     }
 
     #[test]
