@@ -25,6 +25,7 @@ if [ -x "$_dnsmasq_bin" ]; then
     --address=/web01.test/10.0.0.11 --address=/web01.test/fd00::11 \
     --mx-host=test,mail.test,10 --txt-record=test,"v=spf1 -all" \
     --ptr-record=11.0.0.10.in-addr.arpa,web01.test --local=/test/ \
+    --cname=www.test,web01.test --srv-host=_http._tcp.test,web01.test,8080,10,5 \
     2>"$_dnsmasq_dir/stderr" &
   _dnsmasq_pid=$!
 

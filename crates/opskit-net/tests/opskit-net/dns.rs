@@ -90,3 +90,18 @@ async fn the_system_resolver_gives_every_address_of_localhost() {
     assert!(vals.contains(&"127.0.0.1"), "{vals:?}");
     assert!(recs.iter().all(|r| r.ttl.is_none()));
 }
+
+#[tokio::test]
+async fn cname_and_srv_records() {
+    let Some(o) = opts() else { return };
+    let cname = lookup("www.test", RecordKind::Cname, &o).await.unwrap();
+    assert_eq!(values(&cname, "CNAME"), ["web01.test."]);
+    // An A query shows the chain: the CNAME, then the address.
+    let a = lookup("www.test", RecordKind::A, &o).await.unwrap();
+    assert_eq!(values(&a, "CNAME"), ["web01.test."]);
+    assert_eq!(values(&a, "A"), ["10.0.0.11"]);
+    let srv = lookup("_http._tcp.test", RecordKind::Srv, &o)
+        .await
+        .unwrap();
+    assert_eq!(values(&srv, "SRV"), ["10 5 8080 web01.test."]);
+}
