@@ -14,4 +14,47 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A target, host, CIDR block or port SPEC that cannot be parsed (the message says how to fix it).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A CIDR block (or the hosts of a scan together) holds more addresses than allowed.
+    #[error(
+        "{what} holds {count} addresses, more than the cap of {cap}; scan a smaller block or raise --max-hosts"
+    )]
+    TooManyHosts {
+        what: String,
+        count: u128,
+        cap: usize,
+    },
+    /// A name did not resolve to any address.
+    #[error("cannot resolve {name}: {reason}")]
+    Resolve { name: String, reason: String },
+    /// A DNS query failed (server error, refused, bad answer).
+    #[error("DNS {record_type} query for {name} failed: {reason}")]
+    Dns {
+        name: String,
+        record_type: String,
+        reason: String,
+    },
+    /// The name exists nowhere or has no records of the asked type.
+    #[error("no {record_type} records for {name}")]
+    DnsNoRecords { name: String, record_type: String },
+    /// An operation ran past its deadline.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
+    /// The process kept running out of file descriptors (or local ports) and the scan could not
+    /// go on; nothing was counted closed because of it.
+    #[error("out of file descriptors or local ports for {waited:?} while probing {addr}: {source}")]
+    ResourcesExhausted {
+        addr: std::net::SocketAddr,
+        waited: std::time::Duration,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP client for `wait` could not be built.
+    #[error("HTTP client: {0}")]
+    Http(#[from] opskit_http::Error),
 }

@@ -6,6 +6,13 @@
 
 mod error;
 
+pub mod check;
+pub mod dns;
+pub mod scan;
+pub mod services;
+pub mod target;
+pub mod wait;
+
 pub use error::Error;
 
 /// Result alias for this crate.

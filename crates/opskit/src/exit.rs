@@ -28,6 +28,8 @@ pub mod code {
     /// `opskit ssh`: a remote command failed (non-zero exit, signal, no exit status) or a transfer
     /// failed, or a host was skipped under `--fail-fast`; every host was reached.
     pub const SSH_REMOTE: u8 = 22;
+    /// `opskit net wait`: a target was not ready before `--timeout` (the command was not run).
+    pub const WAIT_TIMEOUT: u8 = 124;
 }
 
 /// Text shown at the end of `opskit --help`.
@@ -43,7 +45,9 @@ Exit codes:
   20   ssh: a host key was unknown, changed or revoked
   21   ssh: authentication failed on a host
   22   ssh: a remote command or transfer failed (hosts were reached)
-  opskit ssh exits with the first that applies of 20, 21, 3 (unreachable or timeout), 22, 0.";
+  opskit ssh exits with the first that applies of 20, 21, 3 (unreachable or timeout), 22, 0.
+  124  net wait: a target was not ready before --timeout (the command was not run)
+  opskit net check exits 1 when a target is not open, 3 when no target answered at all.";
 
 /// An error that knows its exit code and, optionally, how to fix it.
 #[derive(Debug)]

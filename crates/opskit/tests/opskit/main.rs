@@ -2,6 +2,7 @@
 
 mod basics;
 mod http;
+mod net;
 mod notify;
 mod serve;
 mod ssh;

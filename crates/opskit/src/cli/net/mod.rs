@@ -1,0 +1,166 @@
+//! `opskit net`: port checks and scans, DNS lookups, waiting for services.
+//!
+//! Each command lives in its own file; the shared bits (output formats, durations, error
+//! mapping) are here.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use crate::cli::http::render::{csv_field, write_json_colored};
+use crate::exit::{Failure, code};
+
+pub mod check;
+pub mod dns;
+pub mod scan;
+pub mod wait;
+
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    #[command(subcommand)]
+    pub command: NetCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Is each host:port accepting TCP connections? Concurrently, with latency.
+    Check(check::CheckArgs),
+    /// TCP connect scan of hosts, addresses or CIDR blocks (no false positives).
+    Scan(scan::ScanArgs),
+    /// Look up addresses or records (A, AAAA, CNAME, MX, NS, TXT, SRV, SOA, PTR).
+    Dns(dns::DnsArgs),
+    /// Wait until every host:port or http(s):// URL is ready, then run a command.
+    Wait(wait::WaitArgs),
+}
+
+impl NetArgs {
+    pub fn run(self) -> anyhow::Result<u8> {
+        match self.command {
+            NetCommand::Check(a) => a.run(),
+            NetCommand::Scan(a) => a.run(),
+            NetCommand::Dns(a) => a.run(),
+            NetCommand::Wait(a) => a.run(),
+        }
+    }
+}
+
+/// `--output` of the net commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A text table (the default on a terminal).
+    Table,
+    /// A JSON array of objects (the default when stdout is not a terminal).
+    Json,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// Writes rows (JSON objects) in the chosen format, with `columns` in that order for the table
+/// and CSV; without `--output`, a table on a terminal and JSON otherwise.
+pub fn render(columns: &[&str], rows: Vec<Value>, output: Option<Output>) -> anyhow::Result<()> {
+    let tty = std::io::stdout().is_terminal();
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    let cell = |row: &Value, col: &str| match row.get(col) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    match output.unwrap_or(if tty { Output::Table } else { Output::Json }) {
+        Output::Json => {
+            let color = tty && std::env::var_os("NO_COLOR").is_none();
+            let v = Value::Array(rows);
+            if color {
+                write_json_colored(&mut out, &v, 0)?;
+            } else {
+                serde_json::to_writer_pretty(&mut out, &v)?;
+            }
+            writeln!(out)?;
+        }
+        Output::Csv => {
+            writeln!(out, "{}", columns.join(","))?;
+            for row in &rows {
+                let line: Vec<String> = columns.iter().map(|c| csv_field(&cell(row, c))).collect();
+                writeln!(out, "{}", line.join(","))?;
+            }
+        }
+        Output::Table => {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut table = comfy_table::Table::new();
+            table.load_preset(if tty {
+                comfy_table::presets::UTF8_FULL_CONDENSED
+            } else {
+                comfy_table::presets::ASCII_FULL_CONDENSED
+            });
+            table.set_header(columns.to_vec());
+            for row in &rows {
+                table.add_row(columns.iter().map(|c| cell(row, c)));
+            }
+            writeln!(out, "{table}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Parses `30s`, `500ms`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 500ms, 5m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
+    };
+    if !(secs > 0.0 && secs.is_finite() && secs <= 86_400.0 * 7.0) {
+        return Err(format!(
+            "{s:?}: a duration must be more than zero and at most a week"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Maps a library error to a failure with the right exit code and a hint.
+pub fn failure(e: opskit_net::Error) -> anyhow::Error {
+    use opskit_net::Error as E;
+    let msg = e.to_string();
+    let f = match &e {
+        E::InvalidInput(_) => Failure::usage(msg).with_hint("see `opskit net <command> --help`"),
+        E::TooManyHosts { .. } => Failure::usage(msg),
+        E::Timeout { .. } => Failure::new(code::NETWORK, msg),
+        E::ResourcesExhausted { .. } => Failure::new(code::FAILURE, msg)
+            .with_hint("raise the open-file limit (`ulimit -n`) or lower --concurrency"),
+        _ => Failure::new(code::FAILURE, msg),
+    };
+    f.into()
+}
+
+/// Rounds milliseconds to 0.1 ms for output.
+pub fn round_ms(ms: f64) -> f64 {
+    (ms * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3d").is_err());
+    }
+}
