@@ -1,1 +1,4 @@
 //! Integration tests of opskit-net: real sockets on loopback only.
+
+mod echo;
+mod transfer;
