@@ -5,6 +5,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::exit::{self, EXIT_CODES_HELP};
 
 pub mod http;
+pub mod net;
 pub mod notify;
 pub mod serve;
 pub mod ssh;
@@ -52,6 +53,9 @@ pub enum Command {
     User(serve::UserArgs),
     /// Manage the API keys of `opskit serve` (create, list, revoke).
     Apikey(serve::ApiKeyArgs),
+    /// Sockets: echo server/client, checksummed file transfer.
+    #[command(subcommand)]
+    Net(net::NetCommand),
 }
 
 impl Command {
@@ -75,6 +79,7 @@ impl Command {
             Command::Serve(args) => serve::serve(args),
             Command::User(args) => serve::user(args),
             Command::Apikey(args) => serve::apikey(args),
+            Command::Net(cmd) => cmd.run(),
         }
     }
 }

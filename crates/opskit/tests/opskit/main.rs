@@ -5,3 +5,4 @@ mod http;
 mod notify;
 mod serve;
 mod ssh;
+mod net_transfer;
