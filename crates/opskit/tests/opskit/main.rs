@@ -2,7 +2,7 @@
 
 mod basics;
 mod http;
+mod net_transfer;
 mod notify;
 mod serve;
 mod ssh;
-mod net_transfer;

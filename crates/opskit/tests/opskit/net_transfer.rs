@@ -120,7 +120,9 @@ fn send_and_receive_once_move_a_file_intact() {
         .timeout(Duration::from_secs(60))
         .assert()
         .success()
-        .stdout(predicate::str::contains("sent backup.tar (5000000 bytes, sha256 "));
+        .stdout(predicate::str::contains(
+            "sent backup.tar (5000000 bytes, sha256 ",
+        ));
     let (code, out, _) = rx.wait();
     assert_eq!(code, 0);
     assert!(out.contains("received backup.tar"), "{out}");
@@ -141,7 +143,9 @@ fn an_existing_file_fails_with_code_1_and_the_receivers_reason() {
         .timeout(Duration::from_secs(60))
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("the receiver refused \"app.conf\""))
+        .stderr(predicate::str::contains(
+            "the receiver refused \"app.conf\"",
+        ))
         .stderr(predicate::str::contains("already exists"))
         .stderr(predicate::str::contains("--overwrite"));
     let (code, _, err) = rx.wait();
@@ -222,7 +226,14 @@ fn exit_codes_for_bad_arguments_and_closed_ports() {
         .stderr(predicate::str::contains("host:port"));
     // A receiver without its directory.
     opskit()
-        .args(["net", "receive", "--bind", "127.0.0.1:0", "--dir", "/nonexistent/dir"])
+        .args([
+            "net",
+            "receive",
+            "--bind",
+            "127.0.0.1:0",
+            "--dir",
+            "/nonexistent/dir",
+        ])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("/nonexistent/dir"));
