@@ -319,7 +319,7 @@ async fn the_sender_refuses_directories_and_duplicate_names_before_connecting() 
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let err = send(closed, &[a.clone()]).await.unwrap_err();
+    let err = send(closed, std::slice::from_ref(&a)).await.unwrap_err();
     assert!(err.to_string().contains("not a regular file"), "{err}");
     let err = send(closed, &[a.join("same.txt"), src.path().join("same.txt")])
         .await

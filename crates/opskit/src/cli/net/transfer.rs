@@ -207,9 +207,11 @@ pub fn send(args: SendArgs) -> anyhow::Result<u8> {
     let mut rest = args.args;
     let addr_spec = rest.pop().unwrap_or_default();
     if rest.is_empty() {
-        return Err(Failure::usage("give at least one FILE, then the receiver's ADDR")
-            .with_hint("opskit net send report.csv 10.0.0.5:7070")
-            .into());
+        return Err(
+            Failure::usage("give at least one FILE, then the receiver's ADDR")
+                .with_hint("opskit net send report.csv 10.0.0.5:7070")
+                .into(),
+        );
     }
     let files: Vec<PathBuf> = rest.into_iter().map(PathBuf::from).collect();
     let options = SendOptions {
@@ -286,7 +288,9 @@ pub fn receive(args: ReceiveArgs) -> anyhow::Result<u8> {
 fn receive_failure(e: Error) -> anyhow::Error {
     match &e {
         Error::Transfer { kind, .. } => Failure::new(code::FAILURE, e.to_string())
-            .with_hint(format!("{kind}; the sender was told the same and nothing was stored"))
+            .with_hint(format!(
+                "{kind}; the sender was told the same and nothing was stored"
+            ))
             .into(),
         _ => net_failure(e),
     }
