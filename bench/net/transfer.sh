@@ -62,7 +62,7 @@ run_opskit() {
 }
 
 run_python() {
-  local buf=$1
+  local buf=$1 hash=${2:-}
   rm -f "$WORK/port"
   python3 "$HERE/python_recv.py" "$WORK/port" "$WORK/dst" "$buf" &
   local rx=$!
@@ -70,7 +70,7 @@ run_python() {
   wait_file "$WORK/port"
   local t0 t1
   t0=$(now)
-  python3 "$HERE/python_send.py" "$SRC" 127.0.0.1 "$(cat "$WORK/port")" "$buf"
+  python3 "$HERE/python_send.py" "$SRC" 127.0.0.1 "$(cat "$WORK/port")" "$buf" $hash
   wait "$rx"
   t1=$(now)
   check_out "python $buf"
@@ -83,11 +83,13 @@ run_iperf3() {
   iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
   local srv=$!
   PIDS+=("$srv")
-  local out=""
-  for _ in $(seq 1 100); do
-    out=$(iperf3 -c 127.0.0.1 -p "$port" -n "$BYTES" -J 2>/dev/null) && break
-    sleep 0.05
+  # Wait until it listens (without connecting: a one-off server would count that as its test).
+  for _ in $(seq 1 250); do
+    ss -ltnH "sport = :$port" | grep -q . && break
+    sleep 0.02
   done
+  local out
+  out=$(iperf3 -c 127.0.0.1 -p "$port" -n "$BYTES" -J)
   wait "$srv" || true
   # seconds the receiver needed for the bytes
   python3 -c 'import json,sys; d=json.loads(sys.stdin.read())["end"]["sum_received"]; print(d["seconds"])' <<<"$out"
@@ -96,13 +98,14 @@ run_iperf3() {
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A MED
-for tool in opskit python_4k python_1m iperf3; do
+for tool in opskit python_4k python_1m python_4k_nohash iperf3; do
   times=()
   for _ in $(seq 1 "$RUNS"); do
     case $tool in
       opskit) t=$(run_opskit) ;;
       python_4k) t=$(run_python 4096) ;;
       python_1m) t=$(run_python 1048576) ;;
+      python_4k_nohash) t=$(run_python 4096 nohash) ;;
       iperf3) t=$(run_iperf3) ;;
     esac
     times+=("$t")
@@ -124,6 +127,7 @@ row() {
 row "opskit net send/receive (sha256)" "${MED[opskit]}"
 row "python seeds, 4 KiB buffers+sha" "${MED[python_4k]}"
 row "python seeds, 1 MiB buffers+sha" "${MED[python_1m]}"
+row "python seeds, 4 KiB, NO checksum" "${MED[python_4k_nohash]}"
 row "iperf3 (no file, no checksum)" "${MED[iperf3]}"
 echo "opskit / iperf3 rate: $(echo "${MED[iperf3]} / ${MED[opskit]}" | bc -l | cut -c1-5) (target >= 0.25)"
 echo "opskit vs python 4 KiB: $(echo "${MED[python_4k]} / ${MED[opskit]}" | bc -l | cut -c1-5)x (target >= 5)"

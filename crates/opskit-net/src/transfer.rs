@@ -744,10 +744,22 @@ pub async fn receive_once(
     progress: Option<ProgressFn>,
 ) -> Result<Vec<FileReport>> {
     check_dir(&options.dir)?;
-    let (stream, _) = listener
-        .accept()
-        .await
-        .map_err(io("accepting a connection"))?;
+    let stream = loop {
+        let (stream, peer) = listener
+            .accept()
+            .await
+            .map_err(io("accepting a connection"))?;
+        // A connection closed without a single byte (a port scan, a health check) is not the
+        // session we are waiting for: wait for the next one.
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(options.idle_timeout, stream.peek(&mut first)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                tracing::debug!(%peer, "connection closed before the hello, still waiting");
+                continue;
+            }
+            _ => break stream,
+        }
+    };
     let mut files = Vec::new();
     receive_session(stream, options, progress, |f| files.push(f)).await?;
     Ok(files)

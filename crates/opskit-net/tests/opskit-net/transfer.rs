@@ -370,3 +370,19 @@ async fn the_server_mode_takes_concurrent_sessions() {
         "file 3".repeat(1000)
     );
 }
+
+#[tokio::test]
+async fn once_ignores_a_connection_that_sends_nothing_like_a_port_scan() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("after-the-scan.txt");
+    std::fs::write(&file, b"still received").unwrap();
+    let (addr, rx) = receiver(options(dst.path())).await;
+    drop(TcpStream::connect(addr).await.unwrap());
+    send(addr, std::slice::from_ref(&file)).await.unwrap();
+    assert_eq!(rx.await.unwrap().unwrap().len(), 1);
+    assert_eq!(
+        std::fs::read(dst.path().join("after-the-scan.txt")).unwrap(),
+        b"still received"
+    );
+}
