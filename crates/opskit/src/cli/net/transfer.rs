@@ -25,9 +25,10 @@ pub enum Output {
 }
 
 #[derive(Debug, Args)]
+#[command(override_usage = "opskit net send [OPTIONS] FILE... ADDR")]
 pub struct SendArgs {
     /// Files to send, then the receiver's `host:port` (IPv6 as `[addr]:port`).
-    #[arg(value_name = "FILE... ADDR", num_args = 2.., required = true)]
+    #[arg(value_name = "FILE|ADDR", num_args = 2.., required = true)]
     args: Vec<String>,
     /// Deadline for the TCP connect.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
