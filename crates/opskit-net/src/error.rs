@@ -39,6 +39,21 @@ pub enum Error {
     /// The name exists nowhere or has no records of the asked type.
     #[error("no {record_type} records for {name}")]
     DnsNoRecords { name: String, record_type: String },
+    // --- echo and transfer (net echo, net send/receive) ---
+    /// Could not bind a listening socket.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Could not connect to (or reach) a peer.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// An operation ran past its deadline.
     #[error("{what} timed out after {after:?}")]
     Timeout {
@@ -57,4 +72,30 @@ pub enum Error {
     /// The HTTP client for `wait` could not be built.
     #[error("HTTP client: {0}")]
     Http(#[from] opskit_http::Error),
+    /// A message is larger than the protocol allows.
+    #[error("message of {len} bytes is larger than the limit of {max} bytes")]
+    MessageTooLarge { len: usize, max: usize },
+    /// The peer broke the protocol (bad magic, bad frame, closed too early).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A file cannot be sent (not a regular file, name not UTF-8, duplicate name).
+    #[error("{path}: {reason}")]
+    BadFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// The receiver refused or failed a file and said why (sender side).
+    #[error("the receiver refused {file:?}: {message}")]
+    Rejected {
+        file: String,
+        kind: crate::transfer::FailureKind,
+        message: String,
+    },
+    /// This receiver refused or failed a transfer (receiver side); the same text was sent back
+    /// to the sender when the connection still allowed it.
+    #[error("transfer refused: {message}")]
+    Transfer {
+        kind: crate::transfer::FailureKind,
+        message: String,
+    },
 }

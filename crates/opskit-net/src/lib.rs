@@ -4,7 +4,9 @@
 //! Like every opskit library this crate never prints and never exits: it returns typed results
 //! and a typed [`Error`], emits `tracing` events and reports progress through callbacks.
 
+pub mod echo;
 mod error;
+pub mod transfer;
 
 pub mod check;
 pub mod dns;

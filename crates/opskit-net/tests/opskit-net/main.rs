@@ -6,3 +6,5 @@ mod check;
 mod dns;
 mod scan;
 mod wait;
+mod echo;
+mod transfer;

@@ -3,6 +3,7 @@
 mod basics;
 mod http;
 mod net;
+mod net_transfer;
 mod notify;
 mod serve;
 mod ssh;

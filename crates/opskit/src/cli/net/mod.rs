@@ -14,7 +14,9 @@ use crate::exit::{Failure, code};
 
 pub mod check;
 pub mod dns;
+pub mod echo;
 pub mod scan;
+pub mod transfer;
 pub mod wait;
 
 #[derive(Debug, Args)]
@@ -33,6 +35,13 @@ pub enum NetCommand {
     Dns(dns::DnsArgs),
     /// Wait until every host:port or http(s):// URL is ready, then run a command.
     Wait(wait::WaitArgs),
+    /// Echo server and client, TCP (framed messages) or UDP (one datagram per message).
+    #[command(subcommand)]
+    Echo(echo::EchoCommand),
+    /// Send files to an `opskit net receive` (checksummed, verified by the receiver).
+    Send(transfer::SendArgs),
+    /// Receive files from `opskit net send` into a directory.
+    Receive(transfer::ReceiveArgs),
 }
 
 impl NetArgs {
@@ -42,6 +51,9 @@ impl NetArgs {
             NetCommand::Scan(a) => a.run(),
             NetCommand::Dns(a) => a.run(),
             NetCommand::Wait(a) => a.run(),
+            NetCommand::Echo(cmd) => cmd.run(),
+            NetCommand::Send(args) => transfer::send(args),
+            NetCommand::Receive(args) => transfer::receive(args),
         }
     }
 }

@@ -1,0 +1,384 @@
+//! `opskit net send` / `receive`: what lands, what is refused, and that nothing half-written
+//! is ever left behind.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use opskit_net::Error;
+use opskit_net::transfer::{self, FailureKind, FileReport, ReceiveOptions, SendOptions};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+fn options(dir: &Path) -> ReceiveOptions {
+    let mut o = ReceiveOptions::new(dir);
+    o.idle_timeout = Duration::from_secs(20);
+    o
+}
+
+/// Starts a `--once` receiver; returns its address and the session's outcome.
+async fn receiver(
+    opts: ReceiveOptions,
+) -> (SocketAddr, JoinHandle<opskit_net::Result<Vec<FileReport>>>) {
+    let listener = transfer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move { transfer::receive_once(&listener, &opts, None).await });
+    (addr, task)
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sha_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+async fn send(addr: SocketAddr, files: &[PathBuf]) -> opskit_net::Result<Vec<FileReport>> {
+    transfer::send_files(addr, files, &SendOptions::default(), None).await
+}
+
+#[tokio::test]
+async fn empty_and_small_files_arrive_intact_in_one_send() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let empty = src.path().join("empty.txt");
+    std::fs::write(&empty, b"").unwrap();
+    let small = src.path().join("small.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(&small, &data).unwrap();
+    let third = src.path().join("notes.md");
+    std::fs::write(&third, "# notes\n").unwrap();
+
+    let (addr, rx) = receiver(options(dst.path())).await;
+    let sent = send(addr, &[empty.clone(), small.clone(), third.clone()])
+        .await
+        .unwrap();
+    let received = rx.await.unwrap().unwrap();
+
+    assert_eq!(entries(dst.path()), ["empty.txt", "notes.md", "small.bin"]);
+    assert_eq!(std::fs::read(dst.path().join("small.bin")).unwrap(), data);
+    assert_eq!(std::fs::read(dst.path().join("empty.txt")).unwrap(), b"");
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[1].sha256, sha_hex(&data));
+    assert_eq!(sent[0].sha256, sha_hex(b""));
+    assert_eq!(received.len(), 3);
+    assert_eq!(received[1].sha256, sent[1].sha256);
+    assert_eq!(received[1].size, data.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_gib_sparse_file_arrives_sparse_and_verified() {
+    const SIZE: u64 = 3 * 1024 * 1024 * 1024 + 12_345;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("disk.img");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.set_len(SIZE).unwrap();
+        // A little data in the middle so it is not all holes.
+        f.seek(SeekFrom::Start(SIZE / 2)).unwrap();
+        f.write_all(b"data in the middle of a hole").unwrap();
+    }
+    let (addr, rx) = receiver(options(dst.path())).await;
+    let sent = send(addr, std::slice::from_ref(&path)).await.unwrap();
+    rx.await.unwrap().unwrap();
+
+    let out = dst.path().join("disk.img");
+    let meta = std::fs::metadata(&out).unwrap();
+    assert_eq!(meta.len(), SIZE);
+    assert_eq!(sent[0].size, SIZE);
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&out).unwrap();
+        f.seek(SeekFrom::Start(SIZE / 2)).unwrap();
+        let mut buf = [0u8; 28];
+        f.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"data in the middle of a hole");
+    }
+    // Holes stay holes: far fewer blocks than the apparent size.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            meta.blocks() * 512 < 64 * 1024 * 1024,
+            "{} bytes allocated",
+            meta.blocks() * 512
+        );
+    }
+}
+
+/// Writes the hello for `count` files.
+async fn raw_hello(stream: &mut TcpStream, count: u32) {
+    let mut h = Vec::new();
+    h.extend_from_slice(&transfer::MAGIC);
+    h.extend_from_slice(&transfer::VERSION.to_be_bytes());
+    h.extend_from_slice(&0u16.to_be_bytes());
+    h.extend_from_slice(&count.to_be_bytes());
+    stream.write_all(&h).await.unwrap();
+}
+
+/// Reads one reply: status and body.
+async fn raw_reply(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let fut = async {
+        let len = stream.read_u32().await.unwrap() as usize;
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).await.unwrap();
+        (body[0], body[1..].to_vec())
+    };
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_header_with_the_wrong_sha256_is_rejected_and_leaves_no_file() {
+    let dst = tempfile::tempdir().unwrap();
+    let (addr, rx) = receiver(options(dst.path())).await;
+    let data = b"the real content".repeat(10_000);
+    let wrong = Sha256::digest(b"something else");
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    raw_hello(&mut s, 1).await;
+    s.write_all(&transfer::encode_header(
+        "a.txt",
+        data.len() as u64,
+        &wrong.into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(raw_reply(&mut s).await.0, 0x00, "header accepted");
+    for chunk in data.chunks(64 * 1024) {
+        s.write_all(&(chunk.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        s.write_all(chunk).await.unwrap();
+    }
+    s.write_all(&0u32.to_be_bytes()).await.unwrap();
+    let (status, body) = raw_reply(&mut s).await;
+    assert_eq!(status, FailureKind::Checksum.code());
+    let msg = String::from_utf8(body).unwrap();
+    assert!(msg.contains("SHA-256"), "{msg}");
+    drop(s);
+
+    let err = rx.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transfer {
+                kind: FailureKind::Checksum,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(entries(dst.path()).is_empty(), "{:?}", entries(dst.path()));
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_file_leaves_no_partial_file() {
+    let dst = tempfile::tempdir().unwrap();
+    let (addr, rx) = receiver(options(dst.path())).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    raw_hello(&mut s, 1).await;
+    s.write_all(&transfer::encode_header("big.bin", 10 << 20, &[0u8; 32]))
+        .await
+        .unwrap();
+    assert_eq!(raw_reply(&mut s).await.0, 0x00);
+    let chunk = vec![1u8; 1 << 20];
+    for _ in 0..3 {
+        s.write_all(&(chunk.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        s.write_all(&chunk).await.unwrap();
+    }
+    drop(s);
+    let err = rx.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+    assert!(entries(dst.path()).is_empty(), "{:?}", entries(dst.path()));
+}
+
+#[tokio::test]
+async fn more_data_than_the_header_announced_is_refused() {
+    let dst = tempfile::tempdir().unwrap();
+    let (addr, rx) = receiver(options(dst.path())).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    raw_hello(&mut s, 1).await;
+    s.write_all(&transfer::encode_header("x", 4, &[0u8; 32]))
+        .await
+        .unwrap();
+    assert_eq!(raw_reply(&mut s).await.0, 0x00);
+    s.write_all(&8u32.to_be_bytes()).await.unwrap();
+    s.write_all(b"12345678").await.unwrap();
+    let (status, _) = raw_reply(&mut s).await;
+    assert_eq!(status, FailureKind::Size.code());
+    drop(s);
+    assert!(rx.await.unwrap().is_err());
+    assert!(entries(dst.path()).is_empty());
+}
+
+#[tokio::test]
+async fn hostile_names_are_refused_with_a_reason() {
+    for name in ["../x", "/etc/x", "a/b", "..", ".", "a\\b", "", "nul\0byte"] {
+        // The target directory inside a fresh parent, so an escape to `../x` would show.
+        let base = tempfile::tempdir().unwrap();
+        let dst = base.path().join("in");
+        std::fs::create_dir(&dst).unwrap();
+        let (addr, rx) = receiver(options(&dst)).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        raw_hello(&mut s, 1).await;
+        s.write_all(&transfer::encode_header(name, 1, &[0u8; 32]))
+            .await
+            .unwrap();
+        let (status, body) = raw_reply(&mut s).await;
+        assert_eq!(status, FailureKind::BadName.code(), "name {name:?}");
+        assert!(!body.is_empty(), "a reason is given for {name:?}");
+        drop(s);
+        assert!(rx.await.unwrap().is_err());
+        assert!(entries(&dst).is_empty(), "name {name:?}");
+        assert_eq!(entries(base.path()), ["in"], "name {name:?}");
+    }
+}
+
+#[tokio::test]
+async fn bad_magic_is_a_protocol_error() {
+    let dst = tempfile::tempdir().unwrap();
+    let (addr, rx) = receiver(options(dst.path())).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let (status, body) = raw_reply(&mut s).await;
+    assert_eq!(status, FailureKind::Protocol.code());
+    assert!(String::from_utf8_lossy(&body).contains("magic"));
+    drop(s);
+    assert!(rx.await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn an_existing_file_is_kept_unless_overwrite_is_given() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("config.yml");
+    std::fs::write(&file, b"new content").unwrap();
+    std::fs::write(dst.path().join("config.yml"), b"old content").unwrap();
+
+    let (addr, rx) = receiver(options(dst.path())).await;
+    let err = send(addr, std::slice::from_ref(&file)).await.unwrap_err();
+    match &err {
+        Error::Rejected {
+            file,
+            kind,
+            message,
+        } => {
+            assert_eq!(file, "config.yml");
+            assert_eq!(*kind, FailureKind::Exists);
+            assert!(message.contains("--overwrite"), "{message}");
+        }
+        other => panic!("unexpected: {other}"),
+    }
+    assert!(rx.await.unwrap().is_err());
+    assert_eq!(
+        std::fs::read(dst.path().join("config.yml")).unwrap(),
+        b"old content"
+    );
+    assert_eq!(entries(dst.path()), ["config.yml"]);
+
+    let mut opts = options(dst.path());
+    opts.overwrite = true;
+    let (addr, rx) = receiver(opts).await;
+    send(addr, std::slice::from_ref(&file)).await.unwrap();
+    rx.await.unwrap().unwrap();
+    assert_eq!(
+        std::fs::read(dst.path().join("config.yml")).unwrap(),
+        b"new content"
+    );
+    assert_eq!(entries(dst.path()), ["config.yml"]);
+}
+
+#[tokio::test]
+async fn the_sender_refuses_directories_and_duplicate_names_before_connecting() {
+    let src = tempfile::tempdir().unwrap();
+    let a = src.path().join("a");
+    std::fs::create_dir(&a).unwrap();
+    std::fs::write(a.join("same.txt"), b"1").unwrap();
+    std::fs::write(src.path().join("same.txt"), b"2").unwrap();
+    // A closed port: the error must come before any connection attempt.
+    let closed: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let err = send(closed, std::slice::from_ref(&a)).await.unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let err = send(closed, &[a.join("same.txt"), src.path().join("same.txt")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unique"), "{err}");
+    let err = send(closed, &[src.path().join("same.txt")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_mode_takes_concurrent_sessions() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let listener = transfer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let events: transfer::SessionFn = std::sync::Arc::new(move |e| {
+        let _ = tx.send(e);
+    });
+    let server = tokio::spawn(transfer::serve(listener, options(dst.path()), None, events));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let p = src.path().join(format!("f{i}.txt"));
+        std::fs::write(&p, format!("file {i}").repeat(1000)).unwrap();
+        tasks.push(tokio::spawn(async move { send(addr, &[p]).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let mut received = 0;
+    while received < 8 {
+        match tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .unwrap()
+        {
+            Some(transfer::SessionEvent::Received { .. }) => received += 1,
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    server.abort();
+    assert_eq!(entries(dst.path()).len(), 8);
+    assert_eq!(
+        std::fs::read_to_string(dst.path().join("f3.txt")).unwrap(),
+        "file 3".repeat(1000)
+    );
+}
+
+#[tokio::test]
+async fn once_ignores_a_connection_that_sends_nothing_like_a_port_scan() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("after-the-scan.txt");
+    std::fs::write(&file, b"still received").unwrap();
+    let (addr, rx) = receiver(options(dst.path())).await;
+    drop(TcpStream::connect(addr).await.unwrap());
+    send(addr, std::slice::from_ref(&file)).await.unwrap();
+    assert_eq!(rx.await.unwrap().unwrap().len(), 1);
+    assert_eq!(
+        std::fs::read(dst.path().join("after-the-scan.txt")).unwrap(),
+        b"still received"
+    );
+}

@@ -1,0 +1,276 @@
+//! `opskit net send FILE... ADDR` and `opskit net receive`: framed, checksummed file transfer
+//! (wire format in docs/net-transfer.md).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use opskit_net::Error;
+use opskit_net::transfer::{
+    self, FileReport, Phase, Progress, ProgressFn, ReceiveOptions, SendOptions, SessionEvent,
+};
+use serde_json::json;
+
+use super::echo::bind_failure;
+use crate::exit::{Failure, code};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(override_usage = "opskit net send [OPTIONS] FILE... ADDR")]
+pub struct SendArgs {
+    /// Files to send, then the receiver's `host:port` (IPv6 as `[addr]:port`).
+    #[arg(value_name = "FILE|ADDR", num_args = 2.., required = true)]
+    args: Vec<String>,
+    /// Deadline for the TCP connect.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// Deadline for each network read or write (the transfer fails when the peer stalls longer).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Output format of the per-file report on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// Address to listen on (`0.0.0.0:7070` to accept other hosts).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    bind: String,
+    /// Directory the files are stored in.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Receive one session (one `opskit net send`) and exit with its outcome.
+    #[arg(long)]
+    once: bool,
+    /// Replace files that already exist (default: refuse them).
+    #[arg(long)]
+    overwrite: bool,
+    /// Deadline for each network read or write.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Refuse files larger than this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_size: Option<u64>,
+    /// Output format of the per-file report on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// Resolves `host:port` (names through the system resolver) to its first address.
+pub(super) async fn resolve(spec: &str, timeout: Duration) -> anyhow::Result<SocketAddr> {
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let usage = || {
+        Failure::usage(format!("{spec:?} is not host:port"))
+            .with_hint("e.g. 127.0.0.1:7070, [::1]:7070 or myhost:7070")
+    };
+    let Some((host, port)) = spec.rsplit_once(':') else {
+        return Err(usage().into());
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(usage().into());
+    }
+    let found = tokio::time::timeout(timeout, tokio::net::lookup_host(spec))
+        .await
+        .map_err(|_| Failure::new(code::NETWORK, format!("resolving {host:?} timed out")))?
+        .map_err(|e| Failure::new(code::NETWORK, format!("cannot resolve {host:?}: {e}")))?
+        .next();
+    found.ok_or_else(|| Failure::new(code::NETWORK, format!("{host:?} has no address")).into())
+}
+
+/// Maps a library error to the documented exit codes.
+pub(super) fn net_failure(e: Error) -> anyhow::Error {
+    let text = e.to_string();
+    let failure = match &e {
+        Error::Connect { .. } => Failure::new(code::NETWORK, text)
+            .with_hint("is the peer running and listening on that address and port?"),
+        Error::Timeout { .. } => Failure::new(code::NETWORK, text)
+            .with_hint("the peer stopped answering; raise --timeout if it is just slow"),
+        Error::Bind { .. } => return bind_failure(e),
+        Error::BadFile { .. } | Error::MessageTooLarge { .. } => Failure::usage(text),
+        Error::Rejected { kind, .. } => {
+            let hint = match kind {
+                transfer::FailureKind::Exists => {
+                    "remove the file on the receiver, or start the receiver with --overwrite"
+                }
+                transfer::FailureKind::Checksum => {
+                    "the data changed on the way or on disk; send it again"
+                }
+                transfer::FailureKind::BadName => "rename the file to a plain file name",
+                _ => "see the receiver's message above",
+            };
+            Failure::new(code::FAILURE, text).with_hint(hint)
+        }
+        Error::Protocol(_) => Failure::new(code::FAILURE, text)
+            .with_hint("is the peer an `opskit net receive` of the same version?"),
+        _ => Failure::new(code::FAILURE, text),
+    };
+    failure.into()
+}
+
+/// One bar on a terminal (hidden otherwise), following the current file.
+fn progress_bar(enabled: bool) -> (Option<ProgressFn>, ProgressBar) {
+    let bar = ProgressBar::with_draw_target(
+        Some(0),
+        if enabled && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    if bar.is_hidden() {
+        return (None, bar);
+    }
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>9} {msg:24!} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let state = Arc::new(Mutex::new((usize::MAX, Phase::Done)));
+    let b = bar.clone();
+    let f: ProgressFn = Arc::new(move |p: &Progress<'_>| {
+        let Ok(mut last) = state.lock() else { return };
+        if *last != (p.index, p.phase) {
+            *last = (p.index, p.phase);
+            b.reset();
+            b.set_length(p.size);
+            b.set_prefix(match p.phase {
+                Phase::Hashing => "hashing",
+                Phase::Transferring => "transfer",
+                Phase::Done => "done",
+            });
+            b.set_message(format!("[{}/{}] {}", p.index + 1, p.count, p.name));
+        }
+        b.set_position(p.done);
+    });
+    (Some(f), bar)
+}
+
+fn print_report(output: Output, verb: &str, f: &FileReport, peer: Option<SocketAddr>) {
+    match output {
+        Output::Json => {
+            let mut v = json!({
+                "name": f.name,
+                "path": f.path,
+                "size": f.size,
+                "sha256": f.sha256,
+            });
+            if let Some(p) = peer {
+                v["peer"] = json!(p.to_string());
+            }
+            println!("{v}");
+        }
+        Output::Text => match peer {
+            Some(p) => println!(
+                "{verb} {} ({} bytes, sha256 {}) from {p}",
+                f.name, f.size, f.sha256
+            ),
+            None => println!("{verb} {} ({} bytes, sha256 {})", f.name, f.size, f.sha256),
+        },
+    }
+}
+
+pub fn send(args: SendArgs) -> anyhow::Result<u8> {
+    let mut rest = args.args;
+    let addr_spec = rest.pop().unwrap_or_default();
+    if rest.is_empty() {
+        return Err(
+            Failure::usage("give at least one FILE, then the receiver's ADDR")
+                .with_hint("opskit net send report.csv 10.0.0.5:7070")
+                .into(),
+        );
+    }
+    let files: Vec<PathBuf> = rest.into_iter().map(PathBuf::from).collect();
+    let options = SendOptions {
+        connect_timeout: args.connect_timeout,
+        idle_timeout: args.timeout,
+    };
+    let output = args.output;
+    crate::block_on(async move {
+        let addr = resolve(&addr_spec, options.connect_timeout).await?;
+        let (progress, bar) = progress_bar(output == Output::Text);
+        let result = transfer::send_files(addr, &files, &options, progress).await;
+        bar.finish_and_clear();
+        let reports = result.map_err(net_failure)?;
+        for f in &reports {
+            print_report(output, "sent", f, None);
+        }
+        Ok(code::OK)
+    })?
+}
+
+pub fn receive(args: ReceiveArgs) -> anyhow::Result<u8> {
+    transfer::check_dir(&args.dir).map_err(|e| {
+        Failure::usage(e.to_string()).with_hint("create the directory or pass another --dir")
+    })?;
+    let mut options = ReceiveOptions::new(&args.dir);
+    options.overwrite = args.overwrite;
+    options.idle_timeout = args.timeout;
+    options.max_file_size = args.max_size;
+    let output = args.output;
+    crate::block_on(async move {
+        let addr = resolve(&args.bind, Duration::from_secs(5)).await?;
+        let listener = transfer::bind(addr).await.map_err(bind_failure)?;
+        let local = listener.local_addr().unwrap_or(addr);
+        eprintln!(
+            "receiving into {} on {local}{}",
+            args.dir.display(),
+            if args.once { " (one session)" } else { "" }
+        );
+        if args.once {
+            let (progress, bar) = progress_bar(output == Output::Text);
+            let result = tokio::select! {
+                r = transfer::receive_once(&listener, &options, progress) => r,
+                _ = tokio::signal::ctrl_c() => {
+                    bar.finish_and_clear();
+                    return Ok(code::INTERRUPTED);
+                }
+            };
+            bar.finish_and_clear();
+            let files = result.map_err(receive_failure)?;
+            for f in &files {
+                print_report(output, "received", f, None);
+            }
+            return Ok(code::OK);
+        }
+        let events: transfer::SessionFn = Arc::new(move |e| match e {
+            SessionEvent::Received { peer, file } => {
+                print_report(output, "received", &file, Some(peer));
+            }
+            SessionEvent::Failed { peer, error } => eprintln!("{peer}: {error}"),
+        });
+        tokio::select! {
+            r = transfer::serve(listener, options, None, events) => {
+                r.map_err(receive_failure)?;
+                Ok(code::OK)
+            }
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("stopped");
+                Ok(code::OK)
+            }
+        }
+    })?
+}
+
+fn receive_failure(e: Error) -> anyhow::Error {
+    match &e {
+        Error::Transfer { kind, .. } => Failure::new(code::FAILURE, e.to_string())
+            .with_hint(format!(
+                "{kind}; the sender was told the same and nothing was stored"
+            ))
+            .into(),
+        _ => net_failure(e),
+    }
+}

@@ -1,0 +1,266 @@
+//! `opskit net send|receive|echo` through the binary: real processes on loopback, exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn opskit() -> Command {
+    Command::cargo_bin("opskit").expect("binary built")
+}
+
+/// A background `opskit` process whose first stderr line tells its listening address.
+struct Server {
+    child: Child,
+    addr: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server prints its address");
+        // "... on 127.0.0.1:PORT ..." or "... on tcp://127.0.0.1:PORT"
+        let addr = first
+            .split_whitespace()
+            .find_map(|w| {
+                let w = w.trim_start_matches("tcp://").trim_start_matches("udp://");
+                w.parse::<std::net::SocketAddr>().ok()
+            })
+            .unwrap_or_else(|| panic!("no address in {first:?}"))
+            .to_string();
+        Server {
+            child,
+            addr,
+            stderr: rx,
+        }
+    }
+
+    /// Waits for the process to exit (with a deadline) and returns its code and stdout.
+    fn wait(mut self) -> (i32, String, String) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut out = String::new();
+                use std::io::Read;
+                self.child
+                    .stdout
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut out)
+                    .unwrap();
+                let err: Vec<String> = self.stderr.try_iter().collect();
+                return (status.code().unwrap_or(-1), out, err.join("\n"));
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the receiver did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn receiver(dir: &Path, extra: &[&str]) -> Server {
+    let dir = dir.to_str().unwrap();
+    let mut args = vec![
+        "net",
+        "receive",
+        "--bind",
+        "127.0.0.1:0",
+        "--dir",
+        dir,
+        "--once",
+        "--timeout",
+        "20s",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+#[test]
+fn send_and_receive_once_move_a_file_intact() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("backup.tar");
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let rx = receiver(dst.path(), &[]);
+
+    opskit()
+        .args(["net", "send", file.to_str().unwrap(), &rx.addr])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "sent backup.tar (5000000 bytes, sha256 ",
+        ));
+    let (code, out, _) = rx.wait();
+    assert_eq!(code, 0);
+    assert!(out.contains("received backup.tar"), "{out}");
+    assert_eq!(std::fs::read(dst.path().join("backup.tar")).unwrap(), data);
+}
+
+#[test]
+fn an_existing_file_fails_with_code_1_and_the_receivers_reason() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("app.conf");
+    std::fs::write(&file, b"new").unwrap();
+    std::fs::write(dst.path().join("app.conf"), b"old").unwrap();
+    let rx = receiver(dst.path(), &["--output", "json"]);
+
+    opskit()
+        .args(["net", "send", file.to_str().unwrap(), &rx.addr])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "the receiver refused \"app.conf\"",
+        ))
+        .stderr(predicate::str::contains("already exists"))
+        .stderr(predicate::str::contains("--overwrite"));
+    let (code, _, err) = rx.wait();
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(std::fs::read(dst.path().join("app.conf")).unwrap(), b"old");
+}
+
+#[test]
+fn overwrite_replaces_and_json_reports_each_file() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let a = src.path().join("a.txt");
+    let b = src.path().join("b.txt");
+    std::fs::write(&a, b"A").unwrap();
+    std::fs::write(&b, b"B").unwrap();
+    std::fs::write(dst.path().join("a.txt"), b"old").unwrap();
+    let rx = receiver(dst.path(), &["--overwrite", "--output", "json"]);
+    let out = opskit()
+        .args([
+            "net",
+            "send",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            &rx.addr,
+            "--output",
+            "json",
+        ])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["name"], "a.txt");
+    assert_eq!(lines[0]["size"], 1);
+    let (code, out, _) = rx.wait();
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(std::fs::read(dst.path().join("a.txt")).unwrap(), b"A");
+}
+
+#[test]
+fn exit_codes_for_bad_arguments_and_closed_ports() {
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("f");
+    std::fs::write(&file, b"x").unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    // Nothing listens: a connection failure.
+    opskit()
+        .args(["net", "send", file.to_str().unwrap(), &closed])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("cannot connect"));
+    // A missing file: usage.
+    opskit()
+        .args(["net", "send", "/nonexistent/file", &closed])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/file"));
+    // No address.
+    opskit()
+        .args(["net", "send", file.to_str().unwrap()])
+        .assert()
+        .code(2);
+    opskit()
+        .args(["net", "send", file.to_str().unwrap(), "no-port-here"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("host:port"));
+    // A receiver without its directory.
+    opskit()
+        .args([
+            "net",
+            "receive",
+            "--bind",
+            "127.0.0.1:0",
+            "--dir",
+            "/nonexistent/dir",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/dir"));
+}
+
+#[test]
+fn echo_serve_and_send_over_tcp_and_udp() {
+    for proto in [None, Some("--udp")] {
+        let mut args = vec!["net", "echo", "serve", "--bind", "127.0.0.1:0"];
+        args.extend(proto);
+        let server = Server::start(&args);
+        let mut send = vec!["net", "echo", "send", server.addr.as_str(), "hello, echo"];
+        send.extend(proto);
+        opskit()
+            .args(&send)
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .success()
+            .stdout("hello, echo\n");
+        drop(server);
+    }
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    opskit()
+        .args(["net", "echo", "send", &closed, "anyone?"])
+        .assert()
+        .code(3);
+}
