@@ -14,9 +14,6 @@ use secrecy::SecretString;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -184,21 +181,6 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// Request ids: random (v4) UUIDs from the thread-local generator, which, unlike
-/// `MakeRequestUuid`, does not ask the kernel for randomness on every request.
-#[derive(Clone, Copy, Debug)]
-struct FastRequestId;
-
-impl MakeRequestId for FastRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
-            .ok()
-            .map(RequestId::new)
-    }
-}
-
 /// The whole API as an axum router.
 pub fn app(state: AppState) -> Router {
     let cfg = state.config().clone();
@@ -211,8 +193,7 @@ pub fn app(state: AppState) -> Router {
         .merge(protected)
         .merge(public)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
-        .fallback(|| async { AppError::not_found("no such resource; see /docs for the API") })
-        .layer(DefaultBodyLimit::max(cfg.body_limit_bytes));
+        .fallback(|| async { AppError::not_found("no such resource; see /docs for the API") });
     // a span per request only when someone reads it (OPSKIT_LOG=tower_http=debug): it costs
     // a few percent of a request otherwise
     let router = if tracing::enabled!(target: "tower_http::trace", tracing::Level::DEBUG) {
@@ -231,12 +212,11 @@ pub fn app(state: AppState) -> Router {
     };
     let router = router.layer(
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(FastRequestId))
-            .layer(PropagateRequestIdLayer::x_request_id())
             .layer(from_fn_with_state(state.clone(), finish_response))
             // the request timeout is applied in finish_response
             .option_layer(cors(&cfg.cors_origins))
-            .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes)),
+            .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes))
+            .layer(DefaultBodyLimit::max(cfg.body_limit_bytes)),
     );
     router.with_state(state)
 }

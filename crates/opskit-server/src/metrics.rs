@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -10,7 +11,7 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Histogram {
     counts: [u64; BUCKETS.len()],
     sum: f64,
@@ -30,10 +31,28 @@ struct Inner {
     routes: HashMap<String, Route>,
 }
 
+/// Number of independently locked shards: each thread records into its own, so the worker
+/// threads never wait on each other; `/metrics` adds them up.
+const SHARDS: usize = 16;
+
+thread_local! {
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+    };
+}
+
 /// The process's request metrics.
-#[derive(Default)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    shards: Box<[Mutex<Inner>]>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -46,7 +65,8 @@ impl Metrics {
     /// Records one finished request.
     pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
-        let Ok(mut inner) = self.inner.lock() else {
+        let shard = SHARD.with(|s| *s);
+        let Ok(mut inner) = self.shards[shard].lock() else {
             return;
         };
         let r = match inner.routes.get_mut(route) {
@@ -74,23 +94,30 @@ impl Metrics {
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let Ok(inner) = self.inner.lock() else {
-            return out;
-        };
+        // the shards added up
+        let mut requests: BTreeMap<(String, String, u16), u64> = BTreeMap::new();
+        let mut latency: BTreeMap<String, Histogram> = BTreeMap::new();
+        for shard in &self.shards {
+            let Ok(inner) = shard.lock() else {
+                continue;
+            };
+            for (route, r) in &inner.routes {
+                for (m, st, n) in &r.requests {
+                    *requests.entry((m.clone(), route.clone(), *st)).or_default() += n;
+                }
+                let h = latency.entry(route.clone()).or_default();
+                for (total, c) in h.counts.iter_mut().zip(r.latency.counts) {
+                    *total += c;
+                }
+                h.sum += r.latency.sum;
+                h.count += r.latency.count;
+            }
+        }
         out.push_str(
             "# HELP opskit_http_requests_total HTTP requests by method, route and status.\n",
         );
         out.push_str("# TYPE opskit_http_requests_total counter\n");
-        let requests: BTreeMap<(&str, &str, u16), u64> = inner
-            .routes
-            .iter()
-            .flat_map(|(route, r)| {
-                r.requests
-                    .iter()
-                    .map(move |(m, s, n)| ((m.as_str(), route.as_str(), *s), *n))
-            })
-            .collect();
-        for ((method, route, status), n) in requests {
+        for ((method, route, status), n) in &requests {
             let _ = writeln!(
                 out,
                 "opskit_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
@@ -102,12 +129,7 @@ impl Metrics {
             "# HELP opskit_http_request_duration_seconds HTTP request latency by route.\n",
         );
         out.push_str("# TYPE opskit_http_request_duration_seconds histogram\n");
-        let latency: BTreeMap<&str, &Histogram> = inner
-            .routes
-            .iter()
-            .map(|(route, r)| (route.as_str(), &r.latency))
-            .collect();
-        for (route, h) in latency {
+        for (route, h) in &latency {
             let route = escape(route);
             for (i, le) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
@@ -140,4 +162,46 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests recorded on many threads (so in several shards) add up in the exposition.
+    #[test]
+    fn shards_add_up() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..SHARDS + 3)
+            .map(|_| {
+                let m = std::sync::Arc::clone(&m);
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        m.record("GET", "/a", 200, Duration::from_micros(300));
+                    }
+                    m.record("POST", "/a", 201, Duration::from_millis(2));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let n = SHARDS + 3;
+        let text = m.render();
+        assert!(text.contains(&format!(
+            "opskit_http_requests_total{{method=\"GET\",route=\"/a\",status=\"200\"}} {}",
+            10 * n
+        )));
+        assert!(text.contains(&format!(
+            "opskit_http_requests_total{{method=\"POST\",route=\"/a\",status=\"201\"}} {n}"
+        )));
+        assert!(text.contains(&format!(
+            "opskit_http_request_duration_seconds_bucket{{route=\"/a\",le=\"0.0005\"}} {}",
+            10 * n
+        )));
+        assert!(text.contains(&format!(
+            "opskit_http_request_duration_seconds_count{{route=\"/a\"}} {}",
+            11 * n
+        )));
+    }
 }

@@ -112,6 +112,7 @@ const REFERRER_POLICY: HeaderName = HeaderName::from_static("referrer-policy");
 const CROSS_ORIGIN_OPENER_POLICY: HeaderName =
     HeaderName::from_static("cross-origin-opener-policy");
 const CONTENT_SECURITY_POLICY: HeaderName = HeaderName::from_static("content-security-policy");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Adds `RateLimit-*` (IETF draft) and `X-RateLimit-*` headers.
 pub fn rate_headers(headers: &mut HeaderMap, info: &RateInfo) {
@@ -199,8 +200,22 @@ pub async fn auth_and_rate_limit(
 /// What every response goes through, in one layer (each `from_fn` layer costs a boxed future and
 /// a service clone per request): turns error responses into problem documents, adds the
 /// security headers, and counts and times the request by route and status.
-pub async fn finish_response(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn finish_response(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
+    // the caller's X-Request-Id, or a new one; handlers and logs see it on the request, the
+    // caller gets it back on the response
+    let request_id = match req.headers().get(X_REQUEST_ID) {
+        Some(v) => v.clone(),
+        None => {
+            let v = new_request_id();
+            req.headers_mut().insert(X_REQUEST_ID, v.clone());
+            v
+        }
+    };
     // both cheap to clone: a standard method is inline, a matched path is shared
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
@@ -213,6 +228,7 @@ pub async fn finish_response(State(state): State<AppState>, req: Request, next: 
     }
     let docs = uri.path().starts_with("/docs");
     security_headers(resp.headers_mut(), docs);
+    resp.headers_mut().entry(X_REQUEST_ID).or_insert(request_id);
     state.metrics().record(
         method.as_str(),
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
@@ -220,6 +236,14 @@ pub async fn finish_response(State(state): State<AppState>, req: Request, next: 
         start.elapsed(),
     );
     resp
+}
+
+/// A random (v4) UUID from the thread-local generator (no system call per request).
+fn new_request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text: &str = id.hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Runs the request with the server's request timeout (503 when it runs out, turned into a

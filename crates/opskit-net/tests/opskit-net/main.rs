@@ -4,7 +4,7 @@ mod support;
 
 mod check;
 mod dns;
-mod scan;
-mod wait;
 mod echo;
+mod scan;
 mod transfer;
+mod wait;

@@ -1,5 +1,7 @@
 //! The command line: one module per command family.
 
+use std::time::Duration;
+
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::exit::{self, EXIT_CODES_HELP};
@@ -80,5 +82,46 @@ impl Command {
             Command::Apikey(args) => serve::apikey(args),
             Command::Net(args) => args.run(),
         }
+    }
+}
+
+/// Parses a duration flag: `30s`, `500ms`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 500ms, 5m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
+    };
+    if !(secs > 0.0 && secs.is_finite() && secs <= 86_400.0 * 7.0) {
+        return Err(format!(
+            "{s:?}: a duration must be more than zero and at most a week"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3d").is_err());
+        assert!(parse_duration("200h").is_err());
     }
 }

@@ -17,6 +17,7 @@ use opskit_ssh::{
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use crate::cli::parse_duration;
 use crate::exit::{Failure, code};
 
 #[derive(Debug, Args)]
@@ -141,27 +142,6 @@ struct LsArgs {
     remotes: Vec<String>,
     #[command(flatten)]
     conn: ConnArgs,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 500ms, 5m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
-    };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("{s:?}: a duration must be more than zero"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 impl SshArgs {
@@ -787,15 +767,6 @@ mod tests {
             ("[::1]:22".into(), "x".into())
         );
         assert!(split_remote("nocolon").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("1d").is_err());
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! mapping) are here.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use crate::cli::http::render::{csv_field, write_json_colored};
 use crate::exit::{Failure, code};
+
+pub use super::parse_duration;
 
 pub mod check;
 pub mod dns;
@@ -119,30 +120,6 @@ pub fn render(columns: &[&str], rows: Vec<Value>, output: Option<Output>) -> any
     Ok(())
 }
 
-/// Parses `30s`, `500ms`, `5m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 500ms, 5m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
-    };
-    if !(secs > 0.0 && secs.is_finite() && secs <= 86_400.0 * 7.0) {
-        return Err(format!(
-            "{s:?}: a duration must be more than zero and at most a week"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 /// Maps a library error to a failure with the right exit code and a hint.
 pub fn failure(e: opskit_net::Error) -> anyhow::Error {
     use opskit_net::Error as E;
@@ -161,18 +138,4 @@ pub fn failure(e: opskit_net::Error) -> anyhow::Error {
 /// Rounds milliseconds to 0.1 ms for output.
 pub fn round_ms(ms: f64) -> f64 {
     (ms * 10.0).round() / 10.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("3d").is_err());
-    }
 }
