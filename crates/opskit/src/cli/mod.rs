@@ -55,7 +55,8 @@ pub enum Command {
     User(serve::UserArgs),
     /// Manage the API keys of `opskit serve` (create, list, revoke).
     Apikey(serve::ApiKeyArgs),
-    /// Ports, scans, DNS and waiting for services: check, scan, dns, wait.
+    /// Ports, scans, DNS, waiting for services, echo and file transfer: check, scan, dns, wait,
+    /// echo, send, receive.
     Net(net::NetArgs),
 }
 
