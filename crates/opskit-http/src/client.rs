@@ -15,9 +15,13 @@ use crate::config::{ClientConfig, TlsVersion};
 use crate::error::{Error, TimeoutPhase};
 use crate::observe::{self, RequestEvent, ResponseEvent, WaitEvent, WaitReason};
 use crate::ratelimit::RateLimiterState;
+use crate::redirect::{self, SecretNames};
 use crate::request::{Body, RequestBuilder};
 use crate::response::{BodyState, Response};
 use crate::retry;
+
+/// Most response header lines accepted (hyper's default of 100 is too few for some APIs).
+const MAX_RESPONSE_HEADERS: usize = 1000;
 
 /// The header carrying the idempotency key of retried POST/PATCH requests.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -53,6 +57,7 @@ struct Inner {
     limiter: RateLimiterState,
     cache: Option<Cache>,
     sensitive: Vec<String>,
+    secrets: SecretNames,
 }
 
 enum Failure {
@@ -99,17 +104,17 @@ impl Client {
             }
             default_headers.append(name, value);
         }
+        // Redirects are followed by `redirect::Chain` (secrets stay with their origin), never by
+        // reqwest; default headers are added per hop so that secret ones can be dropped; no
+        // `Referer` is ever sent (it would carry a query-string key to the next origin).
         let mut b = reqwest::Client::builder()
             .user_agent(cfg.user_agent.clone())
-            .default_headers(default_headers.clone())
             .connect_timeout(cfg.timeouts.connect)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(if cfg.max_redirects == 0 {
-                reqwest::redirect::Policy::none()
-            } else {
-                reqwest::redirect::Policy::limited(cfg.max_redirects)
-            });
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
+            .referer(false)
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(p) = &cfg.proxy {
             let mut proxy = reqwest::Proxy::all(&p.url)
                 .map_err(|e| Error::config(format!("proxy URL {:?} is invalid: {e}", p.url)))?;
@@ -157,6 +162,7 @@ impl Client {
                         "cannot read client certificate {}: {e}",
                         cert.display()
                     ))
+                secrets,
                 })?;
                 if let Some(key) = key {
                     let k = std::fs::read(key).map_err(|e| {
@@ -193,7 +199,18 @@ impl Client {
         let auth = AuthState::new(cfg.auth.clone(), http.clone(), cfg.timeouts.request);
         let limiter = RateLimiterState::new(cfg.rate_limit.clone())?;
         let cache = cfg.cache.clone().map(Cache::new);
-        let sensitive = cfg.auth.sensitive_names();
+        let mut secrets = SecretNames {
+            headers: cfg.secret_headers.clone(),
+            query: cfg.secret_query.clone(),
+        };
+        if let crate::Auth::ApiKey { name, location, .. } = &cfg.auth {
+            match location {
+                crate::ApiKeyLocation::Header => secrets.headers.push(name.clone()),
+                crate::ApiKeyLocation::Query => secrets.query.push(name.clone()),
+            }
+        }
+        let mut sensitive = cfg.auth.sensitive_names();
+        sensitive.extend(secrets.all());
         Ok(Client {
             inner: Arc::new(Inner {
                 cfg,
@@ -321,6 +338,7 @@ impl Client {
             if let Some(lm) = e.last_modified() {
                 conditional.insert(http::header::IF_MODIFIED_SINCE, lm.clone());
             }
+                    max_body: self.inner.cfg.max_body,
         }
 
         // 2. rate limiter
@@ -369,6 +387,7 @@ impl Client {
                 )
                 .await;
                 return Ok(Response {
+            max_body: self.inner.cfg.max_body,
                     status,
                     headers,
                     version,
@@ -598,7 +617,13 @@ impl Client {
             let (wait, from_header) = match (&outcome, &kind) {
                 (Ok(resp), Failure::Status) if policy.respect_retry_after => {
                     match retry::retry_after_from(&resp.headers) {
-                        Some(ra) => (ra.min(policy.retry_after_max), true),
+                        // "at least this long": never less than our own backoff, so a
+                        // server answering `Retry-After: 0` to every 429 is not hammered
+                        Some(ra) => (
+                            ra.min(policy.retry_after_max)
+                                .max(policy.backoff_for(retries + 1)),
+                            true,
+                        ),
                         None => (policy.backoff_for(retries + 1), false),
                     }
                 }
@@ -621,6 +646,11 @@ impl Client {
                 host,
                 wait,
                 WaitReason::Retry {
+        for (k, v) in self.inner.default_headers.iter() {
+            if !headers.contains_key(k) {
+                headers.append(k.clone(), v.clone());
+            }
+        }
                     retry: retries + 1,
                     cause,
                     retry_after: from_header,
@@ -738,15 +768,101 @@ impl Client {
             });
         }
         let request_timeout = rb.timeout.unwrap_or(self.inner.cfg.timeouts.request);
+            max_body: self.inner.cfg.max_body,
         let (timeout, phase) = match retry_cap {
             Some(cap) if cap < request_timeout => (cap, TimeoutPhase::RetryDeadline),
             _ => (request_timeout, TimeoutPhase::Request),
+    /// Send `req` and follow its redirects by the one policy of [`redirect`]: secrets stay with
+    /// their origin, loops and other schemes are errors, no `Referer`.
+    async fn send_following(
+        &self,
+        req: reqwest::Request,
+        attempt: u32,
+    ) -> Result<reqwest::Response, Error> {
+        let mut chain = redirect::Chain::new(req.url(), self.inner.cfg.max_redirects);
+        // a copy to re-send the body on 307/308 (None when the body is a one-shot stream)
+        let replay = req.try_clone();
+        let mut headers = req.headers().clone();
+        let mut req = req;
+        loop {
+            let shown = self.redact(req.url());
+            let method = req.method().clone();
+            let sent = Instant::now();
+            let resp = self
+                .inner
+                .http
+                .execute(req)
+                .await
+                .map_err(|e| Error::from_reqwest(e, &shown, &self.inner.cfg.timeouts))?;
+            let from = resp.url().clone();
+            let Some(hop) = chain.next(
+                &from,
+                resp.status(),
+                resp.headers(),
+                &method,
+                &self.inner.secrets,
+                &shown,
+            )?
+            else {
+                return Ok(resp);
+            };
+            let mut next = if hop.keep_body {
+                match replay.as_ref().and_then(reqwest::Request::try_clone) {
+                    Some(r) => r,
+                    // the body cannot be sent again: the redirect is the answer
+                    None => return Ok(resp),
+                }
+            } else {
+                redirect::strip_body_headers(&mut headers);
+                reqwest::Request::new(hop.method.clone(), hop.url.clone())
+            };
+            if chain.stripped {
+                self.inner.secrets.strip_headers(&mut headers);
+            }
+            if let Some(o) = &self.inner.cfg.observer {
+                o.on_response(&ResponseEvent {
+                    attempt,
+                    method: method.clone(),
+                    url: shown.clone(),
+                    status: resp.status(),
+                    version: format!("{:?}", resp.version()),
+                    headers: observe::redact_headers(resp.headers(), &self.inner.sensitive),
+                    elapsed: sent.elapsed(),
+                    from_cache: false,
+                });
+            }
+            tracing::debug!(from = %shown, to = %self.redact(&hop.url), status = %resp.status(), "following a redirect");
+            drop(resp);
+            *next.method_mut() = hop.method;
+            *next.url_mut() = hop.url;
+            *next.headers_mut() = headers.clone();
+            *next.timeout_mut() = None;
+            if let Some(o) = &self.inner.cfg.observer {
+                let mut shown_headers = headers.clone();
+                shown_headers.insert(
+                    http::header::USER_AGENT,
+                    HeaderValue::from_str(&self.inner.cfg.user_agent)
+                        .unwrap_or(HeaderValue::from_static("opskit")),
+                );
+                o.on_request(&RequestEvent {
+                    attempt,
+                    method: next.method().clone(),
+                    url: self.redact(next.url()),
+                    headers: observe::redact_headers(&shown_headers, &self.inner.sensitive),
+                    body_len: None,
+                });
+            }
+            req = next;
+        }
+    }
+
         };
         *req.timeout_mut() = None;
         let sent = Instant::now();
         let deadline = sent + timeout;
         tracing::debug!(method = %rb.method, url = %shown, attempt, "sending");
-        let resp = match tokio::time::timeout_at(deadline, self.inner.http.execute(req)).await {
+        let resp = match tokio::time::timeout_at(deadline, self.send_following(req, attempt)).await
+        {
             Err(_) => {
                 return Err(Error::Timeout {
                     phase,
@@ -754,7 +870,7 @@ impl Client {
                     url: shown,
                 });
             }
-            Ok(Err(e)) => return Err(Error::from_reqwest(e, &shown, &self.inner.cfg.timeouts)),
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(r)) => r,
         };
         let status = resp.status();

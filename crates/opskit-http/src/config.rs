@@ -14,6 +14,9 @@ use crate::secret::Secret;
 /// The `User-Agent` sent unless configured otherwise: `opskit/<version>`.
 pub const DEFAULT_USER_AGENT: &str = concat!("opskit/", env!("CARGO_PKG_VERSION"));
 
+/// The default cap of a buffered response body: 256 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 256 * 1024 * 1024;
+
 /// Deadlines. All are always on.
 ///
 /// ```
@@ -131,6 +134,17 @@ pub struct ClientConfig {
     pub cache: Option<CacheConfig>,
     /// Maximum redirects followed (0 = none; default 10).
     pub max_redirects: usize,
+    /// Header names that carry a secret besides the built-in list (`Authorization`, `Cookie`,
+    /// `X-Api-Key`, names with `token`/`secret`/`password`…) and the API-key header: redacted
+    /// everywhere and dropped on a redirect to another origin.
+    pub secret_headers: Vec<String>,
+    /// Query parameter names that carry a secret besides a query API key: redacted everywhere
+    /// and dropped on a redirect to another origin.
+    pub secret_query: Vec<String>,
+    /// Most bytes a buffered body ([`crate::Response::bytes`], `text`, `json`) may have; a
+    /// larger body is [`crate::Error::BodyTooLarge`]. Streamed bodies are not capped.
+    /// Default [`DEFAULT_MAX_BODY`].
+    pub max_body: u64,
     /// The URL path itself is a secret (Slack and Teams webhook URLs): logs, observer events
     /// and errors show only `scheme://host/<redacted>`. Default off.
     pub secret_path: bool,
@@ -153,6 +167,9 @@ impl Default for ClientConfig {
             auth: Auth::None,
             cache: None,
             max_redirects: 10,
+            secret_headers: Vec::new(),
+            secret_query: Vec::new(),
+            max_body: DEFAULT_MAX_BODY,
             secret_path: false,
             observer: None,
         }
@@ -186,6 +203,9 @@ impl std::fmt::Debug for ClientConfig {
             .field("auth", &self.auth)
             .field("cache", &self.cache)
             .field("max_redirects", &self.max_redirects)
+            .field("secret_headers", &self.secret_headers)
+            .field("secret_query", &self.secret_query)
+            .field("max_body", &self.max_body)
             .field("secret_path", &self.secret_path)
             .field("observer", &self.observer.as_ref().map(|_| "<observer>"))
             .finish()
@@ -238,6 +258,16 @@ impl ClientConfig {
     /// Set a proxy.
     pub fn proxy(mut self, proxy: ProxyConfig) -> Self {
         self.proxy = Some(proxy);
+        self
+    }
+    /// Declare a header that carries a secret (see [`ClientConfig::secret_headers`]).
+    pub fn secret_header(mut self, name: impl Into<String>) -> Self {
+        self.secret_headers.push(name.into());
+        self
+    }
+    /// Declare a query parameter that carries a secret (see [`ClientConfig::secret_query`]).
+    pub fn secret_query_param(mut self, name: impl Into<String>) -> Self {
+        self.secret_query.push(name.into());
         self
     }
     /// Observe every attempt (see [`Observer`]).

@@ -134,6 +134,24 @@ pub enum Error {
         /// What was wrong and how to fix it.
         message: String,
     },
+    /// A redirect could not be followed: a loop, too many hops, a bad `Location` or a scheme
+    /// other than http/https. Never retried (the same request would redirect the same way).
+    #[error("redirect from {url} not followed: {message}")]
+    Redirect {
+        /// The URL that answered with the redirect (secrets redacted).
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A body that had to be held whole in memory was larger than the configured cap
+    /// ([`crate::ClientConfig::max_body`]). Stream it instead, or raise the cap.
+    #[error("the response body from {url} is larger than the {limit}-byte cap")]
+    BodyTooLarge {
+        /// The URL (secrets redacted).
+        url: String,
+        /// The cap in bytes.
+        limit: u64,
+    },
     /// Pagination went wrong (cross-origin next link, missing items array).
     #[error("pagination stopped: {message}")]
     Pagination {

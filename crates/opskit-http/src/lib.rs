@@ -33,6 +33,7 @@ mod error;
 mod observe;
 mod paginate;
 mod ratelimit;
+mod redirect;
 mod request;
 mod response;
 pub mod retry;
@@ -41,7 +42,9 @@ mod secret;
 pub use auth::{ApiKeyLocation, Auth, ClientAuthMethod, OAuth2ClientCredentials, RefreshTokenAuth};
 pub use cache::CacheConfig;
 pub use client::{Client, IDEMPOTENCY_KEY};
-pub use config::{ClientConfig, DEFAULT_USER_AGENT, ProxyConfig, Timeouts, TlsConfig, TlsVersion};
+pub use config::{
+    ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT, ProxyConfig, Timeouts, TlsConfig, TlsVersion,
+};
 pub use download::{DownloadOptions, DownloadProgress, DownloadReport, ProgressFn, partial_path};
 pub use error::{BODY_EXCERPT_LIMIT, Error, StatusError, TimeoutPhase};
 pub use observe::{

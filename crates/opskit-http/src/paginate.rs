@@ -147,6 +147,8 @@ struct State {
     pages: u64,
     items: u64,
     origin: Option<url::Origin>,
+    /// Every next URL and cursor the server gave so far: one given twice would page forever.
+    seen: std::collections::HashSet<String>,
     /// An error found after a page's items, reported after they are yielded.
     pending: Option<Error>,
 }
@@ -206,6 +208,7 @@ pub(crate) fn paginate(
         pages: 0,
         items: 0,
         origin: None,
+        seen: std::collections::HashSet::new(),
         pending: None,
     };
     futures::stream::try_unfold(state, |mut st| async move {
@@ -320,6 +323,7 @@ fn next_request(
             None => None,
             Some(next) => {
                 same_origin(&next, &st.origin)?;
+                repeats(&mut st.seen, "next link", redacted(&next))?;
                 Some(at_url(&st.template, &next))
             }
         },
@@ -330,9 +334,11 @@ fn next_request(
             None | Some(Value::Null) | Some(Value::Bool(false)) => None,
             Some(Value::String(s)) if s.is_empty() => None,
             Some(Value::String(s)) => {
+                repeats(&mut st.seen, "cursor", s.clone())?;
                 Some(with_param(st.template.clone(), cursor_param, s.clone()))
             }
             Some(Value::Number(n)) => {
+                repeats(&mut st.seen, "cursor", n.to_string())?;
                 Some(with_param(st.template.clone(), cursor_param, n.to_string()))
             }
             Some(other) => {
@@ -351,6 +357,7 @@ fn next_request(
                     message: format!("the next URL {s:?} at {next_pointer} is invalid: {e}"),
                 })?;
                 same_origin(&next, &st.origin)?;
+                repeats(&mut st.seen, "next URL", redacted(&next))?;
                 Some(at_url(&st.template, &next))
             }
             Some(other) => {
@@ -360,6 +367,36 @@ fn next_request(
             }
         },
     })
+}
+
+/// An error when the server gives the same next link or cursor a second time.
+fn repeats(
+    seen: &mut std::collections::HashSet<String>,
+    what: &str,
+    value: String,
+) -> Result<(), Error> {
+    if seen.insert(format!("{what}\u{0}{value}")) {
+        return Ok(());
+    }
+    Err(Error::Pagination {
+        message: format!(
+            "the server gave the same {what} twice ({}); stopping instead of paging forever",
+            short_text(&value)
+        ),
+    })
+}
+
+/// A next URL as it may appear in an error (well-known secret parameters redacted).
+fn redacted(u: &Url) -> String {
+    crate::observe::redact_url(u, &[])
+}
+
+fn short_text(s: &str) -> String {
+    if s.len() > 120 {
+        format!("{}…", &s[..s.floor_char_boundary(120)])
+    } else {
+        s.to_string()
+    }
 }
 
 fn as_u64(v: &Value) -> Option<u64> {

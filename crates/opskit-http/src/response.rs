@@ -30,6 +30,8 @@ pub struct Response {
     pub(crate) timeouts: Timeouts,
     pub(crate) from_cache: bool,
     pub(crate) attempts: u32,
+    /// Cap of a buffered body ([`crate::ClientConfig::max_body`]).
+    pub(crate) max_body: u64,
 }
 
 impl std::fmt::Debug for Response {
@@ -76,20 +78,56 @@ impl Response {
         }
     }
 
-    /// The whole body, under the request deadline.
+    /// The whole body, under the request deadline, at most `max_body` bytes
+    /// ([`crate::ClientConfig::max_body`]); a larger body is [`Error::BodyTooLarge`], found as
+    /// soon as `Content-Length` or the bytes read pass the cap.
     pub async fn bytes(self) -> Result<Bytes, Error> {
+        let limit = self.max_body;
+        self.bytes_limited(limit).await
+    }
+
+    /// [`Response::bytes`] with an explicit cap.
+    pub async fn bytes_limited(self, limit: u64) -> Result<Bytes, Error> {
         match self.body {
-            BodyState::Buffered(b) => Ok(b),
-            BodyState::Live(r) => {
+            BodyState::Buffered(b) => {
+                if b.len() as u64 > limit {
+                    return Err(Error::BodyTooLarge {
+                        url: self.shown_url,
+                        limit,
+                    });
+                }
+                Ok(b)
+            }
+            BodyState::Live(mut r) => {
                 let url = self.shown_url;
-                match tokio::time::timeout_at(self.deadline, r.bytes()).await {
+                if r.content_length().is_some_and(|n| n > limit) {
+                    return Err(Error::BodyTooLarge { url, limit });
+                }
+                let timeouts = self.timeouts;
+                let read = async {
+                    let mut buf = bytes::BytesMut::new();
+                    while let Some(c) = r
+                        .chunk()
+                        .await
+                        .map_err(|e| Error::from_reqwest(e, &url, &timeouts))?
+                    {
+                        if (buf.len() + c.len()) as u64 > limit {
+                            return Err(Error::BodyTooLarge {
+                                url: url.clone(),
+                                limit,
+                            });
+                        }
+                        buf.extend_from_slice(&c);
+                    }
+                    Ok(buf.freeze())
+                };
+                match tokio::time::timeout_at(self.deadline, read).await {
                     Err(_) => Err(Error::Timeout {
                         phase: TimeoutPhase::Request,
                         after: self.timeouts.request,
                         url,
                     }),
-                    Ok(Err(e)) => Err(Error::from_reqwest(e, &url, &self.timeouts)),
-                    Ok(Ok(b)) => Ok(b),
+                    Ok(r) => r,
                 }
             }
         }

@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod cache;
 mod errors;
+mod hostile;
 mod pagination;
 mod ratelimit;
 mod retry;
