@@ -213,6 +213,7 @@ async fn finish(
         .error_for_status()
         .await
         .map_err(|e| delivery_error(destination, &e, secret_url))?;
+    let resp = require_success(destination, resp, secret_url)?;
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap_or_default();
     Ok(Delivered {
@@ -220,6 +221,46 @@ async fn finish(
         attempts,
         body,
         webhook_id: None,
+    })
+}
+
+/// Only a 2xx final answer is a delivery. A redirect (redirects are not followed: the signed
+/// body must not go to another address) or any other non-2xx answer is a failed delivery,
+/// reported with its status.
+fn require_success(
+    destination: &str,
+    resp: opskit_http::Response,
+    secret_url: Option<&str>,
+) -> Result<opskit_http::Response, Error> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let mut detail = format!("answered HTTP {status}");
+    if status.is_redirection() {
+        let to = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| resp.url().join(l).ok())
+            .map(|u| u.origin().ascii_serialization());
+        detail.push_str(&match to {
+            Some(origin) => format!(
+                ", a redirect to {origin}: the alert was NOT delivered (redirects are not followed; update the URL)"
+            ),
+            None => ", a redirect: the alert was NOT delivered (redirects are not followed; update the URL)".into(),
+        });
+    } else {
+        detail.push_str(": the alert was NOT delivered");
+    }
+    if let Some(url) = secret_url {
+        detail = scrub(&detail, url);
+    }
+    Err(Error::Delivery {
+        destination: destination.to_owned(),
+        kind: FailureKind::Status(status.as_u16()),
+        attempts: resp.attempts(),
+        detail,
     })
 }
 
@@ -478,6 +519,7 @@ impl JiraClient {
             .error_for_status()
             .await
             .map_err(|e| delivery_error(&dest, &e, None))?;
+        let resp = require_success(&dest, resp, None)?;
         let bytes = resp
             .bytes()
             .await

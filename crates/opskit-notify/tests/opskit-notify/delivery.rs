@@ -469,3 +469,58 @@ async fn jira_create_is_not_retried_after_a_timeout() {
         "a timed-out create may have worked: no second POST"
     );
 }
+
+/// A hostile endpoint that answers every request with `status` and a `Location` elsewhere.
+async fn redirecting(status: u16) -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let hits = std::sync::Arc::new(AtomicU32::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            axum::response::Response::builder()
+                .status(status)
+                .header("location", "http://127.0.0.1:9/elsewhere")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, hits)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirected_alert_is_a_failed_delivery_not_a_success() {
+    for status in [301u16, 302, 303, 307, 308] {
+        let (base, hits) = redirecting(status).await;
+        let url = SecretString::from(format!("{base}/services/T000/B000/XXXXSECRETXXXX"));
+        let e = ChatSender::new(&fast(DeliveryOptions::slack()))
+            .unwrap()
+            .slack(&url, &alert())
+            .await
+            .unwrap_err();
+        let (kind, _, text) = delivery_error(e);
+        assert_eq!(kind, FailureKind::Status(status), "{text}");
+        assert!(text.contains("NOT delivered"), "{text}");
+        assert!(!text.contains("XXXXSECRETXXXX"), "{text}");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let signing = Signing::Standard {
+            secrets: vec![WebhookSecret::generate()],
+            id: None,
+            timestamp: None,
+        };
+        let e = WebhookSender::new(&fast(DeliveryOptions::default()))
+            .unwrap()
+            .send(&format!("{base}/hooks/in"), b"{}".to_vec(), &signing, &[])
+            .await
+            .unwrap_err();
+        let (kind, _, text) = delivery_error(e);
+        assert_eq!(kind, FailureKind::Status(status), "{text}");
+    }
+}
