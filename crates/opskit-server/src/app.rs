@@ -6,11 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::from_fn_with_state;
-use axum::serve::ListenerExt;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use secrecy::SecretString;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -29,6 +37,7 @@ use crate::openapi::ApiDoc;
 use crate::problem::AppError;
 use crate::routes::{events, ops, servers, session};
 use crate::store::{Db, Store};
+use crate::throttle::Throttle;
 use crate::{Error, users};
 
 struct Inner {
@@ -36,10 +45,12 @@ struct Inner {
     config: ServerConfig,
     jwt: JwtKeys,
     limiter: Option<Limiter>,
-    login_limiter: Option<Limiter>,
+    throttle: Option<Throttle>,
     metrics: Metrics,
     server_cache: Option<ServerCache>,
     tokens: TokenCache,
+    /// Route → its methods, for the detail of a 405.
+    allowed: std::collections::HashMap<String, String>,
 }
 
 /// Shared state of the running API.
@@ -63,15 +74,16 @@ impl AppState {
             None => SecretString::from(db.init_setting("jwt_secret", &random_token(48)).await?),
         };
         Ok(AppState(Arc::new(Inner {
-            jwt: JwtKeys::new(&secret),
+            jwt: JwtKeys::new(&secret, config.access_token_ttl),
             limiter: Limiter::per_minute(config.rate_limit_per_minute),
-            login_limiter: Limiter::per_minute(config.login_rate_limit_per_minute),
+            throttle: Throttle::per_minute(config.login_rate_limit_per_minute),
             metrics: Metrics::default(),
             server_cache: config
                 .server_cache
                 .unwrap_or(matches!(db, Db::Sqlite(_)))
                 .then(ServerCache::default),
             tokens: TokenCache::default(),
+            allowed: allowed_methods(&openapi()),
             db,
             config,
         })))
@@ -89,8 +101,9 @@ impl AppState {
     pub fn limiter(&self) -> Option<&Limiter> {
         self.0.limiter.as_ref()
     }
-    pub fn login_limiter(&self) -> Option<&Limiter> {
-        self.0.login_limiter.as_ref()
+    /// The guessing throttle in front of every password and API-key check.
+    pub fn throttle(&self) -> Option<&Throttle> {
+        self.0.throttle.as_ref()
     }
     /// Access tokens already verified.
     pub fn tokens(&self) -> &TokenCache {
@@ -103,12 +116,40 @@ impl AppState {
     pub fn server_cache(&self) -> Option<&ServerCache> {
         self.0.server_cache.as_ref()
     }
+    /// The methods a route answers (`GET, HEAD, POST`), for the detail of a 405.
+    pub fn allowed_methods(&self, route: &str) -> Option<&str> {
+        self.0.allowed.get(route).map(String::as_str)
+    }
     /// Call after every write to the servers table, whatever its outcome.
     pub fn servers_changed(&self) {
         if let Some(c) = self.server_cache() {
             c.invalidate();
         }
     }
+}
+
+fn allowed_methods(doc: &utoipa::openapi::OpenApi) -> std::collections::HashMap<String, String> {
+    doc.paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let mut methods = Vec::new();
+            if item.get.is_some() {
+                methods.extend(["GET", "HEAD"]);
+            }
+            for (op, name) in [
+                (&item.post, "POST"),
+                (&item.put, "PUT"),
+                (&item.patch, "PATCH"),
+                (&item.delete, "DELETE"),
+            ] {
+                if op.is_some() {
+                    methods.push(name);
+                }
+            }
+            (path.clone(), methods.join(", "))
+        })
+        .collect()
 }
 
 /// The OpenAPI document, generated from the handlers.
@@ -233,6 +274,7 @@ impl Application {
     /// Connects to the database, runs migrations, creates the first admin if there are no
     /// users, and binds the listener (use port 0 for any free port).
     pub async fn build(config: ServerConfig) -> Result<Application, Error> {
+        config.validate()?;
         let db = users::open(&config.database_url).await?;
         let generated = users::ensure_admin(&db, config.admin_password.clone()).await?;
         let listener = tokio::net::TcpListener::bind(config.bind)
@@ -271,6 +313,12 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and drains in-flight requests.
+    ///
+    /// Each connection: HTTP/1 headers must arrive within
+    /// [`ServerConfig::header_read_timeout`], a connection on which nothing moves for
+    /// [`ServerConfig::idle_timeout`] is closed, and at most
+    /// [`ServerConfig::max_connections`] are open at once (past that a new connection gets a
+    /// short 503 and is closed).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -283,22 +331,197 @@ impl Application {
                 if let Some(l) = state.limiter() {
                     l.retain_recent();
                 }
-                if let Some(l) = state.login_limiter() {
-                    l.retain_recent();
+                if let Some(t) = state.throttle() {
+                    t.sweep();
                 }
             }
         });
+        let cfg = self.state.config().clone();
         let router = app(self.state.clone());
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(cfg.header_read_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(cfg.max_connections));
+        let busy = busy_response();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // out of file descriptors and the like: wait a little, as axum does
+                        tracing::error!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                // full: a short answer written without blocking, then close
+                let _ = stream.try_write(busy.as_bytes());
+                tracing::debug!(%peer, "connection refused: --max-connections reached");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let activity = Arc::new(Activity::default());
+            let io = TokioIo::new(Tracked {
+                inner: stream,
+                activity: Arc::clone(&activity),
+            });
+            let router = router.clone();
+            let in_service = Arc::clone(&activity);
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    let guard = Busy::enter(Arc::clone(&in_service));
+                    let fut = tower::ServiceExt::oneshot(router.clone(), req);
+                    async move {
+                        let resp = fut.await;
+                        drop(guard);
+                        resp
+                    }
+                },
+            );
+            let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
+            let idle = cfg.idle_timeout;
+            tokio::spawn(async move {
+                let _permit = permit;
+                tokio::select! {
+                    _ = conn => {}
+                    () = activity.quiet_for(idle) => {
+                        tracing::debug!(%peer, "closing an idle connection");
+                    }
+                }
+            });
+        }
+        drop(self.listener);
+        graceful.shutdown().await;
         sweeper.abort();
-        result.map_err(Error::Io)
+        Ok(())
+    }
+}
+
+/// What a connection over the cap gets before it is closed.
+fn busy_response() -> String {
+    let body = r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"too many open connections; retry shortly"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// What happens on one connection: a count of reads and writes that moved bytes, and the number
+/// of requests being handled. Updating it costs one relaxed atomic add per read or write.
+#[derive(Default)]
+struct Activity {
+    moves: AtomicU64,
+    busy: AtomicUsize,
+}
+
+impl Activity {
+    /// Completes once nothing has moved and no request has been in progress for `idle`
+    /// (checked four times per period, so it fires between `idle` and 1.25 × `idle`).
+    async fn quiet_for(&self, idle: Duration) {
+        let step = (idle / 4).max(Duration::from_millis(1));
+        let mut tick = tokio::time::interval(step);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = self.moves.load(Ordering::Relaxed);
+        let mut quiet_since = tokio::time::Instant::now();
+        loop {
+            tick.tick().await;
+            let now = tokio::time::Instant::now();
+            let moves = self.moves.load(Ordering::Relaxed);
+            if moves != seen || self.busy.load(Ordering::Relaxed) > 0 {
+                seen = moves;
+                quiet_since = now;
+            } else if now.duration_since(quiet_since) >= idle {
+                return;
+            }
+        }
+    }
+}
+
+/// A request in progress on a connection.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn enter(a: Arc<Activity>) -> Busy {
+        a.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(a)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A socket that notes in [`Activity`] every read or write that moved bytes.
+struct Tracked {
+    inner: tokio::net::TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl Tracked {
+    fn moved(&self, poll: &Poll<std::io::Result<usize>>) {
+        if matches!(poll, Poll::Ready(Ok(n)) if *n > 0) {
+            self.activity.moves.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.moves.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.moved(&r);
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.moved(&r);
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -16,11 +16,13 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::app::AppState;
+use crate::metrics::{AuthFailure, AuthMethod};
 use crate::model::{ApiKey, Role, User};
 use crate::problem::AppError;
 use crate::store::{Store, now};
@@ -79,15 +81,29 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     }
 }
 
+/// Issuer (`iss`) and audience (`aud`) of every access token: a token minted for something else
+/// with the same key is refused.
+pub const ISSUER: &str = "opskit";
+pub const AUDIENCE: &str = "opskit";
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY: u64 = 5;
+
 /// JWT claims of an access token.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub name: String,
     pub role: Role,
+    pub iss: String,
+    pub aud: String,
     pub iat: i64,
+    pub nbf: i64,
     pub exp: i64,
     pub jti: String,
+    /// The login (refresh-token family) the token belongs to: logging out, a detected refresh
+    /// reuse, a password change or the user's removal ends it.
+    pub sid: Uuid,
     pub typ: String,
 }
 
@@ -97,6 +113,8 @@ pub struct JwtKeys {
     enc: EncodingKey,
     dec: DecodingKey,
     validation: Validation,
+    /// Longest lifetime a token may claim (the configured access-token TTL).
+    max_ttl: i64,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -106,27 +124,38 @@ impl std::fmt::Debug for JwtKeys {
 }
 
 impl JwtKeys {
-    pub fn new(secret: &SecretString) -> Self {
+    pub fn new(secret: &SecretString, access_ttl: Duration) -> Self {
         let bytes = secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = LEEWAY;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "nbf", "sub", "iss", "aud"]);
         Self {
             enc: EncodingKey::from_secret(bytes),
             dec: DecodingKey::from_secret(bytes),
             validation,
+            max_ttl: i64::try_from(access_ttl.as_secs()).unwrap_or(i64::MAX),
         }
     }
 
-    pub fn issue(&self, user: &User, ttl: std::time::Duration) -> Result<String, Error> {
+    /// An access token for `user` in the login `sid`.
+    pub fn issue(&self, user: &User, sid: Uuid, ttl: Duration) -> Result<String, Error> {
         let iat = now().unix_timestamp();
+        let ttl = i64::try_from(ttl.as_secs())
+            .map_err(|_| Error::Invalid("access token lifetime too long".into()))?;
         let claims = Claims {
             sub: user.id.to_string(),
             name: user.username.clone(),
             role: user.role,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
             iat,
-            exp: iat + i64::try_from(ttl.as_secs()).unwrap_or(900),
+            nbf: iat,
+            exp: iat.saturating_add(ttl),
             jti: Uuid::new_v4().to_string(),
+            sid,
             typ: "access".into(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
@@ -135,17 +164,38 @@ impl JwtKeys {
 
     pub fn verify(&self, token: &str) -> Result<Claims, AppError> {
         use jsonwebtoken::errors::ErrorKind;
-        match jsonwebtoken::decode::<Claims>(token, &self.dec, &self.validation) {
-            Ok(data) if data.claims.typ == "access" => Ok(data.claims),
-            Ok(_) => Err(AppError::Unauthorized("not an access token".into())),
-            Err(e) => Err(AppError::Unauthorized(match e.kind() {
-                ErrorKind::ExpiredSignature => {
-                    "access token expired; get a new one with POST /auth/refresh".into()
-                }
-                ErrorKind::InvalidSignature => "access token signature is invalid".into(),
-                _ => "access token is malformed or invalid".into(),
-            })),
+        let claims = match jsonwebtoken::decode::<Claims>(token, &self.dec, &self.validation) {
+            Ok(data) if data.claims.typ == "access" => data.claims,
+            Ok(_) => return Err(AppError::Unauthorized("not an access token".into())),
+            Err(e) => {
+                return Err(AppError::Unauthorized(match e.kind() {
+                    ErrorKind::ExpiredSignature => {
+                        "access token expired; get a new one with POST /auth/refresh".into()
+                    }
+                    ErrorKind::ImmatureSignature => "access token is not valid yet".into(),
+                    ErrorKind::InvalidSignature => "access token signature is invalid".into(),
+                    ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
+                        "access token was not issued for this API".into()
+                    }
+                    _ => "access token is malformed or invalid".into(),
+                }));
+            }
+        };
+        // jsonwebtoken checks exp and nbf; a token issued in the future or claiming a longer
+        // life than this server gives is not one of ours
+        let now = now_unix();
+        let leeway = i64::try_from(LEEWAY).unwrap_or(5);
+        if claims.iat > now.saturating_add(leeway) {
+            return Err(AppError::Unauthorized(
+                "access token is not valid yet (issued in the future)".into(),
+            ));
         }
+        if claims.exp > now.saturating_add(self.max_ttl).saturating_add(leeway) {
+            return Err(AppError::Unauthorized(
+                "access token claims a longer lifetime than this server issues".into(),
+            ));
+        }
+        Ok(claims)
     }
 }
 
@@ -210,7 +260,12 @@ pub fn new_api_key(name: &str, role: Role) -> (SecretString, ApiKey) {
     (SecretString::from(secret), record)
 }
 
-async fn principal_from_api_key(state: &AppState, key: &str) -> Result<Principal, AppError> {
+async fn principal_from_api_key(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    key: &str,
+) -> Result<Principal, AppError> {
+    gate(state, AuthMethod::ApiKey, ip, None)?;
     let found = state.db().api_key_by_hash(&sha256_hex(key)).await?;
     match found {
         Some(k) if k.revoked_at.is_none() => Ok(Principal {
@@ -219,23 +274,66 @@ async fn principal_from_api_key(state: &AppState, key: &str) -> Result<Principal
             role: k.role,
             kind: PrincipalKind::ApiKey,
         }),
-        Some(_) => Err(AppError::Unauthorized(
-            "this API key has been revoked".into(),
-        )),
-        None => Err(AppError::Unauthorized("unknown API key".into())),
+        found => {
+            // the key's first characters name it in the log without giving it away
+            let prefix: String = key.chars().take(8).collect();
+            failed(state, AuthMethod::ApiKey, ip, None, &prefix);
+            Err(AppError::Unauthorized(if found.is_some() {
+                "this API key has been revoked".into()
+            } else {
+                "unknown API key".into()
+            }))
+        }
     }
 }
 
-/// Resolves the credentials on a request (none is `Ok(None)`; bad ones are a 401).
+/// The guessing throttle, consulted before any lookup or hashing (see [`crate::throttle`]).
+fn gate(
+    state: &AppState,
+    method: AuthMethod,
+    ip: Option<IpAddr>,
+    username: Option<&str>,
+) -> Result<(), AppError> {
+    let Some(wait) = state.throttle().and_then(|t| t.locked(ip, username)) else {
+        return Ok(());
+    };
+    state.metrics().auth_failure(method, AuthFailure::Throttled);
+    tracing::debug!(method = method.as_str(), ip = ?ip, username = ?username, "authentication attempt throttled");
+    Err(AppError::Throttled(wait.as_secs().max(1)))
+}
+
+/// Records a failed attempt: the throttle, the metrics and the log (never the secret).
+fn failed(
+    state: &AppState,
+    method: AuthMethod,
+    ip: Option<IpAddr>,
+    username: Option<&str>,
+    who: &str,
+) {
+    if let Some(t) = state.throttle() {
+        t.failed(ip, username);
+    }
+    state
+        .metrics()
+        .auth_failure(method, AuthFailure::BadCredentials);
+    let ip = ip.map_or_else(|| "unknown".to_owned(), |i| i.to_string());
+    tracing::warn!(method = method.as_str(), who = %who.escape_debug(), ip = %ip, "authentication failed");
+}
+
+/// Resolves the credentials on a request (none is `Ok(None)`; bad ones are a 401, a throttled
+/// attempt a 429).
 pub async fn authenticate(
     state: &AppState,
+    ip: Option<IpAddr>,
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, AppError> {
     if let Some(key) = headers.get("x-api-key") {
         let key = key
             .to_str()
             .map_err(|_| AppError::Unauthorized("X-API-Key is not valid text".into()))?;
-        return principal_from_api_key(state, key.trim()).await.map(Some);
+        return principal_from_api_key(state, ip, key.trim())
+            .await
+            .map(Some);
     }
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
@@ -247,7 +345,7 @@ pub async fn authenticate(
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
         if rest.starts_with(API_KEY_PREFIX) {
-            return principal_from_api_key(state, rest).await.map(Some);
+            return principal_from_api_key(state, ip, rest).await.map(Some);
         }
         return bearer_principal(state, rest).await.map(Some);
     }
@@ -265,7 +363,14 @@ pub async fn authenticate(
         let (user, password) = decoded
             .split_once(':')
             .ok_or_else(|| AppError::Unauthorized("malformed Basic credentials".into()))?;
-        let user = login(state, user, SecretString::from(password.to_owned())).await?;
+        let user = login(
+            state,
+            AuthMethod::Basic,
+            ip,
+            user,
+            SecretString::from(password.to_owned()),
+        )
+        .await?;
         return Ok(Some(Principal {
             id: format!("user:{}", user.id).into(),
             name: user.username.into(),
@@ -298,6 +403,14 @@ async fn bearer_principal(state: &AppState, token: &str) -> Result<Principal, Ap
             "the user of this access token no longer exists; log in as another user".into(),
         )
     })?;
+    // the login the token belongs to must still be live (logout, refresh reuse, password
+    // change and removal end it), checked as often as the user
+    if !state.db().session_active(claims.sid).await? {
+        return Err(AppError::Unauthorized(
+            "this login has ended (logged out, password changed or token reuse); log in again"
+                .into(),
+        ));
+    }
     let principal = Principal {
         id: format!("user:{}", user.id).into(),
         name: user.username.into(),
@@ -306,7 +419,7 @@ async fn bearer_principal(state: &AppState, token: &str) -> Result<Principal, Ap
     };
     state
         .tokens()
-        .put(token, principal.clone(), claims.exp, now);
+        .put(token, principal.clone(), claims.sid, claims.exp, now);
     Ok(principal)
 }
 
@@ -321,6 +434,8 @@ const MAX_TOKENS: usize = 10_000;
 
 struct Verified {
     principal: Principal,
+    /// The login the token belongs to.
+    sid: Uuid,
     /// The token's `exp` (Unix seconds).
     exp: i64,
     /// When the user was last looked up.
@@ -350,7 +465,15 @@ impl TokenCache {
             .then(|| v.principal.clone())
     }
 
-    fn put(&self, token: &str, principal: Principal, exp: i64, now: Instant) {
+    /// Forgets every token of the login `sid` (on this process; other replicas notice at their
+    /// next re-check).
+    pub fn forget_session(&self, sid: Uuid) {
+        if let Ok(mut map) = self.map.write() {
+            map.retain(|_, v| v.sid != sid);
+        }
+    }
+
+    fn put(&self, token: &str, principal: Principal, sid: Uuid, exp: i64, now: Instant) {
         let Ok(mut map) = self.map.write() else {
             return;
         };
@@ -361,6 +484,7 @@ impl TokenCache {
             token.into(),
             Verified {
                 principal,
+                sid,
                 exp,
                 checked: now,
             },
@@ -368,16 +492,24 @@ impl TokenCache {
     }
 }
 
-/// Checks a username and password; a 401 that does not say which was wrong.
+/// Checks a username and password behind the guessing throttle; a 401 that does not say which
+/// was wrong, a 429 (without looking at the password) while the address or username is locked.
 pub async fn login(
     state: &AppState,
+    method: AuthMethod,
+    ip: Option<IpAddr>,
     username: &str,
     password: SecretString,
 ) -> Result<User, AppError> {
+    gate(state, method, ip, Some(username))?;
     let user = state.db().user_by_name(username).await?;
+    state.metrics().password_verified();
     let ok = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     match user {
         Some(u) if ok => Ok(u),
-        _ => Err(AppError::Unauthorized("wrong username or password".into())),
+        _ => {
+            failed(state, method, ip, Some(username), username);
+            Err(AppError::Unauthorized("wrong username or password".into()))
+        }
     }
 }

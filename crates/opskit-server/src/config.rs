@@ -17,12 +17,23 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Requests per minute per principal (API key, user, or IP when anonymous); 0 turns it off.
     pub rate_limit_per_minute: u32,
-    /// Login attempts per minute per client IP; 0 turns it off.
+    /// Failed password or API-key checks allowed per minute, per client address and per
+    /// username, before further attempts are refused unchecked (see [`crate::throttle`]); 0
+    /// turns the throttle off.
     pub login_rate_limit_per_minute: u32,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
-    /// Longest time a request may take before it is answered with 503.
+    /// Longest time a request may take: 408 when its body has not arrived by then, 503 when
+    /// the server itself was too slow.
     pub request_timeout: Duration,
+    /// Longest time a client may take to send a request's headers (HTTP/1), counted from the
+    /// first byte or, on a kept-alive connection, from the end of the previous response.
+    pub header_read_timeout: Duration,
+    /// A connection on which nothing moves (no bytes either way, no request in progress) for
+    /// this long is closed.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; past that a new connection gets a 503 and is closed.
+    pub max_connections: usize,
     /// Lifetime of access tokens.
     pub access_token_ttl: Duration,
     /// Lifetime of refresh tokens.
@@ -57,6 +68,9 @@ impl Default for ServerConfig {
             login_rate_limit_per_minute: 10,
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             basic_auth: true,
@@ -67,5 +81,91 @@ impl Default for ServerConfig {
             server_cache: None,
             user_recheck: Duration::from_secs(10),
         }
+    }
+}
+
+const DAY: u64 = 86_400;
+
+impl ServerConfig {
+    /// Checks every duration and size before anything starts, so that no setting can make a
+    /// request fail later (e.g. a refresh-token lifetime that overflows a date).
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let secs = Duration::from_secs;
+        let checks: [(&str, Duration, Duration, Duration); 7] = [
+            (
+                "--request-timeout",
+                self.request_timeout,
+                Duration::from_millis(1),
+                secs(3600),
+            ),
+            (
+                "--header-timeout",
+                self.header_read_timeout,
+                Duration::from_millis(1),
+                secs(3600),
+            ),
+            (
+                "--idle-timeout",
+                self.idle_timeout,
+                Duration::from_millis(1),
+                secs(DAY),
+            ),
+            (
+                "--access-token-ttl",
+                self.access_token_ttl,
+                secs(1),
+                secs(DAY),
+            ),
+            (
+                "--refresh-token-ttl",
+                self.refresh_token_ttl,
+                secs(1),
+                secs(366 * DAY),
+            ),
+            (
+                "--events-tolerance",
+                self.events_tolerance,
+                secs(1),
+                secs(DAY),
+            ),
+            (
+                "user re-check interval",
+                self.user_recheck,
+                Duration::ZERO,
+                secs(3600),
+            ),
+        ];
+        for (name, value, min, max) in checks {
+            if value < min || value > max {
+                return Err(crate::Error::Invalid(format!(
+                    "{name} must be between {} and {} (got {} s)",
+                    human(min),
+                    human(max),
+                    value.as_secs_f64()
+                )));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(crate::Error::Invalid(
+                "--max-connections must be at least 1".into(),
+            ));
+        }
+        if self.body_limit_bytes == 0 {
+            return Err(crate::Error::Invalid(
+                "--body-limit must be at least 1 byte".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if s % DAY == 0 {
+        format!("{} days ({s} s)", s / DAY)
+    } else {
+        format!("{s} s")
     }
 }

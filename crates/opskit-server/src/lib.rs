@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod store;
+pub mod throttle;
 pub mod users;
 
 pub use app::{AppState, Application, app};
@@ -23,6 +24,7 @@ pub use config::ServerConfig;
 
 /// Everything that can go wrong outside a request.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

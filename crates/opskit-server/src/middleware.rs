@@ -4,7 +4,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -19,7 +22,8 @@ use governor::{Quota, RateLimiter};
 
 use crate::app::AppState;
 use crate::auth::authenticate;
-use crate::problem::{AppError, PROBLEM_JSON, problem_response};
+use crate::metrics::method_label;
+use crate::problem::{AppError, PROBLEM_JSON, ThrottledResponse, problem_response};
 
 type Keyed = RateLimiter<
     Arc<str>,
@@ -169,29 +173,34 @@ pub async fn auth_and_rate_limit(
 ) -> Response {
     let ip = client_ip(&req);
     req.extensions_mut().insert(ip);
-    let auth = authenticate(&state, req.headers()).await;
-    let key = match &auth {
-        Ok(Some(p)) => Arc::clone(&p.id),
-        _ => format!("ip:{ip}").into(),
+    let principal = match authenticate(&state, ip.0, req.headers()).await {
+        Ok(p) => p,
+        // a failed or throttled credential check answers at once: its own throttle (before any
+        // hashing) limits guessing, and the general limit must not turn a right password into
+        // a different answer than a wrong one
+        Err(e) => return e.into_response(),
+    };
+    let key = match &principal {
+        Some(p) => Arc::clone(&p.id),
+        None => format!("ip:{ip}").into(),
     };
     let info = state.limiter().map(|l| l.check(&key));
-    let mut resp = match (info, auth) {
-        (
-            Some(RateInfo {
-                retry_after: Some(secs),
-                ..
-            }),
-            _,
-        ) => AppError::TooManyRequests(secs).into_response(),
-        (_, Err(e)) => e.into_response(),
-        (_, Ok(principal)) => {
+    let mut resp = match info {
+        Some(RateInfo {
+            retry_after: Some(secs),
+            ..
+        }) => AppError::TooManyRequests(secs).into_response(),
+        _ => {
             if let Some(p) = principal {
                 req.extensions_mut().insert(p);
             }
             next.run(req).await
         }
     };
-    if let Some(info) = info {
+    // a 429 of the guessing throttle (a login) describes another budget than these headers
+    if let Some(info) = info
+        && resp.extensions().get::<ThrottledResponse>().is_none()
+    {
         rate_headers(resp.headers_mut(), &info);
     }
     resp
@@ -221,16 +230,36 @@ pub async fn finish_response(
     let route = req.extensions().get::<MatchedPath>().cloned();
     // a cheap clone (shared bytes), kept for error details
     let uri = req.uri().clone();
-    let mut resp = with_deadline(next.run(req), start, state.config().request_timeout).await;
+    // a request with a body: note when the body has fully arrived, so that a timeout while
+    // waiting for it is the client's 408 and not the server's 503
+    let body_done = has_body(&req).then(|| {
+        let done = Arc::new(AtomicBool::new(false));
+        let watched = WatchedBody {
+            inner: std::mem::take(req.body_mut()),
+            done: Arc::clone(&done),
+        };
+        *req.body_mut() = Body::new(watched);
+        done
+    });
+    let mut resp = with_deadline(
+        next.run(req),
+        start,
+        state.config().request_timeout,
+        body_done.as_deref(),
+    )
+    .await;
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
-        resp = into_problem(resp, &method, uri.path()).await;
+        let allowed = route
+            .as_ref()
+            .and_then(|r| state.allowed_methods(r.as_str()));
+        resp = into_problem(resp, &method, uri.path(), allowed).await;
     }
     let docs = uri.path().starts_with("/docs");
     security_headers(resp.headers_mut(), docs);
     resp.headers_mut().entry(X_REQUEST_ID).or_insert(request_id);
     state.metrics().record(
-        method.as_str(),
+        method_label(&method),
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
         resp.status().as_u16(),
         start.elapsed(),
@@ -246,23 +275,69 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// Runs the request with the server's request timeout (503 when it runs out, turned into a
-/// problem document by the caller). The timer is only armed when the request does not finish on
-/// its first poll: a request answered from memory never touches the timer wheel, which under
-/// load costs more than the rest of such a request (a lock and often a wake-up of the other
-/// worker thread).
+/// Whether a request announces a body.
+fn has_body(req: &Request) -> bool {
+    let h = req.headers();
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// A request body that notes when it has been read to the end.
+struct WatchedBody {
+    inner: Body,
+    done: Arc<AtomicBool>,
+}
+
+impl axum::body::HttpBody for WatchedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.done.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Runs the request with the server's request timeout: 408 (and the connection closed) when it
+/// runs out while the request body has not fully arrived, 503 otherwise; the caller turns either
+/// into a problem document. The timer is only armed when the request does not finish on its
+/// first poll: a request answered from memory never touches the timer wheel, which under load
+/// costs more than the rest of such a request (a lock and often a wake-up of the other worker
+/// thread).
 async fn with_deadline(
     fut: impl std::future::Future<Output = Response>,
     start: Instant,
     timeout: std::time::Duration,
+    body_done: Option<&AtomicBool>,
 ) -> Response {
     let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    if let std::task::Poll::Ready(resp) = first {
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    if let Poll::Ready(resp) = first {
         return resp;
     }
     match tokio::time::timeout_at((start + timeout).into(), fut).await {
         Ok(resp) => resp,
+        Err(_) if body_done.is_some_and(|d| !d.load(Ordering::Relaxed)) => {
+            let mut resp = StatusCode::REQUEST_TIMEOUT.into_response();
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
@@ -289,7 +364,12 @@ fn security_headers(h: &mut HeaderMap, docs: bool) {
 
 /// Turns an error response that is not already a problem document into one, keeping its status
 /// and headers (`Allow`, `Retry-After`, …).
-async fn into_problem(resp: Response, method: &Method, path: &str) -> Response {
+async fn into_problem(
+    resp: Response,
+    method: &Method,
+    path: &str,
+    allowed: Option<&str>,
+) -> Response {
     let status = resp.status();
     let is_problem = resp
         .headers()
@@ -309,12 +389,15 @@ async fn into_problem(resp: Response, method: &Method, path: &str) -> Response {
     let detail = match status {
         StatusCode::NOT_FOUND => format!("no such resource: {path}"),
         StatusCode::METHOD_NOT_ALLOWED => {
-            let allow = parts
-                .headers
-                .get(header::ALLOW)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            format!("method {method} is not allowed on {path}; allowed: {allow}")
+            // the router adds `Allow` outside this layer; the route's methods come from the
+            // API description, which is generated from the same handlers
+            let allow = allowed.unwrap_or("");
+            let method = method_label(method);
+            if allow.is_empty() {
+                format!("method {method} is not allowed on {path}")
+            } else {
+                format!("method {method} is not allowed on {path}; allowed: {allow}")
+            }
         }
         StatusCode::PAYLOAD_TOO_LARGE => {
             "request body is too large; see --body-limit on the server".to_owned()
@@ -322,7 +405,10 @@ async fn into_problem(resp: Response, method: &Method, path: &str) -> Response {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             "send the body as JSON with `Content-Type: application/json`".to_owned()
         }
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
+        StatusCode::REQUEST_TIMEOUT => {
+            "the request body did not arrive in time; send it at once, or raise --request-timeout on the server".to_owned()
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
             "the request took too long and was abandoned; retry later".to_owned()
         }
         s if s.is_server_error() => {

@@ -335,6 +335,17 @@ fn check_tag(value: &str, _: &()) -> garde::Result {
     }
 }
 
+/// Characters refused in free text (label keys and values): control characters (NUL, CR, LF,
+/// tab, DEL, C1) and the bidirectional marks and overrides that make text display in another
+/// order than it is stored ("Trojan Source"). Hostnames and tags are plain ASCII already.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
 fn check_labels(value: &BTreeMap<String, String>, _: &()) -> garde::Result {
     for (k, v) in value {
         if k.is_empty() || k.chars().count() > 63 {
@@ -465,6 +476,26 @@ impl ServerInput {
                     continue;
                 }
                 errors.push(FieldError::new(loc, err.message(), "value_error"));
+            }
+        }
+        if !failed.iter().any(|f| f == "labels") {
+            for (k, v) in &input.labels {
+                if k.chars().any(is_unsafe_char) {
+                    errors.push(FieldError::new(
+                        vec!["body".into(), "labels".into()],
+                        format!(
+                            "label key \"{}\" contains a control or bidirectional-override character",
+                            k.escape_debug()
+                        ),
+                        "value_error",
+                    ));
+                } else if v.chars().any(is_unsafe_char) {
+                    errors.push(FieldError::new(
+                        vec!["body".into(), "labels".into(), k.clone().into()],
+                        "contains a control or bidirectional-override character (NUL, CR, LF, tab, U+202E, …)",
+                        "value_error",
+                    ));
+                }
             }
         }
         if !errors.is_empty() {

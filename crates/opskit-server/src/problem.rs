@@ -73,8 +73,11 @@ pub enum AppError {
     Status(StatusCode, String),
     /// 401 with a `WWW-Authenticate` challenge.
     Unauthorized(String),
-    /// 429 with `Retry-After` seconds.
+    /// 429 with `Retry-After` seconds (the general rate limit).
     TooManyRequests(u64),
+    /// 429 from the guessing throttle (see [`crate::throttle`]): `Retry-After` seconds, and a
+    /// detail that is the same whatever the credentials were.
+    Throttled(u64),
     /// 5xx: the detail goes to the log, not to the client.
     Internal(String),
 }
@@ -111,6 +114,11 @@ impl From<Error> for AppError {
         }
     }
 }
+
+/// Marks a response refused by the guessing throttle: the general limiter's `RateLimit-*`
+/// headers are not added to it (they describe another budget).
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottledResponse;
 
 /// Builds a problem response.
 pub fn problem_response(
@@ -167,6 +175,17 @@ impl IntoResponse for AppError {
                 if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                     resp.headers_mut().insert(header::RETRY_AFTER, v);
                 }
+                resp
+            }
+            AppError::Throttled(secs) => {
+                let mut resp = problem_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Some("too many failed sign-in attempts from this address or for this user; nothing was checked; retry after the time in Retry-After".into()),
+                    None,
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                resp.extensions_mut().insert(ThrottledResponse);
                 resp
             }
             AppError::Internal(detail) => {

@@ -345,8 +345,9 @@ async fn load(state: &AppState, id: &str) -> Result<Server, AppError> {
         .ok_or_else(|| AppError::not_found(format!("no server with id or hostname {id:?}")))
 }
 
-/// `If-Match`: `*` or a list of entity tags; `Ok(Some(false))` when present and not matching,
-/// 400 when empty.
+/// `If-Match` (RFC 9110 §13.1.1): `*` alone, or a list of entity tags compared strongly (a weak
+/// tag `W/"…"` never matches). `Ok(Some(false))` when present and not matching, 400 when it is
+/// not a valid field value (empty, `*` inside a list, a tag without quotes).
 fn if_match_ok(headers: &HeaderMap, server: &Server) -> Result<Option<bool>, AppError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
@@ -357,15 +358,30 @@ fn if_match_ok(headers: &HeaderMap, server: &Server) -> Result<Option<bool>, App
         )
     };
     let value = value.to_str().map_err(|_| bad())?.trim();
-    if value.is_empty() {
-        return Err(bad());
+    if value == "*" {
+        return Ok(Some(true));
     }
     let etag = server.etag();
-    // anything that is not `*` or our current tag does not match
-    let matched = value
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag == etag || tag.strip_prefix("W/") == Some(etag.as_str()));
+    let mut matched = false;
+    let mut any = false;
+    for tag in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        any = true;
+        let (weak, opaque) = match tag.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, tag),
+        };
+        let quoted = opaque.len() >= 2
+            && opaque.starts_with('"')
+            && opaque.ends_with('"')
+            && !opaque[1..opaque.len() - 1].contains('"');
+        if !quoted {
+            return Err(bad());
+        }
+        matched |= !weak && opaque == etag;
+    }
+    if !any {
+        return Err(bad());
+    }
     Ok(Some(matched))
 }
 

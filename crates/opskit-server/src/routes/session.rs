@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{Auth, PrincipalKind, login, random_token, sha256_hex};
-use crate::middleware::{ClientIp, rate_headers};
+use crate::metrics::AuthMethod;
+use crate::middleware::ClientIp;
 use crate::model::{RefreshToken, Role, User};
 use crate::problem::{AppError, FieldError};
 use crate::routes::json_body;
@@ -106,15 +107,20 @@ async fn issue_tokens(
     family: Uuid,
 ) -> Result<TokenResponse, AppError> {
     let cfg = state.config();
-    let access = state.jwt().issue(user, cfg.access_token_ttl)?;
+    let access = state.jwt().issue(user, family, cfg.access_token_ttl)?;
     let refresh = random_token(32);
+    // validated at start; checked again so that no setting can make a login panic
+    let expires_at = time::Duration::try_from(cfg.refresh_token_ttl)
+        .ok()
+        .and_then(|ttl| now().checked_add(ttl))
+        .ok_or_else(|| AppError::Internal("refresh token lifetime out of range".into()))?;
     state
         .db()
         .insert_refresh(&RefreshToken {
             token_hash: sha256_hex(&refresh),
             family_id: family,
             user_id: user.id,
-            expires_at: now() + cfg.refresh_token_ttl,
+            expires_at,
         })
         .await?;
     Ok(TokenResponse {
@@ -135,26 +141,19 @@ pub async fn login_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let info = state.login_limiter().map(|l| l.check(&ip.key()));
-    if let Some(info) = info
-        && let Some(secs) = info.retry_after
-    {
-        let mut resp = AppError::TooManyRequests(secs).into_response();
-        rate_headers(resp.headers_mut(), &info);
-        return Ok(resp);
-    }
     let value = json_body(&headers, &body, false)?;
     let fields = string_fields(&value, &[("username", 64), ("password", 1024)])?;
     let [username, password] =
         <[String; 2]>::try_from(fields).map_err(|_| AppError::Internal("login fields".into()))?;
-    let user = login(&state, &username, SecretString::from(password)).await;
-    let user = match user {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::warn!(username = %username, ip = %ip, "failed login");
-            return Err(e);
-        }
-    };
+    // throttled, checked, logged and counted in one place for login, Basic and API keys
+    let user = login(
+        &state,
+        AuthMethod::Login,
+        ip.0,
+        &username,
+        SecretString::from(password),
+    )
+    .await?;
     let tokens = issue_tokens(&state, &user, Uuid::now_v7()).await?;
     tracing::info!(username = %user.username, "login");
     Ok(Json(tokens).into_response())
@@ -179,10 +178,21 @@ pub async fn refresh_handler(
             let tokens = issue_tokens(&state, &user, rt.family_id).await?;
             Ok(Json(tokens).into_response())
         }
-        RefreshUse::Reused => {
-            tracing::warn!("refresh token reuse detected; token family revoked");
+        RefreshUse::Reused(family) => {
+            state.tokens().forget_session(family);
+            tracing::warn!(
+                "refresh token reuse detected (a used token presented again); that login's tokens are revoked"
+            );
             Err(AppError::Unauthorized(
                 "refresh token already used: every token of this login has been revoked; log in again".into(),
+            ))
+        }
+        RefreshUse::Revoked => {
+            tracing::info!(
+                "refresh with a revoked token (after logout, a password change or a revocation)"
+            );
+            Err(AppError::Unauthorized(
+                "refresh token has been revoked (logged out, password changed or login revoked); log in again".into(),
             ))
         }
         RefreshUse::Invalid => Err(AppError::Unauthorized(
@@ -201,11 +211,13 @@ pub async fn logout_handler(
 ) -> Result<Response, AppError> {
     let value = json_body(&headers, &body, false)?;
     let token = string_fields(&value, &[("refresh_token", 256)])?.remove(0);
-    if state
+    if let Some(family) = state
         .db()
         .revoke_refresh_family(&sha256_hex(&token))
         .await?
     {
+        // this login's access tokens stop here at once, on other replicas at their next re-check
+        state.tokens().forget_session(family);
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(AppError::Unauthorized("unknown refresh token".into()))

@@ -55,8 +55,10 @@ pub enum WriteOutcome {
 pub enum RefreshUse {
     /// Valid and now consumed.
     Valid(RefreshToken),
-    /// Already used or revoked: the family has been revoked.
-    Reused,
+    /// Already used (someone kept a copy): the family has just been revoked.
+    Reused(Uuid),
+    /// Revoked (logout, password change, user removal, or an earlier reuse).
+    Revoked,
     /// Unknown or expired.
     Invalid,
 }
@@ -125,9 +127,13 @@ pub trait Store: Send + Sync {
         hash: &str,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<RefreshUse, Error>> + Send;
-    /// Revokes the family the token belongs to; false when the token is unknown.
-    fn revoke_refresh_family(&self, hash: &str)
-    -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Revokes the family the token belongs to; its id, or `None` when the token is unknown.
+    fn revoke_refresh_family(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<Option<Uuid>, Error>> + Send;
+    /// Whether the login (refresh-token family) `family` is still live.
+    fn session_active(&self, family: Uuid) -> impl Future<Output = Result<bool, Error>> + Send;
 
     fn get_setting(&self, name: &str)
     -> impl Future<Output = Result<Option<String>, Error>> + Send;
@@ -270,8 +276,11 @@ impl Store for Db {
     async fn use_refresh(&self, hash: &str, now: OffsetDateTime) -> Result<RefreshUse, Error> {
         delegate!(self, s => s.use_refresh(hash, now))
     }
-    async fn revoke_refresh_family(&self, hash: &str) -> Result<bool, Error> {
+    async fn revoke_refresh_family(&self, hash: &str) -> Result<Option<Uuid>, Error> {
         delegate!(self, s => s.revoke_refresh_family(hash))
+    }
+    async fn session_active(&self, family: Uuid) -> Result<bool, Error> {
+        delegate!(self, s => s.session_active(family))
     }
     async fn get_setting(&self, name: &str) -> Result<Option<String>, Error> {
         delegate!(self, s => s.get_setting(name))

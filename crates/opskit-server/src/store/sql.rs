@@ -377,11 +377,29 @@ macro_rules! sql_store {
             }
 
             async fn set_password(&self, name: &str, hash: &str) -> Result<bool, Error> {
+                // the new password and the end of every login made with the old one, together
+                let mut tx = self.pool.begin().await?;
                 let mut qb = QueryBuilder::<$db>::new("UPDATE users SET password_hash = ");
                 qb.push_bind(hash.to_owned())
                     .push(" WHERE username = ")
                     .push_bind(name.to_owned());
-                Ok(qb.build().execute(&self.pool).await?.rows_affected() > 0)
+                let changed = qb.build().execute(&mut *tx).await?.rows_affected() > 0;
+                let mut qb = QueryBuilder::<$db>::new("UPDATE refresh_tokens SET revoked_at = ");
+                qb.push_bind(ts(OffsetDateTime::now_utc()))
+                    .push(" WHERE revoked_at IS NULL AND user_id IN (SELECT id FROM users WHERE username = ")
+                    .push_bind(name.to_owned())
+                    .push(")");
+                qb.build().execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(changed)
+            }
+
+            async fn session_active(&self, family: Uuid) -> Result<bool, Error> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT 1 AS live FROM refresh_tokens WHERE revoked_at IS NULL AND family_id = ",
+                );
+                qb.push_bind(family.to_string()).push(" LIMIT 1");
+                Ok(qb.build().fetch_optional(&self.pool).await?.is_some())
             }
 
             async fn delete_user(&self, name: &str) -> Result<bool, Error> {
@@ -492,31 +510,36 @@ macro_rules! sql_store {
                 }
                 let used: Option<String> = row.try_get("used_at")?;
                 let revoked: Option<String> = row.try_get("revoked_at")?;
-                if used.is_some() || revoked.is_some() {
+                if revoked.is_some() {
+                    // logged out, password changed, user removed or family already revoked
+                    return Ok(RefreshUse::Revoked);
+                }
+                if used.is_some() {
                     // Reuse of a spent token: someone has a copy. Revoke the whole family.
                     let mut qb = QueryBuilder::<$db>::new("UPDATE refresh_tokens SET revoked_at = ");
                     qb.push_bind(ts(now))
                         .push(" WHERE revoked_at IS NULL AND family_id = ")
                         .push_bind(family);
                     qb.build().execute(&self.pool).await?;
-                    return Ok(RefreshUse::Reused);
+                    return Ok(RefreshUse::Reused(token.family_id));
                 }
                 Ok(RefreshUse::Invalid)
             }
 
-            async fn revoke_refresh_family(&self, hash: &str) -> Result<bool, Error> {
+            async fn revoke_refresh_family(&self, hash: &str) -> Result<Option<Uuid>, Error> {
                 let mut qb = QueryBuilder::<$db>::new("SELECT family_id FROM refresh_tokens WHERE token_hash = ");
                 qb.push_bind(hash.to_owned());
                 let Some(row) = qb.build().fetch_optional(&self.pool).await? else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let family: String = row.try_get("family_id")?;
+                let id = Uuid::parse_str(&family).map_err(|e| corrupt("family id", e))?;
                 let mut qb = QueryBuilder::<$db>::new("UPDATE refresh_tokens SET revoked_at = ");
                 qb.push_bind(ts(OffsetDateTime::now_utc()))
                     .push(" WHERE revoked_at IS NULL AND family_id = ")
                     .push_bind(family);
                 qb.build().execute(&self.pool).await?;
-                Ok(true)
+                Ok(Some(id))
             }
 
             async fn get_setting(&self, name: &str) -> Result<Option<String>, Error> {

@@ -4,8 +4,10 @@
 mod support;
 
 mod auth;
+mod connections;
 mod docs;
 mod events;
+mod hardening;
 mod inventory;
 mod protection;
 

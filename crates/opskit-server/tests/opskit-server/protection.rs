@@ -70,8 +70,8 @@ both!(
     }
 );
 pub async fn login_attempts_are_limited_separately(app: TestApp) {
-    // one attempt was the admin login at start-up
-    for _ in 0..2 {
+    // failed attempts count (the admin login at start-up succeeded and did not)
+    for _ in 0..3 {
         let r = app
             .req(Method::POST, "/auth/login")
             .json(&json!({"username": "admin", "password": "wrong-pass"}))
@@ -183,34 +183,4 @@ pub async fn request_id_and_security_headers(app: TestApp) {
     let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36, "a generated UUID: {id}");
     problem(r, 404).await;
-}
-
-both!(
-    protection::slow_requests_time_out_with_a_problem,
-    crate::support::Options {
-        request_timeout: Some(std::time::Duration::from_millis(500)),
-        ..Default::default()
-    }
-);
-pub async fn slow_requests_time_out_with_a_problem(app: TestApp) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // announce a body and never send it: the handler waits, the timeout answers
-    let addr = app.base.trim_start_matches("http://").to_owned();
-    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "POST /api/v1/servers HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
-        app.admin
-    );
-    sock.write_all(head.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(30), sock.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]).to_lowercase();
-    assert!(text.starts_with("http/1.1 503"), "{text}");
-    assert!(
-        text.contains("content-type: application/problem+json"),
-        "{text}"
-    );
 }

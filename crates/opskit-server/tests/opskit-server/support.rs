@@ -27,6 +27,9 @@ pub struct Options {
     pub events_secret: Option<&'static str>,
     pub request_timeout: Option<Duration>,
     pub user_recheck: Option<Duration>,
+    pub header_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
 }
 
 pub struct TestApp {
@@ -91,6 +94,9 @@ impl TestApp {
             access_token_ttl: opts.access_ttl.unwrap_or(d.access_token_ttl),
             request_timeout: opts.request_timeout.unwrap_or(d.request_timeout),
             user_recheck: opts.user_recheck.unwrap_or(d.user_recheck),
+            header_read_timeout: opts.header_timeout.unwrap_or(d.header_read_timeout),
+            idle_timeout: opts.idle_timeout.unwrap_or(d.idle_timeout),
+            max_connections: opts.max_connections.unwrap_or(d.max_connections),
             basic_auth: opts.basic_auth.unwrap_or(true),
             admin_password: Some(SecretString::from(ADMIN_PASSWORD)),
             events_secrets: opts
