@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::auth::{AuthState, Credential};
 use crate::cache::{self, Cache, Entry};
-use crate::config::{ClientConfig, TlsVersion};
+use crate::config::ClientConfig;
 use crate::error::{Error, TimeoutPhase};
 use crate::observe::{self, RequestEvent, ResponseEvent, WaitEvent, WaitReason};
 use crate::ratelimit::RateLimiterState;
@@ -120,7 +120,7 @@ impl Client {
                 .map_err(|e| Error::config(format!("proxy URL {:?} is invalid: {e}", p.url)))?;
             if let Some(user) = &p.username {
                 let pw = match &p.password {
-                    Some(s) => resolve_blocking(s)?,
+                    Some(s) => resolve_blocking(s, "proxy password")?,
                     None => String::new(),
                 };
                 proxy = proxy.basic_auth(user, &pw);
@@ -132,67 +132,8 @@ impl Client {
         } else if !cfg.system_proxy {
             b = b.no_proxy();
         }
-        let tls = &cfg.tls;
-        if let Some(path) = &tls.ca_bundle {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::config(format!("cannot read CA bundle {}: {e}", path.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::config(format!(
-                    "CA bundle {} is not valid PEM: {e}",
-                    path.display()
-                ))
-            })?;
-            if certs.is_empty() {
-                return Err(Error::config(format!(
-                    "CA bundle {} contains no certificate",
-                    path.display()
-                )));
-            }
-            b = if tls.ca_bundle_only {
-                b.tls_certs_only(certs)
-            } else {
-                b.tls_certs_merge(certs)
-            };
-        }
-        match (&tls.client_cert, &tls.client_key) {
-            (Some(cert), key) => {
-                let mut pem = std::fs::read(cert).map_err(|e| {
-                    Error::config(format!(
-                        "cannot read client certificate {}: {e}",
-                        cert.display()
-                    ))
-                secrets,
-                })?;
-                if let Some(key) = key {
-                    let k = std::fs::read(key).map_err(|e| {
-                        Error::config(format!("cannot read client key {}: {e}", key.display()))
-                    })?;
-                    pem.push(b'\n');
-                    pem.extend_from_slice(&k);
-                }
-                let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                    Error::config(format!(
-                        "client certificate {} and key are not valid PEM (need the certificate and an unencrypted PKCS#8, PKCS#1 or SEC1 key): {e}",
-                        cert.display()
-                    ))
-                })?;
-                b = b.identity(id);
-            }
-            (None, Some(_)) => {
-                return Err(Error::config(
-                    "a client key was given without a client certificate; set both",
-                ));
-            }
-            (None, None) => {}
-        }
-        b = b.tls_version_min(match tls.min_version {
-            TlsVersion::Tls12 => reqwest::tls::Version::TLS_1_2,
-            TlsVersion::Tls13 => reqwest::tls::Version::TLS_1_3,
-        });
-        if tls.danger_accept_invalid_certs {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
+        // trusted certificates (a CA bundle as curl --cacert), client identity, minimum version
+        b = crate::tls::configure(b, &cfg.tls)?;
         let http = b
             .build()
             .map_err(|e| Error::config(format!("cannot build the HTTP client: {e}")))?;
@@ -221,6 +162,7 @@ impl Client {
                 limiter,
                 cache,
                 sensitive,
+                secrets,
             }),
         })
     }
@@ -338,7 +280,6 @@ impl Client {
             if let Some(lm) = e.last_modified() {
                 conditional.insert(http::header::IF_MODIFIED_SINCE, lm.clone());
             }
-                    max_body: self.inner.cfg.max_body,
         }
 
         // 2. rate limiter
@@ -387,7 +328,6 @@ impl Client {
                 )
                 .await;
                 return Ok(Response {
-            max_body: self.inner.cfg.max_body,
                     status,
                     headers,
                     version,
@@ -398,6 +338,7 @@ impl Client {
                     timeouts: self.inner.cfg.timeouts,
                     from_cache: false,
                     attempts,
+                    max_body: self.inner.cfg.max_body,
                 });
             } else if resp
                 .headers
@@ -446,6 +387,7 @@ impl Client {
             timeouts: self.inner.cfg.timeouts,
             from_cache: true,
             attempts,
+            max_body: self.inner.cfg.max_body,
         })
     }
 
@@ -646,11 +588,6 @@ impl Client {
                 host,
                 wait,
                 WaitReason::Retry {
-        for (k, v) in self.inner.default_headers.iter() {
-            if !headers.contains_key(k) {
-                headers.append(k.clone(), v.clone());
-            }
-        }
                     retry: retries + 1,
                     cause,
                     retry_after: from_header,
@@ -666,7 +603,8 @@ impl Client {
         }
     }
 
-    /// Stop retrying: unchanged when no retry happened, else [`Error::RetriesExhausted`].
+    /// Stop retrying: unchanged when no retry happened, else [`Error::RetriesExhausted`] (or,
+    /// for a status with `raise_on_status` off, the last response itself).
     async fn give_up(
         &self,
         outcome: Result<Response, Error>,
@@ -677,6 +615,8 @@ impl Client {
             return outcome;
         }
         let last = match outcome {
+            // the last response is a response: its caller decides what a 503 means
+            Ok(resp) if !self.inner.cfg.retry.raise_on_status => return Ok(resp),
             Ok(resp) => resp.into_status_error().await,
             Err(e) => e,
         };
@@ -706,6 +646,11 @@ impl Client {
                 .append_pair(name, value.expose_secret());
         }
         let mut headers = rb.headers.clone();
+        for (k, v) in self.inner.default_headers.iter() {
+            if !headers.contains_key(k) {
+                headers.append(k.clone(), v.clone());
+            }
+        }
         for (k, v) in conditional.iter() {
             headers.insert(k.clone(), v.clone());
         }
@@ -768,10 +713,65 @@ impl Client {
             });
         }
         let request_timeout = rb.timeout.unwrap_or(self.inner.cfg.timeouts.request);
-            max_body: self.inner.cfg.max_body,
         let (timeout, phase) = match retry_cap {
             Some(cap) if cap < request_timeout => (cap, TimeoutPhase::RetryDeadline),
             _ => (request_timeout, TimeoutPhase::Request),
+        };
+        *req.timeout_mut() = None;
+        let sent = Instant::now();
+        let deadline = sent + timeout;
+        tracing::debug!(method = %rb.method, url = %shown, attempt, "sending");
+        let resp = match tokio::time::timeout_at(deadline, self.send_following(req, attempt)).await
+        {
+            Err(_) => {
+                return Err(Error::Timeout {
+                    phase,
+                    after: timeout,
+                    url: shown,
+                });
+            }
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        let final_url = resp.url().clone();
+        let final_shown = self.redact(&final_url);
+        let resp_headers = resp.headers().clone();
+        if let Some(remaining) = self.inner.limiter.observe(host, &resp_headers) {
+            tracing::warn!(host, remaining, "server rate limit nearly used up");
+            if let Some(o) = &self.inner.cfg.observer {
+                o.on_quota_low(host, remaining);
+            }
+        }
+        if let Some(o) = &self.inner.cfg.observer {
+            o.on_response(&ResponseEvent {
+                attempt,
+                method: rb.method.clone(),
+                url: final_shown.clone(),
+                status,
+                version: format!("{:?}", resp.version()),
+                headers: observe::redact_headers(&resp_headers, &self.inner.sensitive),
+                elapsed: sent.elapsed(),
+                from_cache: false,
+            });
+        }
+        let mut timeouts = self.inner.cfg.timeouts;
+        timeouts.request = timeout;
+        Ok(Response {
+            status,
+            version: resp.version(),
+            headers: resp_headers,
+            url: final_url,
+            shown_url: final_shown,
+            body: BodyState::Live(resp),
+            deadline,
+            timeouts,
+            from_cache: false,
+            attempts: attempt,
+            max_body: self.inner.cfg.max_body,
+        })
+    }
+
     /// Send `req` and follow its redirects by the one policy of [`redirect`]: secrets stay with
     /// their origin, loops and other schemes are errors, no `Referer`.
     async fn send_following(
@@ -856,61 +856,6 @@ impl Client {
         }
     }
 
-        };
-        *req.timeout_mut() = None;
-        let sent = Instant::now();
-        let deadline = sent + timeout;
-        tracing::debug!(method = %rb.method, url = %shown, attempt, "sending");
-        let resp = match tokio::time::timeout_at(deadline, self.send_following(req, attempt)).await
-        {
-            Err(_) => {
-                return Err(Error::Timeout {
-                    phase,
-                    after: timeout,
-                    url: shown,
-                });
-            }
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(r)) => r,
-        };
-        let status = resp.status();
-        let final_url = resp.url().clone();
-        let final_shown = self.redact(&final_url);
-        let resp_headers = resp.headers().clone();
-        if let Some(remaining) = self.inner.limiter.observe(host, &resp_headers) {
-            tracing::warn!(host, remaining, "server rate limit nearly used up");
-            if let Some(o) = &self.inner.cfg.observer {
-                o.on_quota_low(host, remaining);
-            }
-        }
-        if let Some(o) = &self.inner.cfg.observer {
-            o.on_response(&ResponseEvent {
-                attempt,
-                method: rb.method.clone(),
-                url: final_shown.clone(),
-                status,
-                version: format!("{:?}", resp.version()),
-                headers: observe::redact_headers(&resp_headers, &self.inner.sensitive),
-                elapsed: sent.elapsed(),
-                from_cache: false,
-            });
-        }
-        let mut timeouts = self.inner.cfg.timeouts;
-        timeouts.request = timeout;
-        Ok(Response {
-            status,
-            version: resp.version(),
-            headers: resp_headers,
-            url: final_url,
-            shown_url: final_shown,
-            body: BodyState::Live(resp),
-            deadline,
-            timeouts,
-            from_cache: false,
-            attempts: attempt,
-        })
-    }
-
     /// Bytes of a buffered GET, used by pagination.
     pub(crate) async fn fetch_json(
         &self,
@@ -937,35 +882,26 @@ fn host_key(url: &Url) -> String {
     )
 }
 
-fn resolve_blocking(s: &crate::Secret) -> Result<String, Error> {
-    use crate::Secret;
-    match s {
-        Secret::Value(v) => Ok(v.expose_secret().to_string()),
-        Secret::Env(n) => std::env::var(n).map_err(|_| {
-            Error::config(format!(
-                "environment variable {n} (proxy password) is not set"
-            ))
-        }),
-        Secret::File(p) => std::fs::read_to_string(p)
-            .map(|t| t.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|e| {
-                Error::config(format!(
-                    "cannot read proxy password file {}: {e}",
-                    p.display()
-                ))
-            }),
-        Secret::Command(c) => {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(c)
-                .output()
-                .map_err(|e| Error::config(format!("cannot run proxy password command: {e}")))?;
-            if !out.status.success() {
-                return Err(Error::config("proxy password command failed"));
-            }
-            Ok(String::from_utf8_lossy(&out.stdout)
-                .trim_end_matches(['\n', '\r'])
-                .to_string())
-        }
+/// Reads a secret from synchronous code (`Client::new`) exactly as [`crate::Secret::resolve`]
+/// does for every other secret: the same deadline for a command, and an empty value refused.
+/// It runs on a thread of its own with a small runtime, so it works whether or not the caller
+/// is inside a Tokio runtime.
+fn resolve_blocking(s: &crate::Secret, what: &str) -> Result<String, Error> {
+    let resolved = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::config(format!("cannot read the {what}: {e}")))?
+                    .block_on(s.resolve())
+            })
+            .join()
+    });
+    match resolved {
+        Ok(Ok(v)) => Ok(v.expose_secret().to_string()),
+        Ok(Err(Error::Auth { message })) => Err(Error::config(format!("{what}: {message}"))),
+        Ok(Err(e)) => Err(Error::config(format!("{what}: {e}"))),
+        Err(_) => Err(Error::config(format!("cannot read the {what}"))),
     }
 }

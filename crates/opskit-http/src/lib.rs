@@ -38,6 +38,7 @@ mod request;
 mod response;
 pub mod retry;
 mod secret;
+mod tls;
 
 pub use auth::{ApiKeyLocation, Auth, ClientAuthMethod, OAuth2ClientCredentials, RefreshTokenAuth};
 pub use cache::CacheConfig;

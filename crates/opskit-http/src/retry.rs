@@ -50,6 +50,10 @@ pub struct RetryPolicy {
     pub deadline: Option<Duration>,
     /// Shared budget limiting retries to a share of requests (`None` = unlimited).
     pub budget: Option<RetryBudget>,
+    /// After the last retry of a retryable status, fail with [`crate::Error::RetriesExhausted`]
+    /// (the default, urllib3's `raise_on_status=True`); when off, the last response is returned
+    /// as it is, body and all ([`crate::Response::attempts`] says how many were made).
+    pub raise_on_status: bool,
 }
 
 impl Default for RetryPolicy {
@@ -76,6 +80,7 @@ impl Default for RetryPolicy {
             retry_after_max: Duration::from_secs(300),
             deadline: Some(Duration::from_secs(120)),
             budget: Some(RetryBudget::default()),
+            raise_on_status: true,
         }
     }
 }
@@ -122,6 +127,12 @@ impl RetryPolicy {
     /// Turn jitter on or off.
     pub fn jitter(mut self, on: bool) -> Self {
         self.jitter = on;
+        self
+    }
+    /// Whether a status still retryable after the last retry is an error (default) or the
+    /// returned response (see [`RetryPolicy::raise_on_status`]).
+    pub fn raise_on_status(mut self, on: bool) -> Self {
+        self.raise_on_status = on;
         self
     }
 

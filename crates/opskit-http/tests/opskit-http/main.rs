@@ -8,6 +8,7 @@ mod cache;
 mod errors;
 mod hostile;
 mod pagination;
+mod proxy;
 mod ratelimit;
 mod retry;
 mod timeouts;

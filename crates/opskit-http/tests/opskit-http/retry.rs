@@ -330,3 +330,31 @@ pub async fn closed_port() -> u16 {
     drop(l);
     p
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_raise_on_status_the_last_retried_response_is_returned_whole() {
+    let fx = Fixture::start().await;
+    let policy = RetryPolicy::default()
+        .jitter(false)
+        .backoff(Duration::from_millis(100), Duration::from_secs(10))
+        .raise_on_status(false);
+    let client = Client::new(config(&fx.base()).retry(policy)).unwrap();
+    let resp = client.get("fail/10").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.attempts(), 4);
+    assert_eq!(fx.state.count("fail/10"), 4);
+    assert_eq!(resp.text().await.unwrap(), "try later");
+    // connection failures are still errors
+    let port = closed_port().await;
+    let client = Client::new(
+        opskit_http::ClientConfig::new(format!("http://127.0.0.1:{port}/")).retry(
+            RetryPolicy::default()
+                .total(1)
+                .jitter(false)
+                .raise_on_status(false),
+        ),
+    )
+    .unwrap();
+    let err = client.get("x").send().await.unwrap_err();
+    assert!(err.is_connection(), "{err:?}");
+}
