@@ -199,9 +199,24 @@ pub struct ReceiveOptions {
     pub idle_timeout: Duration,
     /// Largest file accepted, if limited.
     pub max_file_size: Option<u64>,
-    /// Sessions served at once by [`serve`].
+    /// Sessions served at once by [`serve`] (a session takes a slot only after its hello).
     pub max_connections: usize,
+    /// Deadline for the 16-byte hello after a connection is accepted; a connection that has
+    /// not sent it by then is closed without ever taking a session slot (default 10 s).
+    pub hello_timeout: Duration,
+    /// Lowest average data rate of a file, in bytes per second, measured from its acceptance
+    /// after `rate_grace`; a slower sender is cut off so it cannot hold a slot by dripping
+    /// bytes (default 1024; `None` = no minimum).
+    pub min_rate: Option<u64>,
+    /// Whole-session deadline, from the hello to the last file (default none).
+    pub session_timeout: Option<Duration>,
+    /// How long a file may go slower than `min_rate` before the rate counts (default 10 s).
+    pub rate_grace: Duration,
 }
+
+/// Most accepted connections waiting for their hello at once; when more arrive, the oldest
+/// waiting one is closed (a real sender sends its hello at once, idle connections wait).
+pub const MAX_PENDING_HELLOS: usize = 256;
 
 impl ReceiveOptions {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -211,6 +226,10 @@ impl ReceiveOptions {
             idle_timeout: Duration::from_secs(30),
             max_file_size: None,
             max_connections: 16,
+            hello_timeout: Duration::from_secs(10),
+            min_rate: Some(1024),
+            session_timeout: None,
+            rate_grace: Duration::from_secs(10),
         }
     }
 }
@@ -711,10 +730,11 @@ pub async fn serve(
     check_dir(&options.dir)?;
     let options = Arc::new(options);
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    // connections still waiting for their hello, oldest first, with a handle to close them
+    let pending: Arc<std::sync::Mutex<std::collections::VecDeque<(u64, tokio::task::AbortHandle)>>> =
+        Arc::default();
+    let mut next_id = 0u64;
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return Ok(());
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(v) => v,
             Err(e) => {
@@ -726,15 +746,95 @@ pub async fn serve(
         let options = options.clone();
         let progress = progress.clone();
         let events = events.clone();
-        tokio::spawn(async move {
+        let slots = slots.clone();
+        let id = next_id;
+        next_id += 1;
+        let waiting = pending.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = stream;
+            // 1. the hello, without a slot and under its own short deadline
+            let hello = read_hello(&mut stream, peer, options.hello_timeout).await;
+            if let Ok(mut w) = waiting.lock() {
+                w.retain(|(i, _)| *i != id);
+            }
+            let count = match hello {
+                Ok(c) => c,
+                Err(error) => {
+                    tell_and_close(&mut stream, &error, options.idle_timeout).await;
+                    events(SessionEvent::Failed { peer, error });
+                    return;
+                }
+            };
+            // 2. a slot, waited for no longer than the idle deadline
+            let permit =
+                match tokio::time::timeout(options.idle_timeout, slots.acquire_owned()).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        let error = refuse(
+                            FailureKind::Io,
+                            format!(
+                                "the receiver is busy ({} sessions); try again later",
+                                options.max_connections
+                            ),
+                        );
+                        tell_and_close(&mut stream, &error, options.idle_timeout).await;
+                        events(SessionEvent::Failed { peer, error });
+                        return;
+                    }
+                };
             let _permit = permit;
             let ev = events.clone();
             let on_file = move |file: FileReport| ev(SessionEvent::Received { peer, file });
-            if let Err(error) = receive_session(stream, &options, progress, on_file).await {
+            if let Err(error) =
+                receive_after_hello(stream, count, &options, progress, on_file).await
+            {
                 events(SessionEvent::Failed { peer, error });
             }
         });
+        if let Ok(mut w) = pending.lock() {
+            if !task.is_finished() {
+                w.push_back((id, task.abort_handle()));
+            }
+            while w.len() > MAX_PENDING_HELLOS {
+                if let Some((_, oldest)) = w.pop_front() {
+                    oldest.abort();
+                }
+            }
+        }
     }
+}
+
+/// Reads and checks the hello; returns the announced file count.
+async fn read_hello(stream: &mut TcpStream, peer: SocketAddr, within: Duration) -> Result<u32> {
+    let mut hello = [0u8; HELLO_LEN];
+    deadline(
+        within,
+        || format!("reading the hello of {peer}"),
+        stream.read_exact(&mut hello),
+    )
+    .await?;
+    if hello[..8] != MAGIC {
+        return Err(refuse(
+            FailureKind::Protocol,
+            "not an opskit transfer (bad magic); use `opskit net send`".into(),
+        ));
+    }
+    let version = u16::from_be_bytes([hello[8], hello[9]]);
+    if version != VERSION {
+        return Err(refuse(
+            FailureKind::Protocol,
+            format!("protocol version {version} is not supported (this receiver speaks {VERSION})"),
+        ));
+    }
+    let count = u32::from_be_bytes([hello[12], hello[13], hello[14], hello[15]]);
+    if count > MAX_FILES {
+        return Err(refuse(
+            FailureKind::Protocol,
+            format!("{count} files in one session, the limit is {MAX_FILES}"),
+        ));
+    }
+    Ok(count)
 }
 
 /// Accepts one connection and receives its session (`opskit net receive --once`).
@@ -744,25 +844,39 @@ pub async fn receive_once(
     progress: Option<ProgressFn>,
 ) -> Result<Vec<FileReport>> {
     check_dir(&options.dir)?;
-    let stream = loop {
-        let (stream, peer) = listener
+    // Only a valid hello starts the one session: a connection that sends nothing (a port scan,
+    // a health check), junk or too slowly is answered, closed, and the wait goes on.
+    let (stream, count) = loop {
+        let (mut stream, peer) = listener
             .accept()
             .await
             .map_err(io("accepting a connection"))?;
-        // A connection closed without a single byte (a port scan, a health check) is not the
-        // session we are waiting for: wait for the next one.
-        let mut first = [0u8; 1];
-        match tokio::time::timeout(options.idle_timeout, stream.peek(&mut first)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                tracing::debug!(%peer, "connection closed before the hello, still waiting");
-                continue;
+        match read_hello(&mut stream, peer, options.hello_timeout).await {
+            Ok(count) => break (stream, count),
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "not an opskit sender; still waiting");
+                tell_and_close(&mut stream, &e, options.idle_timeout).await;
             }
-            _ => break stream,
         }
     };
     let mut files = Vec::new();
-    receive_session(stream, options, progress, |f| files.push(f)).await?;
+    receive_after_hello(stream, count, options, progress, |f| files.push(f)).await?;
     Ok(files)
+}
+
+/// Tells the peer why the session ends (when the error is one to tell) and closes.
+async fn tell_and_close(stream: &mut TcpStream, err: &Error, idle: Duration) {
+    let (kind, message) = match err {
+        Error::Transfer { kind, message } => (*kind, message.clone()),
+        Error::Protocol(m) => (FailureKind::Protocol, m.clone()),
+        _ => return,
+    };
+    let reply = encode_error(kind, &message);
+    let _ = tokio::time::timeout(idle.min(DRAIN_TIME), async {
+        stream.write_all(&reply).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 /// A failure to report to the sender and to return.
@@ -777,11 +891,44 @@ pub async fn receive_session(
     mut stream: TcpStream,
     options: &ReceiveOptions,
     progress: Option<ProgressFn>,
+    on_file: impl FnMut(FileReport),
+) -> Result<()> {
+    let peer = stream.peer_addr().map_err(io("reading the peer address"))?;
+    let count = match read_hello(&mut stream, peer, options.hello_timeout).await {
+        Ok(c) => c,
+        Err(e) => {
+            tell_and_close(&mut stream, &e, options.idle_timeout).await;
+            return Err(e);
+        }
+    };
+    receive_after_hello(stream, count, options, progress, on_file).await
+}
+
+/// [`receive_session`] once the hello (announcing `count` files) was read.
+async fn receive_after_hello(
+    mut stream: TcpStream,
+    count: u32,
+    options: &ReceiveOptions,
+    progress: Option<ProgressFn>,
     mut on_file: impl FnMut(FileReport),
 ) -> Result<()> {
     let peer = stream.peer_addr().map_err(io("reading the peer address"))?;
     let _ = stream.set_nodelay(true);
-    let result = session(&mut stream, peer, options, progress, &mut on_file).await;
+    let result = match options.session_timeout {
+        None => session(&mut stream, peer, count, options, progress, &mut on_file).await,
+        Some(limit) => match tokio::time::timeout(
+            limit,
+            session(&mut stream, peer, count, options, progress, &mut on_file),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(refuse(
+                FailureKind::Protocol,
+                format!("the session took longer than the receiver's {limit:?} session limit"),
+            )),
+        },
+    };
     if let Err(err) = &result {
         let (kind, message) = match err {
             Error::Transfer { kind, message } => (*kind, message.clone()),
@@ -817,38 +964,11 @@ pub async fn receive_session(
 async fn session(
     stream: &mut TcpStream,
     peer: SocketAddr,
+    count: u32,
     options: &ReceiveOptions,
     progress: Option<ProgressFn>,
     on_file: &mut impl FnMut(FileReport),
 ) -> Result<()> {
-    let idle = options.idle_timeout;
-    let mut hello = [0u8; HELLO_LEN];
-    deadline(
-        idle,
-        || format!("reading the hello of {peer}"),
-        stream.read_exact(&mut hello),
-    )
-    .await?;
-    if hello[..8] != MAGIC {
-        return Err(refuse(
-            FailureKind::Protocol,
-            "not an opskit transfer (bad magic); use `opskit net send`".into(),
-        ));
-    }
-    let version = u16::from_be_bytes([hello[8], hello[9]]);
-    if version != VERSION {
-        return Err(refuse(
-            FailureKind::Protocol,
-            format!("protocol version {version} is not supported (this receiver speaks {VERSION})"),
-        ));
-    }
-    let count = u32::from_be_bytes([hello[12], hello[13], hello[14], hello[15]]);
-    if count > MAX_FILES {
-        return Err(refuse(
-            FailureKind::Protocol,
-            format!("{count} files in one session, the limit is {MAX_FILES}"),
-        ));
-    }
     // Chunk buffers, allocated once per session and reused for every file.
     let mut pool: Vec<Vec<u8>> = (0..BUFFERS).map(|_| vec![0u8; MAX_CHUNK]).collect();
     for index in 0..count as usize {
@@ -1027,16 +1147,42 @@ async fn receive_file(
     }
     let worker = tokio::task::spawn_blocking(move || write_worker(file, size, full_rx, free_tx));
 
-    // Read frames while the worker hashes and writes the previous ones.
+    // Read frames while the worker hashes and writes the previous ones. Each read has the idle
+    // deadline and, past the grace period, the one by which the file's average rate would fall
+    // under the minimum: a peer dripping bytes cannot hold a session slot.
+    let accepted = tokio::time::Instant::now();
     let read_result: Result<()> = async {
         let mut done = 0u64;
+        let within = |done: u64| -> Duration {
+            match options.min_rate {
+                Some(rate) if rate > 0 => {
+                    let due = accepted
+                        + options.rate_grace
+                        + Duration::from_secs_f64(done as f64 / rate as f64);
+                    idle.min(due.saturating_duration_since(tokio::time::Instant::now()))
+                }
+                _ => idle,
+            }
+        };
+        let slow = |e: Error| -> Error {
+            match (e, options.min_rate) {
+                (Error::Timeout { .. }, Some(rate)) if accepted.elapsed() >= options.rate_grace => refuse(
+                    FailureKind::Protocol,
+                    format!(
+                        "{name:?} arrives slower than the receiver's minimum of {rate} bytes/s; the session was closed"
+                    ),
+                ),
+                (e, _) => e,
+            }
+        };
         loop {
             let len = deadline(
-                idle,
+                within(done),
                 || format!("reading {name:?} from {peer}"),
                 stream.read_u32(),
             )
-            .await? as usize;
+            .await
+            .map_err(slow)? as usize;
             if len == 0 {
                 if done != size {
                     return Err(refuse(
@@ -1063,11 +1209,12 @@ async fn receive_file(
                 return Ok(());
             };
             deadline(
-                idle,
+                within(done),
                 || format!("reading {name:?} from {peer}"),
                 stream.read_exact(&mut buf[..len]),
             )
-            .await?;
+            .await
+            .map_err(slow)?;
             if full_tx.send((buf, len)).await.is_err() {
                 return Ok(());
             }

@@ -250,7 +250,8 @@ async fn hostile_names_are_refused_with_a_reason() {
 }
 
 #[tokio::test]
-async fn bad_magic_is_a_protocol_error() {
+async fn bad_magic_is_answered_and_once_keeps_waiting_for_a_real_sender() {
+    let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
     let (addr, rx) = receiver(options(dst.path())).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -259,7 +260,13 @@ async fn bad_magic_is_a_protocol_error() {
     assert_eq!(status, FailureKind::Protocol.code());
     assert!(String::from_utf8_lossy(&body).contains("magic"));
     drop(s);
-    assert!(rx.await.unwrap().is_err());
+    // the stray peer did not end --once: the real sender still lands its file
+    let file = src.path().join("real.txt");
+    std::fs::write(&file, b"the real one").unwrap();
+    send(addr, std::slice::from_ref(&file)).await.unwrap();
+    let got = rx.await.unwrap().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].name, "real.txt");
 }
 
 #[tokio::test]
@@ -381,4 +388,109 @@ async fn once_ignores_a_connection_that_sends_nothing_like_a_port_scan() {
         std::fs::read(dst.path().join("after-the-scan.txt")).unwrap(),
         b"still received"
     );
+}
+
+/// A `serve` receiver with `opts`; returns its address and the server task.
+async fn server(opts: ReceiveOptions) -> (SocketAddr, JoinHandle<opskit_net::Result<()>>) {
+    let listener = transfer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let events: transfer::SessionFn = std::sync::Arc::new(|_| {});
+    (addr, tokio::spawn(transfer::serve(listener, opts, None, events)))
+}
+
+fn quick_sender() -> SendOptions {
+    SendOptions {
+        connect_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(8),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_never_take_the_session_slots() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let mut o = options(dst.path());
+    o.max_connections = 2;
+    o.hello_timeout = Duration::from_secs(60);
+    let (addr, srv) = server(o).await;
+    // 300 connections that send nothing, and 20 that send half a hello and stall
+    let mut idle = Vec::new();
+    for i in 0..320 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        if i >= 300 {
+            c.write_all(b"OPSK").await.unwrap();
+        }
+        idle.push(c);
+    }
+    let file = src.path().join("real.txt");
+    std::fs::write(&file, b"through the crowd").unwrap();
+    let sent = transfer::send_files(addr, std::slice::from_ref(&file), &quick_sender(), None).await;
+    assert_eq!(sent.unwrap().len(), 1);
+    assert_eq!(
+        std::fs::read(dst.path().join("real.txt")).unwrap(),
+        b"through the crowd"
+    );
+    srv.abort();
+}
+
+/// A peer that opens a session properly, announces a file, then drips one byte at a time.
+async fn dripper(addr: SocketAddr, name: &str) -> JoinHandle<()> {
+    let name = name.to_string();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    tokio::spawn(async move {
+        raw_hello(&mut s, 1).await;
+        let header = transfer::encode_header(&name, 1_000_000, &[0u8; 32]);
+        if s.write_all(&header).await.is_err() {
+            return;
+        }
+        let mut reply = [0u8; 5];
+        if s.read_exact(&mut reply).await.is_err() {
+            return;
+        }
+        for _ in 0..100_000 {
+            let mut frame = 1u32.to_be_bytes().to_vec();
+            frame.push(b'x');
+            if s.write_all(&frame).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_dripping_bytes_are_cut_off_and_a_real_sender_gets_through() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let mut o = options(dst.path());
+    o.max_connections = 2;
+    o.min_rate = Some(64 * 1024);
+    o.rate_grace = Duration::from_millis(300);
+    let (addr, srv) = server(o).await;
+    let drips = vec![dripper(addr, "d1.bin").await, dripper(addr, "d2.bin").await];
+    let file = src.path().join("real.txt");
+    std::fs::write(&file, b"past the drippers").unwrap();
+    let sent = transfer::send_files(addr, std::slice::from_ref(&file), &quick_sender(), None).await;
+    assert_eq!(sent.unwrap().len(), 1);
+    assert_eq!(entries(dst.path()), vec!["real.txt".to_string()]);
+    for d in drips {
+        d.abort();
+    }
+    srv.abort();
+}
+
+#[tokio::test]
+async fn a_session_longer_than_the_session_limit_is_cut() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut o = options(dst.path());
+    o.session_timeout = Some(Duration::from_millis(500));
+    o.min_rate = None;
+    let (addr, rx) = receiver(o).await;
+    let d = dripper(addr, "slow.bin").await;
+    let err = rx.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("session limit"), "{err}");
+    d.abort();
+    assert!(entries(dst.path()).is_empty());
 }
