@@ -30,7 +30,9 @@ pub struct ServeArgs {
     #[arg(long, env = "OPSKIT_DATABASE")]
     pub database: Option<String>,
     /// TOML config file with any of: bind, database, cors_origins, rate_limit, login_rate_limit,
-    /// body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format, server_cache.
+    /// body_limit, request_timeout, header_timeout, idle_timeout, max_connections,
+    /// access_token_ttl, refresh_token_ttl, basic_auth, log_format, events_secrets,
+    /// events_tolerance, server_cache.
     #[arg(long, env = "OPSKIT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Origin allowed by CORS (repeat, or comma-separate in the env var); none by default.
@@ -43,15 +45,29 @@ pub struct ServeArgs {
     /// Requests per minute per API key / user (per IP when anonymous); 0 = off [default: 600].
     #[arg(long, env = "OPSKIT_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
-    /// Login attempts per minute per client IP; 0 = off [default: 10].
+    /// Failed password or API-key checks per minute, per client address and per username,
+    /// before further attempts are refused unchecked (429); 0 = off [default: 10].
     #[arg(long, env = "OPSKIT_LOGIN_RATE_LIMIT")]
     pub login_rate_limit: Option<u32>,
     /// Largest request body in bytes [default: 65536].
     #[arg(long, env = "OPSKIT_BODY_LIMIT")]
     pub body_limit: Option<usize>,
-    /// Seconds a request may take before it is answered with 503 [default: 30].
+    /// Seconds a request may take: 408 when its body has not arrived by then, 503 when the
+    /// server was too slow [default: 30].
     #[arg(long, env = "OPSKIT_REQUEST_TIMEOUT")]
     pub request_timeout: Option<u64>,
+    /// Seconds a client may take to send a request's headers; slower connections are closed
+    /// (slowloris) [default: 10].
+    #[arg(long, env = "OPSKIT_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a connection may stay silent (no bytes, no request in progress) before it is
+    /// closed [default: 60].
+    #[arg(long, env = "OPSKIT_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Most connections open at once; past that a new connection gets a 503 and is closed
+    /// [default: 1024].
+    #[arg(long, env = "OPSKIT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Access token lifetime in seconds [default: 900].
     #[arg(long, env = "OPSKIT_ACCESS_TOKEN_TTL")]
     pub access_token_ttl: Option<u64>,
@@ -93,6 +109,9 @@ struct FileConfig {
     login_rate_limit: Option<u32>,
     body_limit: Option<usize>,
     request_timeout: Option<u64>,
+    header_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    max_connections: Option<usize>,
     access_token_ttl: Option<u64>,
     refresh_token_ttl: Option<u64>,
     basic_auth: Option<bool>,
@@ -119,7 +138,7 @@ impl ServeArgs {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     Failure::usage(format!("bad config file {}: {e}", path.display()))
-                        .with_hint("keys: bind, database, cors_origins, rate_limit, login_rate_limit, body_limit, request_timeout, access_token_ttl, refresh_token_ttl, basic_auth, log_format, events_secrets, events_tolerance, server_cache")
+                        .with_hint("keys: bind, database, cors_origins, rate_limit, login_rate_limit, body_limit, request_timeout, header_timeout, idle_timeout, max_connections, access_token_ttl, refresh_token_ttl, basic_auth, log_format, events_secrets, events_tolerance, server_cache")
                 })?
             }
         };
@@ -150,9 +169,7 @@ impl ServeArgs {
             }
         }
         let request_timeout = self.request_timeout.or(file.request_timeout);
-        if request_timeout == Some(0) {
-            return Err(Failure::usage("--request-timeout must be at least 1 second").into());
-        }
+        let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
         let event_specs = if self.events_secrets.is_empty() {
             file.events_secrets.unwrap_or_default()
         } else {
@@ -163,13 +180,10 @@ impl ServeArgs {
         } else {
             crate::block_on(crate::cli::notify::standard_secrets(&event_specs))??
         };
-        let events_tolerance = match self.events_tolerance.or(file.events_tolerance) {
-            Some(0) => {
-                return Err(Failure::usage("--events-tolerance must be at least 1 second").into());
-            }
-            Some(n) => Duration::from_secs(n),
-            None => d.events_tolerance,
-        };
+        let events_tolerance = secs(
+            self.events_tolerance.or(file.events_tolerance),
+            d.events_tolerance,
+        );
         let config = ServerConfig {
             bind: self.bind.or(file.bind).unwrap_or(d.bind),
             database_url: self
@@ -189,15 +203,24 @@ impl ServeArgs {
                 .body_limit
                 .or(file.body_limit)
                 .unwrap_or(d.body_limit_bytes),
-            request_timeout: request_timeout.map_or(d.request_timeout, Duration::from_secs),
-            access_token_ttl: self
-                .access_token_ttl
-                .or(file.access_token_ttl)
-                .map_or(d.access_token_ttl, Duration::from_secs),
-            refresh_token_ttl: self
-                .refresh_token_ttl
-                .or(file.refresh_token_ttl)
-                .map_or(d.refresh_token_ttl, Duration::from_secs),
+            request_timeout: secs(request_timeout, d.request_timeout),
+            header_read_timeout: secs(
+                self.header_timeout.or(file.header_timeout),
+                d.header_read_timeout,
+            ),
+            idle_timeout: secs(self.idle_timeout.or(file.idle_timeout), d.idle_timeout),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            access_token_ttl: secs(
+                self.access_token_ttl.or(file.access_token_ttl),
+                d.access_token_ttl,
+            ),
+            refresh_token_ttl: secs(
+                self.refresh_token_ttl.or(file.refresh_token_ttl),
+                d.refresh_token_ttl,
+            ),
             basic_auth: self.basic_auth.or(file.basic_auth).unwrap_or(d.basic_auth),
             jwt_secret: secret_env("OPSKIT_JWT_SECRET"),
             admin_password: secret_env("OPSKIT_ADMIN_PASSWORD"),
@@ -206,6 +229,11 @@ impl ServeArgs {
             server_cache: self.server_cache.or(file.server_cache),
             user_recheck: d.user_recheck,
         };
+        // every duration and size checked here, before anything starts: exit 2, never a panic
+        // on the first login
+        config
+            .validate()
+            .map_err(|e| Failure::usage(e.to_string()))?;
         Ok((config, log_format))
     }
 }

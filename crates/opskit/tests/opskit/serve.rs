@@ -642,3 +642,99 @@ fn config_file_settings_apply_and_flags_override_them() {
                 .and(predicate::str::contains("keys: bind, database")),
         );
 }
+
+/// Issue 11, finding 7: `--refresh-token-ttl 999999999999` made every login panic. Every
+/// duration and size is checked at start: a clear error naming the flag, exit 2, no panic.
+#[test]
+fn out_of_range_durations_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    for (flag, value) in [
+        ("--refresh-token-ttl", "999999999999"),
+        ("--access-token-ttl", "0"),
+        ("--request-timeout", "0"),
+        ("--header-timeout", "0"),
+        ("--idle-timeout", "0"),
+        ("--events-tolerance", "0"),
+        ("--max-connections", "0"),
+    ] {
+        opskit()
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--database",
+                &db,
+                flag,
+                value,
+            ])
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag).and(predicate::str::contains("panick").not()));
+    }
+}
+
+/// Issue 11, findings 1 and 9: a failed Basic attempt is logged (method, username, address,
+/// never the password), and a refresh after logout is not reported as token theft.
+#[test]
+fn failed_basic_is_logged_without_the_secret_and_logout_is_not_reuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    let mut served = start_serve(&db, Some("admin-password-1"));
+    let addr = served.addr.clone();
+    rt().block_on(async {
+        let c = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let r = c
+            .get(format!("http://{addr}/auth/me"))
+            .basic_auth("admin", Some("Sup3r-secret-guess"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let login: Value = c
+            .post(format!("http://{addr}/auth/login"))
+            .json(&json!({"username": "admin", "password": "admin-password-1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rt = login["refresh_token"].as_str().unwrap();
+        let r = c
+            .post(format!("http://{addr}/auth/logout"))
+            .json(&json!({"refresh_token": rt}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let r = c
+            .post(format!("http://{addr}/auth/refresh"))
+            .json(&json!({"refresh_token": rt}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    });
+    let failed = wait_for_line(&served, "authentication failed");
+    assert!(
+        failed.contains("basic") && failed.contains("admin"),
+        "{failed}"
+    );
+    assert!(failed.contains("127.0.0.1"), "{failed}");
+    let revoked = wait_for_line(&served, "revoked token");
+    served.child.kill().unwrap();
+    let _ = served.child.wait();
+    let mut all: Vec<String> = served.lines.try_iter().collect();
+    all.push(failed);
+    all.push(revoked);
+    assert!(
+        !all.iter().any(|l| l.contains("Sup3r-secret-guess")),
+        "{all:?}"
+    );
+    assert!(!all.iter().any(|l| l.contains("reuse")), "{all:?}");
+}
