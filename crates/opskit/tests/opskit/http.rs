@@ -128,6 +128,14 @@ async fn handle(
             ]),
         ),
         "/text" => (StatusCode::OK, "plain words\n").into_response(),
+        // the server's own key order, which is not alphabetical (written as text, so the
+        // fixture's own JSON library cannot reorder it)
+        "/ordered" => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"[{"zulu":1,"alpha":{"yankee":"y","bravo":"b"},"mike":true}]"#,
+        )
+            .into_response(),
         p if p.starts_with("/status/") => {
             let code: u16 = p["/status/".len()..].parse().unwrap_or(500);
             json_resp(code, json!({"status": code}))
@@ -1136,9 +1144,9 @@ fn csv_and_table_flatten_nested_objects() {
     let out = run_ok(opskit(tmp.path()).args(["get", &url("/users"), "--output", "csv"]));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "address.city,address.geo.lat,id,name,tags\n\
-         Gwenborough,-37.3,1,Leanne,\"[\"\"a\"\",\"\"b\"\"]\"\n\
-         Wisokyburgh,-43.9,2,\"Ervin, Jr.\",[]\n"
+        "id,name,address.city,address.geo.lat,tags\n\
+         1,Leanne,Gwenborough,-37.3,\"[\"\"a\"\",\"\"b\"\"]\"\n\
+         2,\"Ervin, Jr.\",Wisokyburgh,-43.9,[]\n"
     );
     let out = run_ok(opskit(tmp.path()).args(["get", &url("/users"), "--output", "table"]));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -1160,7 +1168,7 @@ fn filters_apply_to_responses_and_items() {
     ]));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "{\"city\":\"Gwenborough\",\"name\":\"Leanne\"}\n{\"city\":\"Wisokyburgh\",\"name\":\"Ervin, Jr.\"}\n"
+        "{\"name\":\"Leanne\",\"city\":\"Gwenborough\"}\n{\"name\":\"Ervin, Jr.\",\"city\":\"Wisokyburgh\"}\n"
     );
     let out = run_ok(opskit(tmp.path()).args([
         "get",
@@ -1336,4 +1344,524 @@ fn version_touches_neither_config_nor_network() {
         .assert()
         .success()
         .stdout(predicate::str::contains(env!("CARGO_PKG_VERSION")));
+}
+
+// ---------------------------------------------------------------- issue 12 (http side)
+
+/// A running `opskit serve` on a temp SQLite database, killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `opskit serve` (admin password `admin-pw-12`) and waits (up to 60 s) for the line that
+/// says where it listens.
+fn start_serve(tmp: &Path) -> Serve {
+    use std::io::BufRead;
+    let db = format!("sqlite://{}", tmp.join("inv.db").display());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+        .args(["--log-format", "json", "--rate-limit", "0"])
+        .env_remove("OPSKIT_CONFIG")
+        .env_remove("OPSKIT_DATABASE")
+        .env_remove("OPSKIT_LOG")
+        .env("OPSKIT_ADMIN_PASSWORD", "admin-pw-12")
+        .current_dir(tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn opskit serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // keeps reading after the start: a closed pipe would fail the server's next log line
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("opskit serve did not start: {seen:?}"));
+        if line.contains("listening")
+            && let Some(at) = line.find("127.0.0.1:")
+        {
+            let addr: String = line[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            return Serve {
+                child,
+                base: format!("http://{addr}"),
+            };
+        }
+        seen.push(line);
+    }
+}
+
+#[test]
+fn bodies_from_stdin_and_files_carry_a_content_type_opskit_serve_accepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = start_serve(tmp.path());
+    let servers = format!("{}/api/v1/servers", serve.base);
+    let host = tmp.path().join("host.json");
+    std::fs::write(
+        &host,
+        r#"{"hostname": "file01", "ip": "10.0.0.1", "env": "prod"}"#,
+    )
+    .unwrap();
+    // `@file`: HTTPie's way of sending a prepared JSON document
+    let v = stdout_json(&run_ok(opskit(tmp.path()).args([
+        "post",
+        &servers,
+        &format!("@{}", host.display()),
+        "--auth",
+        "admin:admin-pw-12",
+        "--check-status",
+    ])));
+    assert_eq!(v["hostname"], "file01", "{v}");
+    // piped stdin: the other common way
+    let v = stdout_json(&run_ok(
+        opskit(tmp.path())
+            .args([
+                "post",
+                &servers,
+                "--auth",
+                "admin:admin-pw-12",
+                "--check-status",
+            ])
+            .write_stdin(r#"{"hostname": "stdin01", "ip": "10.0.0.2", "env": "prod"}"#),
+    ));
+    assert_eq!(v["hostname"], "stdin01", "{v}");
+}
+
+#[test]
+fn raw_bodies_get_the_content_type_of_their_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    // JSON mode (the default), as xh and HTTPie: application/json
+    let v = stdout_json(&run_ok(
+        opskit(tmp.path())
+            .args(["post", &url("/echo")])
+            .write_stdin(r#"{"from": "stdin"}"#),
+    ));
+    assert_eq!(v["headers"]["content-type"], "application/json", "{v}");
+    assert_eq!(v["json"], json!({"from": "stdin"}));
+    // a file whose extension names its type keeps that type (HTTPie)
+    let xml = tmp.path().join("body.xml");
+    std::fs::write(&xml, "<a/>").unwrap();
+    let v = stdout_json(&run_ok(opskit(tmp.path()).args([
+        "put",
+        &url("/echo"),
+        &format!("@{}", xml.display()),
+    ])));
+    assert_eq!(v["headers"]["content-type"], "application/xml", "{v}");
+    // --form: a raw body is an already encoded form (xh)
+    let v = stdout_json(&run_ok(
+        opskit(tmp.path())
+            .args(["post", &url("/echo"), "--form"])
+            .write_stdin("a=1&b=two"),
+    ));
+    assert_eq!(
+        v["headers"]["content-type"], "application/x-www-form-urlencoded",
+        "{v}"
+    );
+    assert_eq!(v["body"], "a=1&b=two");
+    // the user's own Content-Type wins
+    let v = stdout_json(&run_ok(
+        opskit(tmp.path())
+            .args(["post", &url("/echo"), "Content-Type:text/csv"])
+            .write_stdin("a,b\n1,2\n"),
+    ));
+    assert_eq!(v["headers"]["content-type"], "text/csv", "{v}");
+    // --offline and --curl show it too
+    let json_file = tmp.path().join("doc.json");
+    std::fs::write(&json_file, r#"{"a": 1}"#).unwrap();
+    let out = run_ok(opskit(tmp.path()).args([
+        "post",
+        "http://127.0.0.1:9/x",
+        &format!("@{}", json_file.display()),
+        "--curl",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("'Content-Type: application/json'"), "{text}");
+    // a raw body cannot be multipart
+    opskit(tmp.path())
+        .args([
+            "post",
+            &url("/echo"),
+            "--multipart",
+            &format!("@{}", json_file.display()),
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("multipart"));
+}
+
+#[test]
+fn config_show_curl_and_offline_never_print_header_or_query_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        r#"
+[profiles.api]
+base_url = "{BASE}"
+headers = { Authorization = "Bearer sekrit-auth", X-Api-Key = "sekrit-key", X-Tenant = "sekrit-tenant", X-Session-Id = "sekrit-session", X-Team = "ops" }
+secret_headers = ["X-Tenant"]
+query = { api_key = "sekrit-query", status = "active" }
+"#,
+    );
+    let out = run_ok(
+        opskit(tmp.path())
+            .env("OPSKIT_CONFIG", &cfg)
+            .args(["config", "show"]),
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(!shown.contains("sekrit"), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+    assert!(shown.contains("Bearer <redacted>"), "{shown}");
+    // what is not a secret is still shown, so the command stays useful
+    assert!(
+        shown.contains("ops") && shown.contains("active") && shown.contains("X-Tenant"),
+        "{shown}"
+    );
+
+    // --curl: profile headers, profile query and an Authorization item
+    let out = run_ok(opskit(tmp.path()).env("OPSKIT_CONFIG", &cfg).args([
+        "get",
+        "/echo",
+        "--profile",
+        "api",
+        "--curl",
+        "Authorization:Bearer sekrit-item",
+        "X-Other-Token:sekrit-token",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("sekrit"), "{text}");
+    assert!(text.contains("Authorization: Bearer <redacted>"), "{text}");
+    assert!(text.contains("X-Team: ops"), "{text}");
+    assert!(text.contains("status=active"), "{text}");
+    // and says how to get a runnable command
+    assert!(err.contains("<redacted>") && err.contains("env:"), "{err}");
+
+    // --offline and -v redact the same headers
+    let out = run_ok(opskit(tmp.path()).env("OPSKIT_CONFIG", &cfg).args([
+        "get",
+        "/echo",
+        "--profile",
+        "api",
+        "--offline",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("sekrit"), "{text}");
+    let out = run_ok(opskit(tmp.path()).env("OPSKIT_CONFIG", &cfg).args([
+        "get",
+        "/text",
+        "--profile",
+        "api",
+        "-v",
+    ]));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("sekrit"), "{all}");
+    assert!(
+        all.contains("x-team: ops") || all.contains("X-Team: ops"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_retried_status_still_prints_the_last_response() {
+    let tmp = tempfile::tempdir().unwrap();
+    // without --check-status: a response is a response, as for 404 and 501
+    for code in [500, 502, 503, 408, 429, 404, 501] {
+        let out = opskit(tmp.path())
+            .args(["get", &url(&format!("/status/{code}")), "--retries", "1"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{code}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout_json(&out), json!({"status": code}), "{code}");
+    }
+    // with --check-status: 5 for a 5xx and 4 for a 4xx, the body still printed
+    for (code, exit) in [(503, 5), (500, 5), (429, 4), (408, 4)] {
+        let out = opskit(tmp.path())
+            .args([
+                "get",
+                &url(&format!("/status/{code}")),
+                "--retries",
+                "1",
+                "--check-status",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(exit), "{code}: {err}");
+        assert_eq!(stdout_json(&out), json!({"status": code}), "{code}");
+        assert!(err.contains(&code.to_string()), "{err}");
+        assert!(err.contains("2 attempts"), "{err}");
+    }
+}
+
+#[test]
+fn key_order_is_the_users_and_the_servers() {
+    let tmp = tempfile::tempdir().unwrap();
+    // request bodies keep the order of the items
+    let v = stdout_json(&run_ok(opskit(tmp.path()).args([
+        "post",
+        &url("/echo"),
+        "zeta=1",
+        "alpha=2",
+        "mid:=3",
+    ])));
+    assert_eq!(v["body"], r#"{"zeta":"1","alpha":"2","mid":3}"#, "{v}");
+    // --filter object keys give the CSV columns in the order written
+    let out = run_ok(opskit(tmp.path()).args([
+        "get",
+        &url("/users"),
+        "--filter",
+        ".[] | {name, id, city: .address.city}",
+        "--output",
+        "csv",
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "name,id,city\nLeanne,1,Gwenborough\n\"Ervin, Jr.\",2,Wisokyburgh\n"
+    );
+    // the server's order, in JSON and in CSV
+    let out = run_ok(opskit(tmp.path()).args(["get", &url("/ordered"), "--output", "ndjson"]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"zulu\":1,\"alpha\":{\"yankee\":\"y\",\"bravo\":\"b\"},\"mike\":true}\n"
+    );
+    let out = run_ok(opskit(tmp.path()).args(["get", &url("/ordered"), "--output", "csv"]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "zulu,alpha.yankee,alpha.bravo,mike\n1,y,b,true\n"
+    );
+    let out = run_ok(opskit(tmp.path()).args(["get", &url("/ordered")]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (z, a, m) = (
+        text.find("zulu").unwrap(),
+        text.find("alpha").unwrap(),
+        text.find("mike").unwrap(),
+    );
+    assert!(z < a && a < m, "{text}");
+}
+
+#[test]
+fn out_file_saves_the_body_and_never_overwrites_without_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    // -o without --download: the body goes to the file, stdout stays empty
+    let out = run_ok(opskit(tmp.path()).args(["get", &url("/users"), "-o", "users.json"]));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("users.json")).unwrap()).unwrap();
+    assert_eq!(saved[1]["name"], "Ervin, Jr.");
+    // --output applies to what is saved
+    run_ok(opskit(tmp.path()).args(["get", &url("/users"), "--output", "csv", "-o", "users.csv"]));
+    let csv = std::fs::read_to_string(tmp.path().join("users.csv")).unwrap();
+    assert!(
+        csv.lines().next().unwrap().contains("address.city"),
+        "{csv}"
+    );
+    // an existing file is kept: exit 1, and the hint names the flag
+    std::fs::write(tmp.path().join("keep.txt"), "precious").unwrap();
+    opskit(tmp.path())
+        .args(["get", &url("/users"), "-o", "keep.txt"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("keep.txt"))
+        .stderr(predicate::str::contains("--overwrite"));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("keep.txt")).unwrap(),
+        "precious"
+    );
+    // the same for --download -o
+    opskit(tmp.path())
+        .args(["get", &url("/files/blob"), "--download", "-o", "keep.txt"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--overwrite"));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("keep.txt")).unwrap(),
+        "precious"
+    );
+    // with --overwrite it is replaced
+    run_ok(opskit(tmp.path()).args([
+        "get",
+        &url("/files/blob"),
+        "--download",
+        "-o",
+        "keep.txt",
+        "--overwrite",
+    ]));
+    assert_eq!(
+        std::fs::read(tmp.path().join("keep.txt")).unwrap(),
+        download_body()
+    );
+    run_ok(opskit(tmp.path()).args(["get", &url("/text"), "-o", "keep.txt", "--overwrite"]));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("keep.txt")).unwrap(),
+        "plain words\n"
+    );
+    // a failed request leaves no file behind
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    opskit(tmp.path())
+        .args([
+            "get",
+            &format!("http://127.0.0.1:{port}/"),
+            "--retries",
+            "0",
+            "-o",
+            "none.json",
+        ])
+        .assert()
+        .code(3);
+    assert!(!tmp.path().join("none.json").exists());
+}
+
+/// A self-signed certificate for `names`, marked as a CA as `openssl req -x509` makes it:
+/// (certificate PEM, key PEM).
+fn self_signed(names: &[&str]) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// An HTTPS server on 127.0.0.1:0 presenting `cert_pem`; every path answers `{"tls": true}`.
+fn https_server(cert_pem: &str, key_pem: &str) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().fallback(|| async { axum::Json(json!({"tls": true})) });
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn a_self_signed_certificate_in_ca_bundle_is_trusted_as_curl_cacert_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(&["localhost", "127.0.0.1"]);
+    let port = https_server(&cert, &key);
+    let bundle = tmp.path().join("self-signed.pem");
+    std::fs::write(&bundle, &cert).unwrap();
+    // not trusted without it: a TLS failure (exit 3) with a TLS hint
+    let out = opskit(tmp.path())
+        .args([
+            "get",
+            &format!("https://127.0.0.1:{port}/"),
+            "--retries",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("TLS"), "{err}");
+    assert!(err.contains("--ca-bundle"), "{err}");
+    assert!(!err.contains("check the host and port"), "{err}");
+    // with it, by address and by name
+    for host in ["127.0.0.1", "localhost"] {
+        let v = stdout_json(&run_ok(opskit(tmp.path()).args([
+            "get",
+            &format!("https://{host}:{port}/"),
+            "--ca-bundle",
+            bundle.to_str().unwrap(),
+            "--check-status",
+        ])));
+        assert_eq!(v, json!({"tls": true}), "{host}");
+    }
+    // the host name is still checked: a certificate for another name is refused
+    let (other, other_key) = self_signed(&["other.example"]);
+    let other_port = https_server(&other, &other_key);
+    let other_bundle = tmp.path().join("other.pem");
+    std::fs::write(&other_bundle, &other).unwrap();
+    let out = opskit(tmp.path())
+        .args([
+            "get",
+            &format!("https://127.0.0.1:{other_port}/"),
+            "--ca-bundle",
+            other_bundle.to_str().unwrap(),
+            "--retries",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("not valid for"), "{err}");
 }

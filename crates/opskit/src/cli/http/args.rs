@@ -211,7 +211,8 @@ pub struct HttpOptions {
     /// Save the body to a file (name from -o, Content-Disposition or the URL) with a progress bar.
     #[arg(short = 'd', long, help_heading = "Download")]
     pub download: bool,
-    /// File to save the download to.
+    /// Write the body (as --output formats it) to FILE instead of stdout; with --download, the
+    /// file to save to. An existing FILE is never replaced without --overwrite (exit 1).
     #[arg(
         short = 'o',
         long = "out-file",
@@ -219,6 +220,9 @@ pub struct HttpOptions {
         help_heading = "Download"
     )]
     pub out_file: Option<PathBuf>,
+    /// Let -o replace an existing file.
+    #[arg(long, requires = "out_file", help_heading = "Download")]
+    pub overwrite: bool,
     /// Resume a partial download (Range request).
     #[arg(
         short = 'c',

@@ -26,6 +26,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
         .map_err(|e| failure(e, plan.check_status))?;
     let method = engine::Method::from_bytes(plan.spec.method.as_bytes())
         .map_err(|_| Failure::usage(format!("bad HTTP method `{}`", plan.spec.method)))?;
+    if let Some(path) = &plan.out_file
+        && !plan.overwrite
+        && !plan.resume
+        && path.symlink_metadata().is_ok()
+    {
+        // checked before sending, so nothing is downloaded for nothing
+        return Err(refuse_overwrite(path).into());
+    }
 
     if plan.download {
         return download(&client, &plan).await;
@@ -37,6 +45,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
 
     let resp = rb.send().await.map_err(|e| failure(e, plan.check_status))?;
     let status = resp.status();
+    let attempts = resp.attempts();
     let content_type = resp
         .headers()
         .get("content-type")
@@ -51,13 +60,21 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
     if plan.parts.resp_body {
         write_body(&plan, &content_type, &body)?;
     }
+    let after = if attempts > 1 {
+        format!(" (gave up after {attempts} attempts)")
+    } else {
+        String::new()
+    };
     if plan.check_status && (status.is_client_error() || status.is_server_error()) {
         let code = if status.is_client_error() {
             code::HTTP_4XX
         } else {
             code::HTTP_5XX
         };
-        return Err(Failure::new(code, format!("HTTP {status} from {shown_url}")).into());
+        return Err(Failure::new(code, format!("HTTP {status} from {shown_url}{after}")).into());
+    }
+    if !after.is_empty() && (status.is_client_error() || status.is_server_error()) {
+        eprintln!("warning: HTTP {status} from {shown_url}{after}");
     }
     Ok(code::OK)
 }
@@ -80,6 +97,9 @@ fn client_config(plan: &Plan, printer: Arc<HeadPrinter>) -> anyhow::Result<engin
             engine::RetryPolicy::default().total(n)
         };
     }
+    // after the last retry of a 503, the 503 is the answer: printed, with the exit code of its
+    // status (as for a 404), never an error without a body
+    cfg.retry.raise_on_status = false;
     if let Some(r) = plan.rate {
         cfg.rate_limit = engine::RateLimit::per_interval(r.count, r.per);
     }
@@ -226,8 +246,117 @@ async fn builder(
     Ok(rb)
 }
 
+/// `-o FILE` names a file that exists and `--overwrite` was not given.
+fn refuse_overwrite(path: &Path) -> Failure {
+    Failure::new(
+        code::FAILURE,
+        format!(
+            "{} exists; opskit never replaces a file unasked",
+            path.display()
+        ),
+    )
+    .with_hint("add --overwrite to replace it, or choose another name with -o")
+}
+
+/// Where the body goes: stdout, or the `-o FILE` of a request without --download. The file is
+/// created when the first byte is written (a failed request leaves none), or by
+/// [`BodyOut::finish`] for an empty body, and never over an existing file without --overwrite.
+enum BodyOut {
+    Stdout(std::io::Stdout),
+    File {
+        path: PathBuf,
+        overwrite: bool,
+        file: Option<std::fs::File>,
+    },
+}
+
+impl BodyOut {
+    fn new(plan: &Plan) -> Self {
+        match &plan.out_file {
+            Some(path) if !plan.download => BodyOut::File {
+                path: path.clone(),
+                overwrite: plan.overwrite,
+                file: None,
+            },
+            _ => BodyOut::Stdout(std::io::stdout()),
+        }
+    }
+
+    fn file(&mut self) -> std::io::Result<&mut dyn Write> {
+        match self {
+            BodyOut::Stdout(s) => Ok(s),
+            BodyOut::File {
+                path,
+                overwrite,
+                file,
+            } => {
+                if file.is_none() {
+                    let mut opts = std::fs::OpenOptions::new();
+                    opts.write(true);
+                    if *overwrite {
+                        opts.create(true).truncate(true);
+                    } else {
+                        opts.create_new(true);
+                    }
+                    let f = opts.open(&*path).map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("cannot write {}: {e}", path.display()),
+                        )
+                    })?;
+                    *file = Some(f);
+                }
+                match file {
+                    Some(f) => Ok(f),
+                    None => Err(std::io::Error::other("the output file is not open")),
+                }
+            }
+        }
+    }
+
+    /// Flushes, and creates the file for an empty body.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        let path = match self {
+            BodyOut::File { path, .. } => Some(path.clone()),
+            BodyOut::Stdout(_) => None,
+        };
+        match self.file() {
+            Ok(f) => Ok(f.flush()?),
+            Err(e) => match path {
+                Some(p) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(refuse_overwrite(&p).into())
+                }
+                _ => Err(e.into()),
+            },
+        }
+    }
+}
+
+impl Write for BodyOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file()?.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            BodyOut::Stdout(s) => s.flush(),
+            BodyOut::File { file: Some(f), .. } => f.flush(),
+            BodyOut::File { file: None, .. } => Ok(()),
+        }
+    }
+}
+
 fn write_body(plan: &Plan, content_type: &str, body: &[u8]) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = BodyOut::new(plan);
+    write_body_to(plan, content_type, body, &mut out)?;
+    out.finish()
+}
+
+fn write_body_to(
+    plan: &Plan,
+    content_type: &str,
+    body: &[u8],
+    out: &mut BodyOut,
+) -> anyhow::Result<()> {
     let wants_json = plan.filter.is_some()
         || matches!(
             plan.format,
@@ -322,13 +451,8 @@ async fn paginate(rb: engine::RequestBuilder, plan: &Plan, pages: &PagePlan) -> 
         None | Some(OutputFormat::Raw) => OutputFormat::Json,
         Some(f) => f,
     };
-    let mut sink = Sink::new(
-        format,
-        plan.color,
-        true,
-        plan.stdout_tty,
-        std::io::stdout().lock(),
-    );
+    let mut out = BodyOut::new(plan);
+    let mut sink = Sink::new(format, plan.color, true, plan.stdout_tty, &mut out);
     let mut stream = Box::pin(rb.paginate(paginator(pages)?));
     let mut outcome: anyhow::Result<()> = Ok(());
     while let Some(item) = stream.next().await {
@@ -363,7 +487,9 @@ async fn paginate(rb: engine::RequestBuilder, plan: &Plan, pages: &PagePlan) -> 
             dropped.join(", ")
         );
     }
-    outcome.map(|()| code::OK)
+    outcome?;
+    out.finish()?;
+    Ok(code::OK)
 }
 
 async fn download(client: &engine::Client, plan: &Plan) -> anyhow::Result<u8> {
@@ -495,7 +621,9 @@ fn unique(name: &Path) -> PathBuf {
 /// Maps an engine error to the documented exit codes, with a hint.
 pub fn failure(e: engine::Error, check_status: bool) -> anyhow::Error {
     let msg = e.to_string();
-    let f = if e.is_timeout() {
+    let f = if let engine::Error::Tls { message, .. } = e.root() {
+        Failure::new(code::NETWORK, msg).with_hint(tls_hint(message))
+    } else if e.is_timeout() {
         Failure::new(code::NETWORK, msg)
             .with_hint("raise --timeout / --connect-timeout, or check that the server answers")
     } else if e.is_connection() {
@@ -517,6 +645,29 @@ pub fn failure(e: engine::Error, check_status: bool) -> anyhow::Error {
         }
     };
     f.into()
+}
+
+/// What to do about a failed TLS handshake, from what rustls said.
+fn tls_hint(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("not valid for") || m.contains("notvalidforname") {
+        "the certificate was issued for another name: use a host name it lists (curl says the same)"
+    } else if m.contains("expired") || m.contains("not valid yet") || m.contains("notvalidyet") {
+        "the server's certificate is outside its validity dates (or this machine's clock is wrong)"
+    } else if m.contains("protocol version") || m.contains("peerincompatible") {
+        "the server and opskit share no TLS version (opskit needs TLS 1.2 or newer)"
+    } else if m.contains("corrupt message")
+        || m.contains("invalidcontenttype")
+        || m.contains("invalid content type")
+    {
+        "the port does not speak TLS: try http:// instead of https://"
+    } else if m.contains("certificate") || m.contains("issuer") {
+        "the server's certificate is not trusted: give its CA, or the self-signed certificate \
+         itself, with --ca-bundle FILE (like curl --cacert)"
+    } else {
+        "the TLS handshake failed: check that the URL's port serves HTTPS and, for a private CA, \
+         give it with --ca-bundle FILE"
+    }
 }
 
 /// Prints request and response heads for `--verbose` / `--print` as the engine reports each
@@ -572,7 +723,8 @@ impl engine::Observer for HeadPrinter {
         let mut text = String::new();
         if self.parts.req_headers {
             let target = url::Url::parse(&ev.url)
-                .map(|mut u| {
+                .map(|u| {
+                    let (mut u, _) = show::redact_query(&u, &self.extra);
                     if let Some(k) = &self.query_key
                         && !u.query_pairs().any(|(n, _)| n == k.as_str())
                     {

@@ -47,8 +47,10 @@ fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
             writeln!(stdout, "{cmd}")?;
             if redacted {
                 eprintln!(
-                    "note: a secret given inline was written as <redacted>; give it as env:VAR, \
-                     file:PATH or cmd:COMMAND to get a runnable command"
+                    "note: secrets were written as <redacted> (an inline secret, or a secret \
+                     header or query value); give credentials with --auth/--bearer/--api-key or \
+                     a profile's auth as env:VAR, file:PATH or cmd:COMMAND to get a runnable \
+                     command"
                 );
             }
         } else {

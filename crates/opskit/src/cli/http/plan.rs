@@ -87,6 +87,8 @@ impl Parts {
 pub struct Plan {
     pub spec: RequestSpec,
     pub profile_name: Option<String>,
+    /// Header and query names the profile marks secret (`secret_headers`, `secret_query`).
+    pub secret_names: Vec<String>,
     pub auth: AuthPlan,
     pub timeout: Option<Duration>,
     pub connect_timeout: Option<Duration>,
@@ -104,6 +106,8 @@ pub struct Plan {
     pub stdout_tty: bool,
     pub download: bool,
     pub out_file: Option<std::path::PathBuf>,
+    /// `--overwrite`: `-o FILE` may replace an existing file.
+    pub overwrite: bool,
     pub resume: bool,
     pub offline: bool,
     pub curl: bool,
@@ -221,7 +225,8 @@ pub fn build(
         // allowed: the name then comes from the URL; nothing to check here
     }
 
-    let stdout_tty = std::io::stdout().is_terminal();
+    // `-o FILE` without --download: the body goes to the file, plain (no colour, no heads)
+    let stdout_tty = std::io::stdout().is_terminal() && (o.out_file.is_none() || o.download);
     let color = stdout_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let parts = match (&o.print, o.verbose) {
         (Some(p), _) => Parts::parse(p)?,
@@ -241,6 +246,12 @@ pub fn build(
     Ok(Plan {
         spec,
         profile_name,
+        secret_names: prof
+            .secret_headers
+            .iter()
+            .chain(&prof.secret_query)
+            .cloned()
+            .collect(),
         auth,
         timeout: o.timeout.or(prof.timeout).map(|s| s.0),
         connect_timeout: o.connect_timeout.or(prof.connect_timeout).map(|s| s.0),
@@ -258,6 +269,7 @@ pub fn build(
         stdout_tty,
         download: o.download,
         out_file: o.out_file,
+        overwrite: o.overwrite,
         resume: o.resume,
         offline: o.offline,
         curl: o.curl,

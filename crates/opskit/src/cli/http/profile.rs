@@ -40,6 +40,14 @@ pub struct Profile {
     /// Query parameters added to every request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub query: BTreeMap<String, String>,
+    /// Headers whose values are secrets besides those that look like credentials
+    /// (`Authorization`, `X-Api-Key`, `…Token`, …): redacted by `config show`, `--curl`,
+    /// `--offline` and `-v`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_headers: Vec<String>,
+    /// Query parameters whose values are secrets besides `api_key`, `token`, `…key`, ….
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_query: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -295,8 +303,20 @@ pub fn select(name: Option<&str>) -> Result<Option<(String, Profile)>, ConfigErr
 
 /// `opskit config show`: the parsed config with secrets redacted.
 pub fn render_redacted(cfg: &ConfigFile) -> Result<String, ConfigError> {
-    // SecretRef serialises as its redacted form, so inline secrets never appear.
-    toml::to_string_pretty(cfg).map_err(|e| ConfigError {
+    // SecretRef serialises as its redacted form, so inline secrets never appear; header and
+    // query values are redacted by name, as --curl, --offline and -v do.
+    let mut cfg = cfg.clone();
+    for p in cfg.profiles.values_mut() {
+        for (k, v) in p.headers.iter_mut() {
+            *v = super::show::redact_value(k, v, &p.secret_headers);
+        }
+        for (k, v) in p.query.iter_mut() {
+            if super::show::is_sensitive_param(k, &p.secret_query) {
+                *v = super::show::REDACTED.to_owned();
+            }
+        }
+    }
+    toml::to_string_pretty(&cfg).map_err(|e| ConfigError {
         message: format!("cannot render the config: {e}"),
         hint: None,
     })

@@ -222,6 +222,8 @@ pub fn apply_items(
     let mut fields: Vec<(String, Value)> = Vec::new();
     let mut files: Vec<Part> = Vec::new();
     let mut raw = raw_body;
+    // the file a raw `@path` body came from (its extension may say its type)
+    let mut raw_path: Option<PathBuf> = None;
     for item in items {
         match item {
             Item::Header { name, value } => spec.headers.push((name, value)),
@@ -242,6 +244,7 @@ pub fn apply_items(
                     ));
                 }
                 raw = Some(read_body_file(&path)?);
+                raw_path = Some(path);
             }
         }
     }
@@ -256,7 +259,16 @@ pub fn apply_items(
                 .into(),
         ));
     }
+    if raw.is_some() && mode == BodyMode::Multipart {
+        return Err(BuildError(
+            "a raw body (`@file`, `@-` or piped stdin) cannot be sent with --multipart; \
+             give files as `field@path` items, or use --ignore-stdin if stdin is not meant \
+             as the body"
+                .into(),
+        ));
+    }
     spec.body = if let Some(bytes) = raw {
+        spec.default_header("Content-Type", raw_content_type(raw_path.as_deref(), mode));
         Body::Raw(bytes)
     } else if !files.is_empty() || mode == BodyMode::Multipart {
         let mut parts = Vec::new();
@@ -299,6 +311,35 @@ pub fn apply_items(
         Body::Json(Value::Object(obj))
     };
     Ok(())
+}
+
+/// The `Content-Type` of a raw body the user gave none for: a form with `--form` (xh), else the
+/// type a `@file`'s extension names (HTTPie), else JSON, the default mode (xh and HTTPie).
+pub fn raw_content_type(path: Option<&Path>, mode: BodyMode) -> &'static str {
+    if mode == BodyMode::Form {
+        return "application/x-www-form-urlencoded";
+    }
+    let ext = path
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("xml") => "application/xml",
+        Some("txt" | "text" | "log") => "text/plain",
+        Some("csv") => "text/csv",
+        Some("html" | "htm") => "text/html",
+        Some("yaml" | "yml") => "application/yaml",
+        Some("toml") => "application/toml",
+        Some("ndjson" | "jsonl") => "application/x-ndjson",
+        Some("pem" | "crt") => "application/x-pem-file",
+        Some("pdf") => "application/pdf",
+        Some("zip") => "application/zip",
+        Some("gz" | "tgz") => "application/gzip",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("bin") => "application/octet-stream",
+        _ => "application/json",
+    }
 }
 
 fn form_value(v: Value) -> String {

@@ -11,17 +11,88 @@ use super::values::SecretRef;
 /// What replaces a secret.
 pub const REDACTED: &str = "<redacted>";
 
-/// Whether a header's value is a secret (the engine's list plus the `--api-key` name).
+/// Whether a header's value is a secret: the engine's list, any name that looks like a
+/// credential, and `extra` (the `--api-key` name, a profile's `secret_headers`).
 pub fn is_sensitive(name: &str, extra: &[String]) -> bool {
-    opskit_http::is_sensitive_header(name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name))
+    looks_like_credential(name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name))
 }
 
-/// Header or parameter names that hold a secret for this plan.
-pub fn extra_sensitive(plan: &Plan) -> Vec<String> {
-    match &plan.auth {
-        AuthPlan::ApiKey { name, .. } => vec![name.clone()],
-        _ => Vec::new(),
+/// Header names that carry credentials by their look: `Authorization`, `Cookie`, `X-Api-Key`,
+/// `X-Auth-…`, `…-Token`, `…Secret…`, `…Password…`, `…Session…`, `…Signature…`, `…Key`.
+pub fn looks_like_credential(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    if n == "idempotency-key" || n == "x-idempotency-key" {
+        return false;
     }
+    opskit_http::is_sensitive_header(&n)
+        || [
+            "auth",
+            "key",
+            "credential",
+            "session",
+            "cookie",
+            "signature",
+            "passwd",
+        ]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+/// Whether a query parameter's value is a secret: `api_key`, `key`, `token`, `access_token`,
+/// `client_secret`, `password`, `sig`, … (and `extra`, by exact name).
+pub fn is_sensitive_param(name: &str, extra: &[String]) -> bool {
+    if extra.iter().any(|e| e.eq_ignore_ascii_case(name)) {
+        return true;
+    }
+    let n = name.to_ascii_lowercase().replace('-', "_");
+    let last = n.rsplit('_').next().unwrap_or(&n);
+    [
+        "token",
+        "secret",
+        "password",
+        "apikey",
+        "api_key",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+        || ["key", "sig", "signature", "auth", "passwd", "pass", "pwd"].contains(&last)
+}
+
+/// `url` with the values of secret query parameters replaced by [`REDACTED`]; `true` when one
+/// was.
+pub fn redact_query(url: &url::Url, extra: &[String]) -> (url::Url, bool) {
+    if url.query().is_none() {
+        return (url.clone(), false);
+    }
+    let mut any = false;
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            if is_sensitive_param(&k, extra) && v != REDACTED {
+                any = true;
+                (k.into_owned(), REDACTED.to_owned())
+            } else {
+                (k.into_owned(), v.into_owned())
+            }
+        })
+        .collect();
+    if !any {
+        return (url.clone(), false);
+    }
+    let mut out = url.clone();
+    out.query_pairs_mut().clear().extend_pairs(pairs);
+    (out, true)
+}
+
+/// Header or parameter names that hold a secret for this plan: the `--api-key` name and the
+/// profile's `secret_headers` and `secret_query`.
+pub fn extra_sensitive(plan: &Plan) -> Vec<String> {
+    let mut names = plan.secret_names.clone();
+    if let AuthPlan::ApiKey { name, .. } = &plan.auth {
+        names.push(name.clone());
+    }
+    names
 }
 
 /// The request as it will go on the wire (auth included, secrets redacted).
@@ -65,8 +136,7 @@ pub fn offline_text(plan: &Plan, with_headers: bool, with_body: bool) -> String 
 
 /// `METHOD /path?query HTTP/1.1`, `Host:` and the headers, secrets redacted.
 pub fn head_text(spec: &RequestSpec, extra: &[String]) -> String {
-    let url = opskit_http::redact_url(&spec.url, extra);
-    let parsed = url::Url::parse(&url).unwrap_or_else(|_| spec.url.clone());
+    let (parsed, _) = redact_query(&spec.url, extra);
     let mut target = parsed.path().to_owned();
     if let Some(q) = parsed.query() {
         target.push('?');
@@ -105,19 +175,24 @@ pub fn redact_value(name: &str, value: &str, extra: &[String]) -> String {
 /// expressions (`"${VAR}"`, `"$(cat FILE)"`), so the command works without ever showing them;
 /// inline secrets are redacted. Returns the command and whether something was redacted.
 pub fn curl_command(plan: &Plan) -> (String, bool) {
-    let mut redacted = false;
-    let mut secret = |s: &SecretRef| -> String {
+    let redacted = std::cell::Cell::new(false);
+    let secret = |s: &SecretRef| -> String {
         match s.shell_expr() {
             Some(e) => e,
             None => {
-                redacted = true;
+                redacted.set(true);
                 REDACTED.to_owned()
             }
         }
     };
     let spec = &plan.spec;
+    let extra = extra_sensitive(plan);
     let mut words: Vec<String> = vec!["curl".into()];
-    let mut url = spec.url.clone();
+    // secret query values (a profile's api_key, …) are never written out
+    let (mut url, query_redacted) = redact_query(&spec.url, &extra);
+    if query_redacted {
+        redacted.set(true);
+    }
     let mut auth_args: Vec<String> = Vec::new();
     match &plan.auth {
         AuthPlan::None => {}
@@ -152,7 +227,7 @@ pub fn curl_command(plan: &Plan) -> (String, bool) {
                 AuthConfig::Oauth2ClientCredentials { .. } => "client credentials",
                 _ => "refresh token",
             };
-            redacted = true;
+            redacted.set(true);
             auth_args.push("-H".into());
             auth_args.push(dquote(&format!(
                 "Authorization: Bearer <OAuth2 {how} token: fetch it first>"
@@ -187,6 +262,13 @@ pub fn curl_command(plan: &Plan) -> (String, bool) {
     words.push(url_word);
     for (k, v) in &spec.headers {
         words.push("-H".into());
+        let v = if is_sensitive(k, &extra) && !v.is_empty() {
+            // a header item or profile header: its value is not written out
+            redacted.set(true);
+            redact_value(k, v, &extra)
+        } else {
+            v.clone()
+        };
         words.push(if v.is_empty() {
             shell_quote(&format!("{k};"))
         } else {
@@ -226,7 +308,7 @@ pub fn curl_command(plan: &Plan) -> (String, bool) {
             words.push(shell_quote(&String::from_utf8_lossy(bytes)));
         }
     }
-    (words.join(" "), redacted)
+    (words.join(" "), redacted.get())
 }
 
 fn dquote(s: &str) -> String {
