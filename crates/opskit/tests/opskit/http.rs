@@ -128,6 +128,12 @@ async fn handle(
             ]),
         ),
         "/text" => (StatusCode::OK, "plain words\n").into_response(),
+        // a redirect to the URL in `to` (another origin when it names localhost)
+        "/goto" => (
+            StatusCode::FOUND,
+            [(header::LOCATION, q.get("to").cloned().unwrap_or_default())],
+        )
+            .into_response(),
         // the server's own key order, which is not alphabetical (written as text, so the
         // fixture's own JSON library cannot reorder it)
         "/ordered" => (
@@ -1864,4 +1870,38 @@ fn a_self_signed_certificate_in_ca_bundle_is_trusted_as_curl_cacert_does() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("not valid for"), "{err}");
+}
+
+#[test]
+fn profile_secret_headers_stay_with_their_origin_on_a_redirect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        r#"
+[profiles.api]
+base_url = "{BASE}"
+headers = { X-Tenant = "sekrit-tenant", X-Session-Id = "sekrit-session", X-Team = "ops" }
+secret_headers = ["X-Tenant"]
+"#,
+    );
+    // same origin: everything is sent
+    let v = stdout_json(&run_ok(
+        opskit(tmp.path())
+            .env("OPSKIT_CONFIG", &cfg)
+            .args(["get", "/echo", "--profile", "api"]),
+    ));
+    assert_eq!(v["headers"]["x-tenant"], "sekrit-tenant", "{v}");
+    // redirected to another origin (localhost instead of 127.0.0.1): the secrets stay behind
+    let port = server().rsplit(':').next().unwrap().to_owned();
+    let to = format!("http://localhost:{port}/echo");
+    let v = stdout_json(&run_ok(opskit(tmp.path()).env("OPSKIT_CONFIG", &cfg).args([
+        "get",
+        "/goto",
+        &format!("to=={to}"),
+        "--profile",
+        "api",
+    ])));
+    assert!(v["headers"].get("x-tenant").is_none(), "{v}");
+    assert!(v["headers"].get("x-session-id").is_none(), "{v}");
+    assert_eq!(v["headers"]["x-team"], "ops", "{v}");
 }

@@ -89,9 +89,17 @@ pub struct Plan {
     pub profile_name: Option<String>,
     /// Header and query names the profile marks secret (`secret_headers`, `secret_query`).
     pub secret_names: Vec<String>,
+    /// The profile's `secret_headers` alone (the engine drops them on a cross-origin redirect).
+    pub secret_headers: Vec<String>,
+    /// The profile's `secret_query` alone.
+    pub secret_query: Vec<String>,
     pub auth: AuthPlan,
     pub timeout: Option<Duration>,
     pub connect_timeout: Option<Duration>,
+    /// `--max-time`: deadline of the whole command.
+    pub max_time: Option<Duration>,
+    /// `--max-body`: cap of a buffered body.
+    pub max_body: Option<u64>,
     pub retries: Option<u32>,
     pub retry_unsafe: bool,
     pub rate: Option<Rate>,
@@ -252,9 +260,13 @@ pub fn build(
             .chain(&prof.secret_query)
             .cloned()
             .collect(),
+        secret_headers: prof.secret_headers.clone(),
+        secret_query: prof.secret_query.clone(),
         auth,
         timeout: o.timeout.or(prof.timeout).map(|s| s.0),
         connect_timeout: o.connect_timeout.or(prof.connect_timeout).map(|s| s.0),
+        max_time: o.max_time.map(|s| s.0),
+        max_body: o.max_body.map(|b| b.0),
         retries: o.retries.or(prof.retries),
         retry_unsafe: o.retry_unsafe || prof.retry_unsafe.unwrap_or(false),
         rate: o.rate.or(prof.rate),
