@@ -53,18 +53,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
         .unwrap_or("")
         .to_ascii_lowercase();
     let shown_url = engine::redact_url(resp.url(), &show::extra_sensitive(&plan));
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| failure(e, plan.check_status))?;
     if plan.parts.resp_body {
-        if streams(&plan, &content_type) {
-            // bytes out as they arrive: memory stays flat whatever the size
-            stream_body(&plan, &content_type, resp).await?;
-        } else {
-            // pretty JSON, --filter, csv/table/ndjson need the whole body: capped (--max-body)
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| failure(e, plan.check_status))?;
-            write_body(&plan, &content_type, &body)?;
-        }
+        write_body(&plan, &content_type, &body)?;
     }
     let after = if attempts > 1 {
         format!(" (gave up after {attempts} attempts)")
@@ -122,9 +116,6 @@ fn client_config(plan: &Plan, printer: Arc<HeadPrinter>) -> anyhow::Result<engin
         cfg.tls.ca_bundle = Some(ca.clone());
     }
     cfg.auth = auth(&plan.auth);
-    if let Some(n) = plan.max_body {
-        cfg.max_body = n;
-    }
     // redacted in the engine's events and errors, and kept from other origins on a redirect
     cfg.secret_headers = plan.secret_headers.clone();
     cfg.secret_headers.extend(
@@ -364,65 +355,6 @@ impl Write for BodyOut {
     }
 }
 
-/// Whether the body is written exactly as received (so it can be streamed): `--output raw`, or
-/// no format and no filter for a body that is not JSON.
-fn streams(plan: &Plan, content_type: &str) -> bool {
-    plan.format == Some(OutputFormat::Raw)
-        || (plan.format.is_none() && plan.filter.is_none() && !content_type.contains("json"))
-}
-
-/// Streams the body to stdout or `-o FILE`, chunk by chunk. On a terminal (unless `--output
-/// raw` asks for the bytes) a binary body is refused, as curl does, and text is escaped by the
-/// one peer-text printer so the server cannot drive the terminal.
-async fn stream_body(
-    plan: &Plan,
-    content_type: &str,
-    resp: engine::Response,
-) -> anyhow::Result<()> {
-    let mut out = BodyOut::new(plan);
-    let guard = plan.stdout_tty
-        && matches!(out, BodyOut::Stdout(_))
-        && plan.format != Some(OutputFormat::Raw);
-    let mut text = crate::peer_text::Stream::default();
-    let mut last: Option<u8> = None;
-    let mut chunks = Box::pin(resp.chunks());
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| failure(e, plan.check_status))?;
-        if chunk.is_empty() {
-            continue;
-        }
-        if guard {
-            if crate::peer_text::is_binary(&chunk) {
-                out.flush()?;
-                return Err(Failure::new(
-                    code::FAILURE,
-                    format!(
-                        "the response body is binary ({}); not writing it to the terminal",
-                        if content_type.is_empty() {
-                            "no Content-Type"
-                        } else {
-                            content_type
-                        }
-                    ),
-                )
-                .with_hint("save it with -o FILE or --download, or pipe it; --output raw prints it anyway")
-                .into());
-            }
-            out.write_all(text.push(&chunk).as_bytes())?;
-        } else {
-            out.write_all(&chunk)?;
-        }
-        last = chunk.last().copied();
-    }
-    if guard {
-        out.write_all(text.finish().as_bytes())?;
-        if last.is_some_and(|b| b != b'\n') {
-            out.write_all(b"\n")?;
-        }
-    }
-    out.finish()
-}
-
 fn write_body(plan: &Plan, content_type: &str, body: &[u8]) -> anyhow::Result<()> {
     let mut out = BodyOut::new(plan);
     write_body_to(plan, content_type, body, &mut out)?;
@@ -598,11 +530,10 @@ async fn download(client: &engine::Client, plan: &Plan) -> anyhow::Result<u8> {
             return download_named_by_server(client, plan, &bar).await;
         }
     };
-    let part = engine::partial_path(&dest);
-    let mut moved = false;
     if plan.resume {
         // `-o FILE --continue` resumes FILE itself (like wget -c / curl -C -): the engine
         // continues `FILE.part`, so hand it the partial file under that name.
+        let part = engine::partial_path(&dest);
         if dest.exists() && !part.exists() {
             std::fs::rename(&dest, &part).map_err(|e| {
                 Failure::new(
@@ -610,20 +541,12 @@ async fn download(client: &engine::Client, plan: &Plan) -> anyhow::Result<u8> {
                     format!("cannot resume {}: {e}", dest.display()),
                 )
             })?;
-            moved = true;
         }
     }
-    let report = match client.download(url, &dest, opts).await {
-        Ok(r) => r,
-        Err(e) => {
-            // a failed resume (a bad 206, a dropped connection) gives the user's file back
-            // under its own name, so the next --continue starts from it again
-            if moved && part.exists() && !dest.exists() {
-                let _ = std::fs::rename(&part, &dest);
-            }
-            return Err(failure(e, plan.check_status));
-        }
-    };
+    let report = client
+        .download(url, &dest, opts)
+        .await
+        .map_err(|e| failure(e, plan.check_status))?;
     bar.finish_and_clear();
     eprintln!(
         "saved {} ({} bytes{})",
@@ -728,13 +651,6 @@ pub fn failure(e: engine::Error, check_status: bool) -> anyhow::Error {
             engine::Error::Usage { .. } | engine::Error::Config { .. } => {
                 Failure::new(code::USAGE, msg)
             }
-            engine::Error::Redirect { .. } => Failure::new(code::FAILURE, msg).with_hint(
-                "the server redirects in a loop, too often or somewhere opskit does not follow; \
-                 check the URL (-v shows every hop)",
-            ),
-            engine::Error::BodyTooLarge { .. } => Failure::new(code::FAILURE, msg).with_hint(
-                "raise --max-body, or let it stream: --output raw, -o FILE or --download",
-            ),
             _ => Failure::new(code::FAILURE, msg),
         }
     };
