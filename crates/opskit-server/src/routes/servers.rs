@@ -345,9 +345,10 @@ async fn load(state: &AppState, id: &str) -> Result<Server, AppError> {
         .ok_or_else(|| AppError::not_found(format!("no server with id or hostname {id:?}")))
 }
 
-/// `If-Match` (RFC 9110 §13.1.1): `*` alone, or a list of entity tags compared strongly (a weak
-/// tag `W/"…"` never matches). `Ok(Some(false))` when present and not matching, 400 when it is
-/// not a valid field value (empty, `*` inside a list, a tag without quotes).
+/// `If-Match` (RFC 9110 §13.1.1): `*` alone, or a list of entity tags compared strongly.
+/// `Ok(Some(false))` when present and not matching: a weak tag `W/"…"`, a `*` inside a list and
+/// anything that is not our exact quoted tag never match (412, nothing is written); 400 when
+/// empty.
 fn if_match_ok(headers: &HeaderMap, server: &Server) -> Result<Option<bool>, AppError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
@@ -358,31 +359,15 @@ fn if_match_ok(headers: &HeaderMap, server: &Server) -> Result<Option<bool>, App
         )
     };
     let value = value.to_str().map_err(|_| bad())?.trim();
+    if value.is_empty() {
+        return Err(bad());
+    }
     if value == "*" {
         return Ok(Some(true));
     }
     let etag = server.etag();
-    let mut matched = false;
-    let mut any = false;
-    for tag in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        any = true;
-        let (weak, opaque) = match tag.strip_prefix("W/") {
-            Some(rest) => (true, rest),
-            None => (false, tag),
-        };
-        let quoted = opaque.len() >= 2
-            && opaque.starts_with('"')
-            && opaque.ends_with('"')
-            && !opaque[1..opaque.len() - 1].contains('"');
-        if !quoted {
-            return Err(bad());
-        }
-        matched |= !weak && opaque == etag;
-    }
-    if !any {
-        return Err(bad());
-    }
-    Ok(Some(matched))
+    // strong comparison: only our exact quoted tag, never a W/ one
+    Ok(Some(value.split(',').map(str::trim).any(|tag| tag == etag)))
 }
 
 /// Get one server by UUID or hostname.

@@ -415,7 +415,7 @@ pub async fn a_body_that_does_not_arrive_is_408(app: TestApp) {
 }
 
 both!(hardening::if_match_is_strong);
-/// Finding 8: `W/"etag"` matched and `"x", *` was accepted.
+/// Finding 8: `W/"etag"` matched and `"x", *` was accepted (both now fail the precondition).
 pub async fn if_match_is_strong(app: TestApp) {
     let s = app.create_ok("strong01", "prod").await;
     let path = format!("/api/v1/servers/{}", s["id"].as_str().unwrap());
@@ -428,7 +428,8 @@ pub async fn if_match_is_strong(app: TestApp) {
             .send()
     };
     problem(patch(format!("W/{etag}")).await.unwrap(), 412).await;
-    problem(patch(format!("\"x\", *")).await.unwrap(), 400).await;
+    problem(patch(format!("\"x\", *")).await.unwrap(), 412).await;
+    problem(patch("0".into()).await.unwrap(), 412).await;
     problem(patch("\"x\"".into()).await.unwrap(), 412).await;
     assert_eq!(patch(format!("\"x\", {etag}")).await.unwrap().status(), 200);
     assert_eq!(patch("*".into()).await.unwrap().status(), 200);
