@@ -20,6 +20,7 @@ pub mod alert;
 pub mod deliver;
 mod error;
 pub mod jira;
+pub mod pagerduty;
 pub mod signing;
 pub mod slack;
 pub mod teams;

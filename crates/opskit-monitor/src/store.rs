@@ -1,0 +1,161 @@
+//! The database: SQLite by default, PostgreSQL alike (sqlx `Any`, portable SQL, `$N`
+//! placeholders). Migrations are embedded and kept in their own table
+//! (`_opskit_monitor_migrations`), so `opskit serve` can run them in its database too.
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor as _, Row as _};
+
+use crate::Result;
+
+/// The table where the monitor's applied migrations are recorded.
+pub const MIGRATIONS_TABLE: &str = "_opskit_monitor_migrations";
+
+/// The monitor's migrations, for any sqlx connection (SQLite or PostgreSQL).
+pub fn migrator() -> Migrator {
+    let mut m = sqlx::migrate!("./migrations");
+    m.dangerous_set_table_name(MIGRATIONS_TABLE);
+    // Another component's migrations may share the database.
+    m.set_ignore_missing(true);
+    m
+}
+
+/// Which database it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A pool on the monitor's database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub(crate) pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// Turns what the user wrote (`sqlite://x.db`, `x.db`, `postgres://…`) into a URL.
+pub fn normalise_url(url: &str) -> Result<(String, Backend)> {
+    let url = url.trim();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((url.to_string(), Backend::Postgres));
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() {
+        return Err(crate::Error::Config(
+            "empty database URL: give sqlite://PATH or postgres://…".into(),
+        ));
+    }
+    if url.contains("://") && !url.starts_with("sqlite://") {
+        return Err(crate::Error::Config(format!(
+            "unsupported database URL {:?}: use sqlite://PATH or postgres://…",
+            url.split("://").next().unwrap_or_default()
+        )));
+    }
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let url = if path.contains("mode=") {
+        format!("sqlite://{path}")
+    } else {
+        format!("sqlite://{path}{sep}mode=rwc")
+    };
+    Ok((url, Backend::Sqlite))
+}
+
+impl Db {
+    /// Connects and applies the migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        install_default_drivers();
+        let (url, backend) = normalise_url(url)?;
+        let opts = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(30))
+            // One writer at a time on SQLite: no busy errors between our own connections.
+            .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA synchronous=NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout=10000").await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = opts.connect(&url).await?;
+        let db = Self { pool, backend };
+        migrator().run(&db.pool).await?;
+        Ok(db)
+    }
+
+    /// The pool (for callers with queries of their own, e.g. tests and `opskit serve`).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool (waits for connections in use).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Heartbeat pings stored by an earlier run.
+    pub async fn heartbeats(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT token, last_ping_ms FROM heartbeats")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+            .collect())
+    }
+
+    /// Stores a heartbeat ping.
+    pub async fn store_heartbeat(&self, token: &str, at_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO heartbeats (token, last_ping_ms) VALUES ($1, $2) \
+             ON CONFLICT (token) DO UPDATE SET last_ping_ms = excluded.last_ping_ms",
+        )
+        .bind(token)
+        .bind(at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes buckets, incidents, results and finished outbox rows older than `retention`.
+    pub async fn apply_retention(&self, now_ms: i64, retention: Duration) -> Result<()> {
+        let cut = now_ms - retention.as_millis() as i64;
+        for sql in [
+            "DELETE FROM uptime_buckets WHERE bucket_ms < $1",
+            "DELETE FROM incidents WHERE resolved_ms IS NOT NULL AND resolved_ms < $1",
+            "DELETE FROM results WHERE at_ms < $1",
+            "DELETE FROM outbox WHERE (delivered_ms IS NOT NULL OR failed_ms IS NOT NULL) AND created_ms < $1",
+        ] {
+            sqlx::query(sql).bind(cut).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps only the newest `keep` raw results of `monitor`.
+    pub async fn trim_results(&self, monitor: &str, keep: u32) -> Result<()> {
+        let row = sqlx::query(
+            "SELECT at_ms FROM results WHERE monitor = $1 ORDER BY at_ms DESC LIMIT 1 OFFSET $2",
+        )
+        .bind(monitor)
+        .bind(i64::from(keep))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(r) = row {
+            let at: i64 = r.get(0);
+            sqlx::query("DELETE FROM results WHERE monitor = $1 AND at_ms <= $2")
+                .bind(monitor)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
