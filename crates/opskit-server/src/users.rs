@@ -12,9 +12,17 @@ use crate::store::{Db, Store, now};
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
-/// Connects to the database and applies migrations.
+/// Connects to the database (creating a missing SQLite file) and applies migrations.
 pub async fn open(database_url: &str) -> Result<Db, Error> {
     let db = Db::connect(database_url).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// Connects to a database that must exist (the admin commands: a typo in `--database` or another
+/// working directory must not silently create an empty one) and applies migrations.
+pub async fn open_existing(database_url: &str) -> Result<Db, Error> {
+    let db = Db::connect_existing(database_url).await?;
     db.migrate().await?;
     Ok(db)
 }

@@ -153,12 +153,35 @@ pub enum Db {
 }
 
 impl Db {
-    /// Connects to `sqlite://FILE` (created if missing) or `postgres://…`.
+    /// Connects to `sqlite://FILE` (created if missing, readable by its owner only: it holds the
+    /// JWT signing key and the password hashes) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Db, Error> {
+        Db::open(url, true).await
+    }
+
+    /// Connects to a database that must already exist (the admin commands never create one):
+    /// a missing SQLite file is an error naming its path.
+    pub async fn connect_existing(url: &str) -> Result<Db, Error> {
+        Db::open(url, false).await
+    }
+
+    async fn open(url: &str, create: bool) -> Result<Db, Error> {
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
-                .map_err(|e| Error::BadDatabaseUrl(format!("{url}: {e}")))?
-                .create_if_missing(true)
+                .map_err(|e| Error::BadDatabaseUrl(format!("{url}: {e}")))?;
+            let path = opts.get_filename().to_path_buf();
+            let in_memory = path.as_os_str().is_empty() || path.as_os_str() == ":memory:";
+            if !in_memory && !path.exists() {
+                if !create {
+                    return Err(Error::NotFound(format!(
+                        "no database at {}; `opskit serve --database {url}` creates it (or give the right --database)",
+                        path.display()
+                    )));
+                }
+                create_owner_only(&path)?;
+            }
+            let opts = opts
+                .create_if_missing(create)
                 .journal_mode(SqliteJournalMode::Wal)
                 // FULL: every acknowledged commit is fsynced, so it survives kill -9 and power loss.
                 .synchronous(SqliteSynchronous::Full)
@@ -287,6 +310,23 @@ impl Store for Db {
     }
     async fn init_setting(&self, name: &str, value: &str) -> Result<String, Error> {
         delegate!(self, s => s.init_setting(name, value))
+    }
+}
+
+/// Creates an empty file readable and writable by its owner only (SQLite gives its `-wal` and
+/// `-shm` files the same permissions).
+fn create_owner_only(path: &std::path::Path) -> Result<(), Error> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot create the database {}: {e}", path.display()),
+        ))),
     }
 }
 

@@ -29,11 +29,11 @@ pub struct ServeArgs {
     /// [default: sqlite://opskit.db].
     #[arg(long, env = "OPSKIT_DATABASE")]
     pub database: Option<String>,
-    /// TOML config file with any of: bind, database, cors_origins, rate_limit, login_rate_limit,
+    /// TOML config file (env OPSKIT_SERVE_CONFIG; OPSKIT_CONFIG is the http profiles file) with any of: bind, database, cors_origins, rate_limit, login_rate_limit,
     /// body_limit, request_timeout, header_timeout, idle_timeout, max_connections,
     /// access_token_ttl, refresh_token_ttl, basic_auth, log_format, events_secrets,
     /// events_tolerance, server_cache.
-    #[arg(long, env = "OPSKIT_CONFIG")]
+    #[arg(long, env = "OPSKIT_SERVE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Origin allowed by CORS (repeat, or comma-separate in the env var); none by default.
     #[arg(
@@ -329,9 +329,12 @@ pub struct DbArgs {
 #[derive(Debug, Args)]
 pub struct PasswordArgs {
     /// Read the password from the first line of stdin (otherwise OPSKIT_USER_PASSWORD, otherwise
-    /// a random one is generated and printed).
-    #[arg(long)]
+    /// a prompt on the terminal).
+    #[arg(long, conflicts_with = "generate")]
     pub password_stdin: bool,
+    /// Generate a random password and print it once on stdout.
+    #[arg(long)]
+    pub generate: bool,
 }
 
 impl PasswordArgs {
@@ -349,13 +352,32 @@ impl PasswordArgs {
             }
             return Ok((SecretString::from(pw), false));
         }
+        if self.generate {
+            return Ok((
+                SecretString::from(opskit_server::auth::random_token(18)),
+                true,
+            ));
+        }
         if let Some(pw) = secret_env("OPSKIT_USER_PASSWORD") {
             return Ok((pw, false));
         }
-        Ok((
-            SecretString::from(opskit_server::auth::random_token(18)),
-            true,
-        ))
+        // never a silent random password: without a terminal to ask on, say how to give one
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::usage("no password given and no terminal to ask for one")
+                .with_hint("use --password-stdin, OPSKIT_USER_PASSWORD, or --generate for a random one")
+                .into());
+        }
+        let first = rpassword::prompt_password("new password: ")
+            .context("reading the password from the terminal")?;
+        let again = rpassword::prompt_password("again: ")
+            .context("reading the password from the terminal")?;
+        if first != again {
+            return Err(Failure::usage("the two passwords differ").into());
+        }
+        if first.is_empty() {
+            return Err(Failure::usage("empty password").into());
+        }
+        Ok((SecretString::from(first), false))
     }
 }
 

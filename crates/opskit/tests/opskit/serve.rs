@@ -17,8 +17,13 @@ fn opskit() -> Command {
     c
 }
 
+/// A SQLite database in `dir`, created (as `opskit serve` would) so the admin commands, which
+/// never create one, can use it.
 fn db_url(dir: &tempfile::TempDir) -> String {
-    format!("sqlite://{}", dir.path().join("inv.db").display())
+    let url = format!("sqlite://{}", dir.path().join("inv.db").display());
+    rt().block_on(opskit_server::users::open(&url))
+        .expect("create the test database");
+    url
 }
 
 /// A running `opskit serve`; its stderr lines arrive on `lines`.
@@ -151,7 +156,7 @@ fn user_commands_manage_users() {
         .stderr(predicate::str::contains("created user bob (operator)"));
     // a generated password is printed once
     let out = opskit()
-        .args(["user", "--database", &db, "add", "carol"])
+        .args(["user", "--database", &db, "add", "carol", "--generate"])
         .assert()
         .success();
     let generated = String::from_utf8(out.get_output().stdout.clone()).unwrap();
@@ -737,4 +742,127 @@ fn failed_basic_is_logged_without_the_secret_and_logout_is_not_reuse() {
         "{all:?}"
     );
     assert!(!all.iter().any(|l| l.contains("reuse")), "{all:?}");
+}
+
+/// Issue 12, defect 14: `opskit user passwd alice </dev/null` silently set a random password.
+#[test]
+fn user_passwd_without_a_terminal_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    opskit()
+        .args([
+            "user",
+            "--database",
+            &db,
+            "add",
+            "alice",
+            "--password-stdin",
+        ])
+        .write_stdin("first-password-1\n")
+        .assert()
+        .success();
+    for cmd in ["passwd", "add"] {
+        let user = if cmd == "add" { "bert" } else { "alice" };
+        opskit()
+            .args(["user", "--database", &db, cmd, user])
+            .env_remove("OPSKIT_USER_PASSWORD")
+            .write_stdin("")
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty())
+            .stderr(
+                predicate::str::contains("--password-stdin")
+                    .and(predicate::str::contains("--generate")),
+            );
+    }
+    // the password did not change, and bert was not created
+    rt().block_on(async {
+        let app_db = opskit_server::users::open(&db).await.unwrap();
+        let users = opskit_server::store::Store::list_users(&app_db)
+            .await
+            .unwrap();
+        assert!(!users.iter().any(|u| u.username == "bert"));
+        let alice = users.iter().find(|u| u.username == "alice").unwrap();
+        assert!(
+            opskit_server::auth::verify_password(
+                secrecy::SecretString::from("first-password-1"),
+                Some(alice.password_hash.clone())
+            )
+            .await
+        );
+    });
+    // --generate says so explicitly, and prints the password once
+    let out = opskit()
+        .args(["user", "--database", &db, "passwd", "alice", "--generate"])
+        .write_stdin("")
+        .assert()
+        .success();
+    assert!(
+        String::from_utf8_lossy(&out.get_output().stdout)
+            .trim()
+            .len()
+            >= 16
+    );
+}
+
+/// Issue 12: the serve database (which holds the JWT signing key and the password hashes) is
+/// created readable by its owner only.
+#[cfg(unix)]
+#[test]
+fn the_serve_database_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    let url = format!("sqlite://{}", path.display());
+    let mut served = start_serve(&url, Some("admin-password-1"));
+    served.child.kill().unwrap();
+    let _ = served.child.wait();
+    for name in ["new.db", "new.db-wal", "new.db-shm"] {
+        let p = dir.path().join(name);
+        if let Ok(meta) = std::fs::metadata(&p) {
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", p.display());
+        } else {
+            assert_ne!(name, "new.db", "not created");
+        }
+    }
+}
+
+/// Issue 12, defect 17: `OPSKIT_CONFIG` (the http profiles file) no longer reaches `opskit serve`;
+/// its own file is `OPSKIT_SERVE_CONFIG`.
+#[test]
+fn serve_config_has_its_own_env_var() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    let profiles = dir.path().join("profiles.toml");
+    std::fs::write(
+        &profiles,
+        "[profiles.cmdb]\nbase_url = \"https://cmdb.example.com\"\n",
+    )
+    .unwrap();
+    let profiles = profiles.display().to_string();
+    let mut served = spawn_serve(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--database",
+            &db,
+            "--log-format",
+            "json",
+        ],
+        &[
+            ("OPSKIT_CONFIG", profiles.as_str()),
+            ("OPSKIT_ADMIN_PASSWORD", "admin-password-1"),
+        ],
+    );
+    served.child.kill().unwrap();
+    let _ = served.child.wait();
+    let bad = dir.path().join("serve.toml");
+    std::fs::write(&bad, "no_such_key = 1\n").unwrap();
+    opskit()
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+        .env("OPSKIT_SERVE_CONFIG", &bad)
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("serve.toml"));
 }
