@@ -7,6 +7,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::exit::{self, EXIT_CODES_HELP};
 
 pub mod http;
+pub mod monitor;
 pub mod net;
 pub mod notify;
 pub mod serve;
@@ -58,6 +59,8 @@ pub enum Command {
     /// Ports, scans, DNS, waiting for services, echo and file transfer: check, scan, dns, wait,
     /// echo, send, receive.
     Net(net::NetArgs),
+    /// Health monitor: check, run (daemon with alerts), status, validate.
+    Monitor(monitor::MonitorArgs),
 }
 
 impl Command {
@@ -82,6 +85,7 @@ impl Command {
             Command::User(args) => serve::user(args),
             Command::Apikey(args) => serve::apikey(args),
             Command::Net(args) => args.run(),
+            Command::Monitor(args) => args.run(),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod basics;
 mod http;
+mod monitor;
 mod net;
 mod net_transfer;
 mod notify;

@@ -1,0 +1,111 @@
+//! `opskit monitor check`: every monitor once, now.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use futures::StreamExt as _;
+use opskit_monitor::check::{Checker, guard_ok};
+use opskit_monitor::{Report, Status};
+
+use super::{Output, load, ms};
+use crate::exit::{Failure, code};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The configuration file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Only this monitor (repeat for several).
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+impl CheckArgs {
+    pub fn run(self) -> anyhow::Result<u8> {
+        let cfg = load(&self.config)?;
+        for name in &self.only {
+            if !cfg.monitors.iter().any(|m| &m.name == name) {
+                return Err(Failure::usage(format!(
+                    "--only {name:?}: no monitor of that name in {}",
+                    self.config.display()
+                ))
+                .into());
+            }
+        }
+        let monitors: Vec<_> = cfg
+            .monitors
+            .iter()
+            .filter(|m| self.only.is_empty() || self.only.contains(&m.name))
+            .filter(|m| {
+                // A heartbeat is received by `monitor run`; a one-shot check has nothing to judge.
+                let skip = self.only.is_empty() && m.check.kind() == "heartbeat";
+                if skip {
+                    eprintln!(
+                        "note: {}: heartbeat monitors are judged by `opskit monitor run` (skipped)",
+                        m.name
+                    );
+                }
+                !skip
+            })
+            .cloned()
+            .collect();
+        let concurrency = cfg.settings.concurrency;
+        let guards = cfg.settings.guard.clone();
+        let reports = crate::block_on(async move {
+            let checker = Arc::new(Checker::default());
+            let mut reports: Vec<Report> = futures::stream::iter(monitors)
+                .map(|m| {
+                    let checker = checker.clone();
+                    async move { checker.run(&m).await }
+                })
+                .buffered(concurrency)
+                .collect()
+                .await;
+            if reports.iter().any(|r| r.status == Status::Down)
+                && !guard_ok(&checker, &guards, Duration::from_secs(5)).await
+            {
+                for r in reports.iter_mut().filter(|r| r.status == Status::Down) {
+                    r.status = Status::Unknown;
+                    let why = r.reason.take().unwrap_or_default();
+                    r.reason = Some(format!("unknown: no guard target answered; {why}"));
+                }
+            }
+            reports
+        })?;
+        let mut out = std::io::stdout().lock();
+        match self.output {
+            Output::Json => {
+                serde_json::to_writer_pretty(&mut out, &reports)?;
+                writeln!(out)?;
+            }
+            Output::Table => {
+                let mut t = comfy_table::Table::new();
+                t.load_preset(comfy_table::presets::NOTHING);
+                t.set_header(["MONITOR", "KIND", "STATUS", "LATENCY", "TARGET", "REASON"]);
+                for r in &reports {
+                    t.add_row([
+                        r.monitor.clone(),
+                        r.kind.to_string(),
+                        r.status.as_str().to_string(),
+                        ms(r.response_time_ms),
+                        r.target.clone(),
+                        r.reason.clone().unwrap_or_default(),
+                    ]);
+                }
+                writeln!(out, "{t}")?;
+            }
+        }
+        out.flush()?;
+        Ok(if reports.iter().all(|r| r.status == Status::Up) {
+            code::OK
+        } else {
+            code::FAILURE
+        })
+    }
+}

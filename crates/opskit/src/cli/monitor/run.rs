@@ -1,0 +1,212 @@
+//! `opskit monitor run`: the daemon, and its heartbeat receiver (`POST /heartbeat/<token>`).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use clap::Args;
+use opskit_monitor::check::Checker;
+use opskit_monitor::config::Check;
+use opskit_monitor::scheduler::{self, Stats};
+use opskit_monitor::store::Db;
+use tokio::sync::watch;
+
+use super::{database_url, load, open_db};
+use crate::exit::{Failure, code};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file (reloaded on SIGHUP or when it changes).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Database URL: sqlite://PATH (default: monitor.db in the user's data directory) or
+    /// postgres://…
+    #[arg(long, value_name = "URL", env = "OPSKIT_MONITOR_DATABASE")]
+    pub database: Option<String>,
+    /// Address of the heartbeat receiver (overrides settings.listen), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    checker: Arc<Checker>,
+    db: Db,
+    tokens: Arc<RwLock<HashSet<String>>>,
+}
+
+fn tokens(cfg: &opskit_monitor::Config) -> HashSet<String> {
+    cfg.monitors
+        .iter()
+        .filter_map(|m| match &m.check {
+            Check::Heartbeat { token, .. } => Some(token.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn heartbeat(State(r): State<Receiver>, Path(token): Path<String>) -> (StatusCode, String) {
+    let known = r.tokens.read().map(|t| t.contains(&token)).unwrap_or(false);
+    if !known {
+        return (
+            StatusCode::NOT_FOUND,
+            "{\"error\":\"unknown token\"}\n".into(),
+        );
+    }
+    r.checker.ping(&token);
+    if let Err(e) = r.db.store_heartbeat(&token, opskit_monitor::now_ms()).await {
+        tracing::warn!(error = %e, "storing a heartbeat failed");
+    }
+    (StatusCode::OK, "{\"ok\":true}\n".into())
+}
+
+fn mtime(p: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl RunArgs {
+    pub fn run(self) -> anyhow::Result<u8> {
+        crate::logging::init(crate::logging::LogFormat::Text, "info");
+        let cfg = load(&self.config)?;
+        let url = database_url(self.database.clone(), Some(&cfg))?;
+        let listen = self.listen.clone().or_else(|| cfg.settings.listen.clone());
+        crate::block_on(self.daemon(cfg, url, listen))?
+    }
+
+    async fn daemon(
+        self,
+        cfg: opskit_monitor::Config,
+        url: String,
+        listen: Option<String>,
+    ) -> anyhow::Result<u8> {
+        let db = open_db(&url).await?;
+        let checker = Arc::new(Checker::default());
+        if let Ok(pings) = db.heartbeats().await {
+            for (token, at) in pings {
+                if let Ok(mut h) = checker.heartbeats().lock() {
+                    h.insert(token, at);
+                }
+            }
+        }
+        let token_set = Arc::new(RwLock::new(tokens(&cfg)));
+        let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        // The heartbeat receiver.
+        let server = match listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+                    Failure::new(code::FAILURE, format!("cannot listen on {addr}: {e}"))
+                })?;
+                let local = listener.local_addr()?;
+                eprintln!("opskit monitor: heartbeat receiver on http://{local}/heartbeat/<token>");
+                let app = Router::new()
+                    .route("/heartbeat/{token}", post(heartbeat))
+                    .with_state(Receiver {
+                        checker: checker.clone(),
+                        db: db.clone(),
+                        tokens: token_set.clone(),
+                    });
+                let mut stop = stop_rx.clone();
+                Some(tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await;
+                }))
+            }
+            None => {
+                if !token_set.read().map(|t| t.is_empty()).unwrap_or(true) {
+                    tracing::warn!(
+                        "heartbeat monitors are configured but no listen address is: set settings.listen or --listen"
+                    );
+                }
+                None
+            }
+        };
+
+        // Reload on SIGHUP or a changed file; an invalid file is reported and not applied.
+        let reload = {
+            let (path, cfg_tx, token_set) = (self.config.clone(), cfg_tx, token_set.clone());
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut hup =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+                let mut seen = mtime(&path);
+                loop {
+                    let by_signal = tokio::select! {
+                        _ = async {
+                            match hup.as_mut() {
+                                Some(h) => { h.recv().await; }
+                                None => std::future::pending::<()>().await,
+                            }
+                        } => true,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+                        _ = stop.changed() => return,
+                    };
+                    let now = mtime(&path);
+                    if !by_signal && now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    match opskit_monitor::config::load(&path) {
+                        Ok(c) => {
+                            if let Ok(mut t) = token_set.write() {
+                                *t = tokens(&c);
+                            }
+                            eprintln!(
+                                "opskit monitor: configuration reloaded ({} monitors)",
+                                c.monitors.len()
+                            );
+                            let _ = cfg_tx.send(Arc::new(c));
+                        }
+                        Err(e) => eprintln!(
+                            "opskit monitor: the new configuration is not applied (the old one keeps running): {e}"
+                        ),
+                    }
+                }
+            })
+        };
+
+        // SIGTERM / SIGINT: finish in-flight checks and deliveries, then exit.
+        {
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async {
+                        match term.as_mut() {
+                            Some(t) => { t.recv().await; }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {}
+                }
+                eprintln!("opskit monitor: stopping after the checks and deliveries in flight");
+                let _ = stop_tx.send(true);
+            });
+        }
+
+        eprintln!(
+            "opskit monitor: running {} monitors",
+            cfg_rx.borrow().monitors.len()
+        );
+        let stats = Arc::new(Stats::default());
+        let result = scheduler::run(db.clone(), checker, cfg_rx, stop_rx, stats).await;
+        let _ = stop_tx.send(true);
+        reload.abort();
+        if let Some(s) = server {
+            let _ = s.await;
+        }
+        db.close().await;
+        result.map_err(|e| Failure::new(code::FAILURE, e.to_string()))?;
+        Ok(code::OK)
+    }
+}
