@@ -257,7 +257,10 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("redirect loop"), "{e}");
-        h.insert(http::header::LOCATION, "file:///etc/passwd".parse().unwrap());
+        h.insert(
+            http::header::LOCATION,
+            "file:///etc/passwd".parse().unwrap(),
+        );
         let mut c = Chain::new(&first, 10);
         let e = c
             .next(&first, StatusCode::FOUND, &h, &Method::GET, &s, "u")
@@ -270,7 +273,13 @@ mod tests {
     fn secret_headers_are_known() {
         let s = names();
         let mut h = HeaderMap::new();
-        for n in ["authorization", "cookie", "x-custom-key", "x-api-key", "accept"] {
+        for n in [
+            "authorization",
+            "cookie",
+            "x-custom-key",
+            "x-api-key",
+            "accept",
+        ] {
             h.insert(
                 http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
                 "v".parse().unwrap(),

@@ -455,36 +455,108 @@ fn hash_file(path: &Path, mut on_progress: impl FnMut(u64)) -> std::io::Result<(
     Ok((hasher.finalize().into(), total))
 }
 
+/// What became of one file of [`send_each`].
+#[derive(Debug)]
+pub enum SendOutcome {
+    /// It landed; the receiver verified it.
+    Sent(FileReport),
+    /// It failed: the receiver refused it ([`Error::Rejected`]) or the session broke.
+    Failed(Error),
+    /// It was not attempted: an earlier failure (not a refusal) ended the send.
+    NotSent,
+}
+
+/// Sends `files` to the receiver at `addr` and reports every file's outcome, in order.
+///
+/// The rule: a file the receiver **refuses** (exists, bad name, too large, checksum) does not
+/// stop the others: the receiver ends a session after a refusal, so the remaining files go in
+/// a new session. Any other failure (cannot connect, timeout, protocol error, a dropped
+/// connection) stops the send: that file is `Failed` and every later one `NotSent`. Files that
+/// cannot be sent at all (missing, not a regular file, duplicate name) are an error before
+/// anything is sent.
+pub async fn send_each(
+    addr: SocketAddr,
+    files: &[PathBuf],
+    options: &SendOptions,
+    progress: Option<ProgressFn>,
+) -> Result<Vec<(PathBuf, SendOutcome)>> {
+    plan(files)?;
+    let mut out: Vec<(PathBuf, SendOutcome)> = Vec::with_capacity(files.len());
+    let mut rest: &[PathBuf] = files;
+    while !rest.is_empty() {
+        let (landed, err) = match send_files_inner(addr, rest, options, progress.clone()).await {
+            Ok(r) => (r, None),
+            Err((r, e)) => (r, Some(e)),
+        };
+        let n = landed.len();
+        for (path, report) in rest.iter().zip(landed) {
+            out.push((path.clone(), SendOutcome::Sent(report)));
+        }
+        rest = &rest[n..];
+        let Some(e) = err else { break };
+        let Some((failed, after)) = rest.split_first() else {
+            break;
+        };
+        let refused = matches!(e, Error::Rejected { .. });
+        out.push((failed.clone(), SendOutcome::Failed(e)));
+        rest = after;
+        if !refused {
+            out.extend(rest.iter().map(|p| (p.clone(), SendOutcome::NotSent)));
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Sends `files` to the receiver at `addr`, one session; returns what landed, as verified by the
-/// receiver. Stops at the first file the receiver refuses ([`Error::Rejected`]).
+/// receiver. Stops at the first file the receiver refuses ([`Error::Rejected`]); see
+/// [`send_each`] for every file's outcome.
 pub async fn send_files(
     addr: SocketAddr,
     files: &[PathBuf],
     options: &SendOptions,
     progress: Option<ProgressFn>,
 ) -> Result<Vec<FileReport>> {
-    let plan = plan(files)?;
-    let count = plan.len();
-    let mut stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
+    send_files_inner(addr, files, options, progress)
         .await
-        .map_err(|_| Error::Timeout {
-            what: format!("connecting to {addr}"),
-            after: options.connect_timeout,
-        })?
-        .map_err(|source| Error::Connect { addr, source })?;
-    let _ = stream.set_nodelay(true);
-    let idle = options.idle_timeout;
-    deadline(
-        idle,
-        || format!("sending the hello to {addr}"),
-        stream.write_all(&hello(count as u32)),
-    )
-    .await?;
+        .map_err(|(_, e)| e)
+}
 
+/// [`send_files`], returning on failure what landed before it.
+async fn send_files_inner(
+    addr: SocketAddr,
+    files: &[PathBuf],
+    options: &SendOptions,
+    progress: Option<ProgressFn>,
+) -> std::result::Result<Vec<FileReport>, (Vec<FileReport>, Error)> {
+    let plan = plan(files).map_err(|e| (Vec::new(), e))?;
+    let count = plan.len();
     let mut reports = Vec::with_capacity(count);
+    let start = async {
+        let mut stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: format!("connecting to {addr}"),
+                after: options.connect_timeout,
+            })?
+            .map_err(|source| Error::Connect { addr, source })?;
+        let _ = stream.set_nodelay(true);
+        let idle = options.idle_timeout;
+        deadline(
+            idle,
+            || format!("sending the hello to {addr}"),
+            stream.write_all(&hello(count as u32)),
+        )
+        .await?;
+        Ok::<_, Error>(stream)
+    };
+    let mut stream = start.await.map_err(|e| (Vec::new(), e))?;
+    let idle = options.idle_timeout;
     for (index, out) in plan.into_iter().enumerate() {
-        let report = send_one(&mut stream, addr, index, count, out, idle, progress.clone()).await?;
-        reports.push(report);
+        match send_one(&mut stream, addr, index, count, out, idle, progress.clone()).await {
+            Ok(report) => reports.push(report),
+            Err(e) => return Err((reports, e)),
+        }
     }
     let _ = tokio::time::timeout(idle, stream.shutdown()).await;
     Ok(reports)
@@ -731,8 +803,9 @@ pub async fn serve(
     let options = Arc::new(options);
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     // connections still waiting for their hello, oldest first, with a handle to close them
-    let pending: Arc<std::sync::Mutex<std::collections::VecDeque<(u64, tokio::task::AbortHandle)>>> =
-        Arc::default();
+    let pending: Arc<
+        std::sync::Mutex<std::collections::VecDeque<(u64, tokio::task::AbortHandle)>>,
+    > = Arc::default();
     let mut next_id = 0u64;
     loop {
         let (stream, peer) = match listener.accept().await {

@@ -33,6 +33,9 @@ type HmacSha256 = Hmac<Sha256>;
 pub const HEADER_ID: &str = "webhook-id";
 /// Header carrying the Unix timestamp in seconds.
 pub const HEADER_TIMESTAMP: &str = "webhook-timestamp";
+/// Largest header block [`ReceivedHeaders::read_block`] reads (64 KiB).
+pub const MAX_HEADER_BLOCK: u64 = 64 * 1024;
+
 /// Header carrying one or more `v1,<base64>` signatures.
 pub const HEADER_SIGNATURE: &str = "webhook-signature";
 /// opskit's extra header: fingerprints of the signing keys (diagnostics only).
@@ -462,6 +465,25 @@ impl ReceivedHeaders {
     pub fn parse_block(text: &str) -> Self {
         Self::from_pairs(text.lines().filter_map(|l| l.split_once(':')))
     }
+
+    /// Reads and parses a header block of at most [`MAX_HEADER_BLOCK`] bytes from `reader`
+    /// (a file, stdin): a larger input is an error, never read whole into memory.
+    pub fn read_block(reader: impl std::io::Read) -> std::io::Result<Self> {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(reader, MAX_HEADER_BLOCK + 1),
+            &mut buf,
+        )?;
+        if buf.len() as u64 > MAX_HEADER_BLOCK {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "more than {MAX_HEADER_BLOCK} bytes; a header block is a few lines of `Name: value`"
+                ),
+            ));
+        }
+        Ok(Self::parse_block(&String::from_utf8_lossy(&buf)))
+    }
 }
 
 /// Verifies Standard Webhooks deliveries.
@@ -533,13 +555,14 @@ impl Verifier {
                 reason: format!("{ts_text:?} is not Unix seconds"),
             });
         };
+        // One malformed entry does not spoil the header: a sender rotating secrets (or a proxy
+        // adding its own scheme) may put several; any valid `v1` entry that matches verifies.
         let mut candidates = Vec::new();
+        let mut malformed: Option<String> = None;
         for entry in sig_text.split_whitespace() {
             let Some((version, value)) = entry.split_once(',') else {
-                return reject(Rejection::MalformedHeader {
-                    header: HEADER_SIGNATURE,
-                    reason: format!("entry {entry:?} is not `v1,<base64>`"),
-                });
+                malformed.get_or_insert_with(|| format!("entry {entry:?} is not `v1,<base64>`"));
+                continue;
             };
             if version != "v1" {
                 continue; // other schemes (e.g. v1a asymmetric) are not ours to check
@@ -547,17 +570,14 @@ impl Verifier {
             match B64.decode(value) {
                 Ok(sig) => candidates.push(sig),
                 Err(_) => {
-                    return reject(Rejection::MalformedHeader {
-                        header: HEADER_SIGNATURE,
-                        reason: format!("entry {entry:?} is not valid base64"),
-                    });
+                    malformed.get_or_insert_with(|| format!("entry {entry:?} is not valid base64"));
                 }
             }
         }
         if candidates.is_empty() {
             return reject(Rejection::MalformedHeader {
                 header: HEADER_SIGNATURE,
-                reason: "no `v1,<base64>` entry".into(),
+                reason: malformed.unwrap_or_else(|| "no `v1,<base64>` entry".into()),
             });
         }
         if let Some(tolerance) = self.tolerance {

@@ -92,9 +92,10 @@ impl std::error::Error for Failure {}
 pub fn report(err: &anyhow::Error) -> u8 {
     let failure = err.chain().find_map(|e| e.downcast_ref::<Failure>());
     let code = failure.map_or(code::FAILURE, |f| f.code);
-    let mut text = format!("error: {err}");
+    // messages quote servers and peers: no control character of theirs reaches the terminal
+    let mut text = format!("error: {}", crate::peer_text::line(&err.to_string()));
     for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
+        let cause = crate::peer_text::line(&cause.to_string()).into_owned();
         if !text.contains(&cause) {
             text.push_str(&format!("\n  caused by: {cause}"));
         }

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod exit;
 pub mod logging;
+pub mod peer_text;
 
 use std::process::ExitCode;
 

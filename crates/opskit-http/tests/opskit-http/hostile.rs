@@ -112,7 +112,10 @@ async fn secrets_never_follow_a_redirect_to_another_origin() {
         "authorization",
         "referer",
     ] {
-        assert!(!h.contains_key(name), "{name} reached the other origin: {h:?}");
+        assert!(
+            !h.contains_key(name),
+            "{name} reached the other origin: {h:?}"
+        );
     }
     let all = format!("{h:?}");
     for secret in ["k-123", "p-456", "c-789", "t-000"] {
@@ -251,7 +254,13 @@ async fn an_endless_body_hits_the_cap_instead_of_filling_memory() {
         .await
         .unwrap_err();
     assert!(
-        matches!(e, Error::BodyTooLarge { limit: 1_048_576, .. }),
+        matches!(
+            e,
+            Error::BodyTooLarge {
+                limit: 1_048_576,
+                ..
+            }
+        ),
         "{e:?}"
     );
 
@@ -311,15 +320,22 @@ async fn paging_stops_when_the_cursor_repeats() {
 #[tokio::test]
 async fn retry_after_zero_still_waits_the_backoff() {
     let (a, a_seen) = hostile(|_, _| {
-        (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "slow down").into_response()
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "0")],
+            "slow down",
+        )
+            .into_response()
     })
     .await;
-    let (client, rec) = observed(config(&a).retry(
-        opskit_http::RetryPolicy::default()
-            .jitter(false)
-            .total(2)
-            .backoff(Duration::from_millis(50), Duration::from_secs(1)),
-    ));
+    let (client, rec) = observed(
+        config(&a).retry(
+            opskit_http::RetryPolicy::default()
+                .jitter(false)
+                .total(2)
+                .backoff(Duration::from_millis(50), Duration::from_secs(1)),
+        ),
+    );
     let _ = client.get("x").send().await;
     assert_eq!(a_seen.lock().unwrap().len(), 3);
     let waits = rec.retry_waits();

@@ -397,7 +397,10 @@ async fn server(opts: ReceiveOptions) -> (SocketAddr, JoinHandle<opskit_net::Res
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let events: transfer::SessionFn = std::sync::Arc::new(|_| {});
-    (addr, tokio::spawn(transfer::serve(listener, opts, None, events)))
+    (
+        addr,
+        tokio::spawn(transfer::serve(listener, opts, None, events)),
+    )
 }
 
 fn quick_sender() -> SendOptions {

@@ -342,3 +342,37 @@ fn memory_seen_ids_stay_bounded() {
     // Ids signed long before `now` are forgotten.
     assert!(store.insert_new("b", now, now + 10_000, tol).unwrap());
 }
+
+#[test]
+fn a_malformed_entry_does_not_reject_a_header_that_also_holds_a_valid_one() {
+    let v = Verifier::new(vec![secret()]).unwrap();
+    for sig in [
+        format!("garbage {VECTOR_SIGNATURE}"),
+        format!("v1,!!!not-base64!!! {VECTOR_SIGNATURE}"),
+        format!("{VECTOR_SIGNATURE} v1,"),
+    ] {
+        v.verify_at(&headers(VECTOR_ID, VECTOR_TS, &sig), VECTOR_BODY, VECTOR_TS)
+            .unwrap_or_else(|e| panic!("{sig}: {e}"));
+    }
+    // only malformed entries: still malformed, and the reason names one
+    let err = v
+        .verify_at(
+            &headers(VECTOR_ID, VECTOR_TS, "garbage v1,!!!"),
+            VECTOR_BODY,
+            VECTOR_TS,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(rejection(err), Rejection::MalformedHeader { ref reason, .. } if reason.contains("garbage"))
+    );
+}
+
+#[test]
+fn a_header_block_is_read_bounded() {
+    let h = ReceivedHeaders::read_block(&b"webhook-id: msg_1\nwebhook-timestamp: 5\n"[..]).unwrap();
+    assert_eq!(h.id.as_deref(), Some("msg_1"));
+    // an endless input is refused after the limit, not read whole
+    let endless = std::io::repeat(b'a');
+    let err = ReceivedHeaders::read_block(endless).unwrap_err();
+    assert!(err.to_string().contains("more than"), "{err}");
+}

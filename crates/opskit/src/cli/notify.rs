@@ -507,18 +507,17 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     let mut received = match &args.headers {
         None => ReceivedHeaders::default(),
         Some(path) => {
-            let text = if path.as_os_str() == "-" {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .map_err(|e| Failure::usage(format!("cannot read headers from stdin: {e}")))?;
-                s
+            // bounded: a header block is small, a 1 GB file is refused, not read whole
+            if path.as_os_str() == "-" {
+                ReceivedHeaders::read_block(std::io::stdin().lock())
+                    .map_err(|e| Failure::usage(format!("cannot read headers from stdin: {e}")))?
             } else {
-                std::fs::read_to_string(path).map_err(|e| {
-                    Failure::usage(format!("cannot read --headers {}: {e}", path.display()))
-                })?
-            };
-            ReceivedHeaders::parse_block(&text)
+                std::fs::File::open(path)
+                    .and_then(ReceivedHeaders::read_block)
+                    .map_err(|e| {
+                        Failure::usage(format!("cannot read --headers {}: {e}", path.display()))
+                    })?
+            }
         }
     };
     let rejected = |e: NotifyError| -> anyhow::Error {

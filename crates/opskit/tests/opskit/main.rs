@@ -1,6 +1,7 @@
 //! Integration tests of the `opskit` binary.
 
 mod basics;
+mod hostile;
 mod http;
 mod monitor;
 mod net;

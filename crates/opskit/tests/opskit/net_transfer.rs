@@ -264,3 +264,149 @@ fn echo_serve_and_send_over_tcp_and_udp() {
         .assert()
         .code(3);
 }
+
+// ------------------------------------------------------------------ issue 12 #5, issue 18
+
+#[test]
+fn send_reports_every_file_and_goes_on_after_a_refusal() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    for n in ["a.txt", "b.txt", "c.txt"] {
+        std::fs::write(src.path().join(n), format!("new {n}")).unwrap();
+    }
+    std::fs::write(dst.path().join("b.txt"), "kept").unwrap();
+    let dir = dst.path().to_str().unwrap();
+    let server = Server::start(&["net", "receive", "--bind", "127.0.0.1:0", "--dir", dir]);
+    let files: Vec<String> = ["a.txt", "b.txt", "c.txt"]
+        .iter()
+        .map(|n| src.path().join(n).to_str().unwrap().to_string())
+        .collect();
+    let out = opskit()
+        .args(["net", "send"])
+        .args(&files)
+        .arg(&server.addr)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("sent a.txt"), "{stdout}");
+    assert!(lines[1].starts_with("refused b.txt"), "{stdout}");
+    assert!(lines[2].starts_with("sent c.txt"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(dst.path().join("b.txt")).unwrap(),
+        "kept"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dst.path().join("c.txt")).unwrap(),
+        "new c.txt"
+    );
+
+    // the same as JSON, one object per file
+    std::fs::remove_file(dst.path().join("a.txt")).unwrap();
+    std::fs::remove_file(dst.path().join("c.txt")).unwrap();
+    let out = opskit()
+        .args(["net", "send", "--output", "json"])
+        .args(&files)
+        .arg(&server.addr)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1);
+    let statuses: Vec<String> = String::from_utf8_lossy(&out.get_output().stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["status"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(statuses, ["sent", "refused", "sent"]);
+    drop(server);
+}
+
+#[test]
+fn after_a_connection_failure_the_rest_is_reported_not_sent() {
+    let src = tempfile::tempdir().unwrap();
+    for n in ["a.txt", "b.txt"] {
+        std::fs::write(src.path().join(n), "x").unwrap();
+    }
+    // a port with nobody listening
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = opskit()
+        .args(["net", "send", "--output", "json"])
+        .arg(src.path().join("a.txt"))
+        .arg(src.path().join("b.txt"))
+        .arg(format!("127.0.0.1:{port}"))
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(3);
+    let statuses: Vec<String> = String::from_utf8_lossy(&out.get_output().stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["status"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(statuses, ["failed", "not_sent"]);
+}
+
+/// A fake receiver that refuses the first file with `message` (escapes and CRLF included).
+fn forging_receiver(message: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut hello = [0u8; 16];
+        s.read_exact(&mut hello).unwrap();
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut header = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut header).unwrap();
+        let mut reply = ((1 + message.len()) as u32).to_be_bytes().to_vec();
+        reply.push(0x11);
+        reply.extend_from_slice(message);
+        s.write_all(&reply).unwrap();
+    });
+    addr
+}
+
+#[test]
+fn a_receivers_refusal_cannot_forge_lines_or_drive_the_terminal() {
+    let src = tempfile::tempdir().unwrap();
+    let f = src.path().join("real.txt");
+    std::fs::write(&f, "x").unwrap();
+    let addr = forging_receiver(b"no\x1b[2K\r\nsent legit.txt (5 bytes)\x1b]0;owned\x07");
+    let out = opskit()
+        .args(["net", "send"])
+        .arg(&f)
+        .arg(&addr)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1);
+    let o = out.get_output();
+    let all = [o.stdout.clone(), o.stderr.clone()].concat();
+    assert!(!all.contains(&0x1b), "{}", String::from_utf8_lossy(&all));
+    assert!(!all.contains(&0x07));
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        !text.lines().any(|l| l.starts_with("sent legit.txt")),
+        "a forged line: {text}"
+    );
+    assert!(text.contains("\\x1b[2K\\r\\nsent legit.txt"), "{text}");
+}
+
+#[test]
+fn receive_flags_for_slots_and_rates_are_accepted() {
+    let dst = tempfile::tempdir().unwrap();
+    opskit()
+        .args(["net", "receive", "--once", "--max-sessions", "0", "--dir"])
+        .arg(dst.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--max-sessions"));
+}

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::profile::KeyLocation;
 use super::render::OutputFormat;
-use super::values::{PageStyle, Rate, SecretRef, Span};
+use super::values::{ByteSize, PageStyle, Rate, SecretRef, Span};
 
 const ITEMS_HELP: &str = "\
 Request items:
@@ -125,6 +125,15 @@ pub struct HttpOptions {
     /// Deadline for opening the connection.
     #[arg(long, value_name = "DURATION", help_heading = "Reliability")]
     pub connect_timeout: Option<Span>,
+    /// Deadline for the whole command, body and retries included (a --download from a server
+    /// that drips one byte a second ends here).
+    #[arg(long, value_name = "DURATION", help_heading = "Reliability")]
+    pub max_time: Option<Span>,
+    /// Largest body held in memory, for output that needs all of it (JSON pretty-printing,
+    /// --filter, csv/table/ndjson of one response); default 256M. Raw, non-JSON and -o/--download
+    /// bodies are streamed and not limited.
+    #[arg(long, value_name = "SIZE", help_heading = "Reliability")]
+    pub max_body: Option<ByteSize>,
     /// Retries (default 3) on connection errors, 408, 429 and 500/502/503/504; honours Retry-After.
     #[arg(long, value_name = "N", help_heading = "Reliability")]
     pub retries: Option<u32>,

@@ -53,12 +53,18 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
         .unwrap_or("")
         .to_ascii_lowercase();
     let shown_url = engine::redact_url(resp.url(), &show::extra_sensitive(&plan));
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| failure(e, plan.check_status))?;
     if plan.parts.resp_body {
-        write_body(&plan, &content_type, &body)?;
+        if streams(&plan, &content_type) {
+            // bytes out as they arrive: memory stays flat whatever the size
+            stream_body(&plan, &content_type, resp).await?;
+        } else {
+            // pretty JSON, --filter, csv/table/ndjson need the whole body: capped (--max-body)
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| failure(e, plan.check_status))?;
+            write_body(&plan, &content_type, &body)?;
+        }
     }
     let after = if attempts > 1 {
         format!(" (gave up after {attempts} attempts)")
@@ -116,6 +122,9 @@ fn client_config(plan: &Plan, printer: Arc<HeadPrinter>) -> anyhow::Result<engin
         cfg.tls.ca_bundle = Some(ca.clone());
     }
     cfg.auth = auth(&plan.auth);
+    if let Some(n) = plan.max_body {
+        cfg.max_body = n;
+    }
     // redacted in the engine's events and errors, and kept from other origins on a redirect
     cfg.secret_headers = plan.secret_headers.clone();
     cfg.secret_headers.extend(
@@ -126,9 +135,8 @@ fn client_config(plan: &Plan, printer: Arc<HeadPrinter>) -> anyhow::Result<engin
             .map(|(name, _)| name.clone()),
     );
     cfg.secret_query = plan.secret_query.clone();
-    if printer.any() {
-        cfg.observer = Some(printer);
-    }
+    // always: a long wait is announced on stderr even when nothing else is shown
+    cfg.observer = Some(printer);
     Ok(cfg)
 }
 
@@ -355,6 +363,67 @@ impl Write for BodyOut {
     }
 }
 
+/// Whether the body is written exactly as received (so it can be streamed): `--output raw`, or
+/// no format and no filter for a body that is not JSON.
+fn streams(plan: &Plan, content_type: &str) -> bool {
+    plan.format == Some(OutputFormat::Raw)
+        || (plan.format.is_none() && plan.filter.is_none() && !content_type.contains("json"))
+}
+
+/// Streams the body to stdout or `-o FILE`, chunk by chunk. On a terminal (unless `--output
+/// raw` asks for the bytes) a binary body is refused, as curl does, and text is escaped by the
+/// one peer-text printer so the server cannot drive the terminal.
+async fn stream_body(
+    plan: &Plan,
+    content_type: &str,
+    resp: engine::Response,
+) -> anyhow::Result<()> {
+    let mut out = BodyOut::new(plan);
+    let guard = plan.stdout_tty
+        && matches!(out, BodyOut::Stdout(_))
+        && plan.format != Some(OutputFormat::Raw);
+    let mut text = crate::peer_text::Stream::default();
+    let mut last: Option<u8> = None;
+    let mut chunks = Box::pin(resp.chunks());
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| failure(e, plan.check_status))?;
+        if chunk.is_empty() {
+            continue;
+        }
+        if guard {
+            if crate::peer_text::is_binary(&chunk) {
+                out.flush()?;
+                return Err(Failure::new(
+                    code::FAILURE,
+                    format!(
+                        "the response body is binary ({}); not writing it to the terminal",
+                        if content_type.is_empty() {
+                            "no Content-Type"
+                        } else {
+                            content_type
+                        }
+                    ),
+                )
+                .with_hint(
+                    "save it with -o FILE or --download, or pipe it; --output raw prints it anyway",
+                )
+                .into());
+            }
+            out.write_all(text.push(&chunk).as_bytes())?;
+        } else {
+            out.write_all(&chunk)?;
+        }
+        last = chunk.last().copied();
+    }
+    if guard {
+        out.write_all(text.finish().as_bytes())?;
+        if last.is_some_and(|b| b != b'\n') {
+            out.write_all(b"\n")?;
+        }
+    }
+    out.finish()
+}
+
 fn write_body(plan: &Plan, content_type: &str, body: &[u8]) -> anyhow::Result<()> {
     let mut out = BodyOut::new(plan);
     write_body_to(plan, content_type, body, &mut out)?;
@@ -530,10 +599,11 @@ async fn download(client: &engine::Client, plan: &Plan) -> anyhow::Result<u8> {
             return download_named_by_server(client, plan, &bar).await;
         }
     };
+    let part = engine::partial_path(&dest);
+    let mut moved = false;
     if plan.resume {
         // `-o FILE --continue` resumes FILE itself (like wget -c / curl -C -): the engine
         // continues `FILE.part`, so hand it the partial file under that name.
-        let part = engine::partial_path(&dest);
         if dest.exists() && !part.exists() {
             std::fs::rename(&dest, &part).map_err(|e| {
                 Failure::new(
@@ -541,12 +611,20 @@ async fn download(client: &engine::Client, plan: &Plan) -> anyhow::Result<u8> {
                     format!("cannot resume {}: {e}", dest.display()),
                 )
             })?;
+            moved = true;
         }
     }
-    let report = client
-        .download(url, &dest, opts)
-        .await
-        .map_err(|e| failure(e, plan.check_status))?;
+    let report = match client.download(url, &dest, opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            // a failed resume (a bad 206, a dropped connection) gives the user's file back
+            // under its own name, so the next --continue starts from it again
+            if moved && part.exists() && !dest.exists() {
+                let _ = std::fs::rename(&part, &dest);
+            }
+            return Err(failure(e, plan.check_status));
+        }
+    };
     bar.finish_and_clear();
     eprintln!(
         "saved {} ({} bytes{})",
@@ -651,6 +729,13 @@ pub fn failure(e: engine::Error, check_status: bool) -> anyhow::Error {
             engine::Error::Usage { .. } | engine::Error::Config { .. } => {
                 Failure::new(code::USAGE, msg)
             }
+            engine::Error::Redirect { .. } => Failure::new(code::FAILURE, msg).with_hint(
+                "the server redirects in a loop, too often or somewhere opskit does not follow; \
+                 check the URL (-v shows every hop)",
+            ),
+            engine::Error::BodyTooLarge { .. } => Failure::new(code::FAILURE, msg).with_hint(
+                "raise --max-body, or let it stream: --output raw, -o FILE or --download",
+            ),
             _ => Failure::new(code::FAILURE, msg),
         }
     };
@@ -682,6 +767,9 @@ fn tls_hint(message: &str) -> &'static str {
 
 /// Prints request and response heads for `--verbose` / `--print` as the engine reports each
 /// attempt (values already redacted by the engine; redacted again here for the `--api-key`
+/// Waits at least this long are always announced on stderr.
+const LONG_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// name). Goes to stdout when the body is not printed, else to stderr so stdout stays data.
 pub struct HeadPrinter {
     parts: Parts,
@@ -790,14 +878,17 @@ impl engine::Observer for HeadPrinter {
             if ev.from_cache { " (from cache)" } else { "" }
         );
         for (k, v) in &ev.headers {
-            text.push_str(&format!("{k}: {}\n", show::redact_value(k, v, &self.extra)));
+            let v = show::redact_value(k, v, &self.extra);
+            text.push_str(&format!("{k}: {}\n", crate::peer_text::line(&v)));
         }
         text.push('\n');
         self.emit(&text);
     }
 
     fn on_wait(&self, ev: &engine::WaitEvent) {
-        if !self.any() {
+        // a pause of a second or more is said on stderr even with stdout piped: a command that
+        // sits silent for a rate limit looks hung
+        if !self.any() && ev.wait < LONG_WAIT {
             return;
         }
         let why = match &ev.reason {

@@ -102,7 +102,8 @@ pub fn sanitize(name: &str) -> Option<String> {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last
         .chars()
-        .filter(|c| !c.is_control() && *c != ':')
+        // controls, and bidi overrides (U+202E makes `invoice\u{202e}fdp.exe` look like a PDF)
+        .filter(|c| !crate::peer_text::is_dangerous(*c) && *c != ':')
         .collect();
     let cleaned = cleaned.trim().trim_start_matches('.').trim().to_owned();
     if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
@@ -150,6 +151,15 @@ mod tests {
             pick(Some("attachment; filename=\"..\""), &url),
             PathBuf::from("x.bin")
         );
+    }
+
+    #[test]
+    fn bidi_overrides_are_removed() {
+        assert_eq!(
+            sanitize("invoice\u{202e}fdp.exe").as_deref(),
+            Some("invoicefdp.exe")
+        );
+        assert_eq!(sanitize("a\u{2066}b\u{200f}c").as_deref(), Some("abc"));
     }
 
     #[test]

@@ -66,9 +66,22 @@ fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
         return Ok(exit::code::OK);
     }
     drop(stdout);
+    let max_time = plan.max_time;
     let outcome = crate::block_on(async move {
+        let limit = async {
+            match max_time {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = exchange::run(plan) => r,
+            _ = limit => Err(Failure::new(
+                exit::code::NETWORK,
+                format!("--max-time {:?} reached before the command finished", max_time.unwrap_or_default()),
+            )
+            .with_hint("raise --max-time; a partial --download is kept as FILE.part for --continue")
+            .into()),
             _ = tokio::signal::ctrl_c() => {
                 Err(Failure::new(exit::code::INTERRUPTED, "interrupted").into())
             }

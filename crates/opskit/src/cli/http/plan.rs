@@ -96,6 +96,10 @@ pub struct Plan {
     pub auth: AuthPlan,
     pub timeout: Option<Duration>,
     pub connect_timeout: Option<Duration>,
+    /// `--max-time`: deadline of the whole command.
+    pub max_time: Option<Duration>,
+    /// `--max-body`: cap of a buffered body.
+    pub max_body: Option<u64>,
     pub retries: Option<u32>,
     pub retry_unsafe: bool,
     pub rate: Option<Rate>,
@@ -261,6 +265,8 @@ pub fn build(
         auth,
         timeout: o.timeout.or(prof.timeout).map(|s| s.0),
         connect_timeout: o.connect_timeout.or(prof.connect_timeout).map(|s| s.0),
+        max_time: o.max_time.map(|s| s.0),
+        max_body: o.max_body.map(|b| b.0),
         retries: o.retries.or(prof.retries),
         retry_unsafe: o.retry_unsafe || prof.retry_unsafe.unwrap_or(false),
         rate: o.rate.or(prof.rate),

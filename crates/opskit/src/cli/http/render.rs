@@ -39,8 +39,10 @@ fn flatten_into(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
     match v {
         Value::Object(map) if !map.is_empty() => {
             for (k, child) in map {
+                // a key is the server's text too: a `\u001b` in it stays escaped
+                let k = crate::peer_text::text(k);
                 let key = if prefix.is_empty() {
-                    k.clone()
+                    k.into_owned()
                 } else {
                     format!("{prefix}.{k}")
                 };
@@ -54,7 +56,9 @@ fn flatten_into(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        // CSV and table cells are raw text, unlike JSON: control and bidi characters from the
+        // server are escaped (`\x1b`), never written as the real thing
+        Value::String(s) => crate::peer_text::text(s).into_owned(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
         other => other.to_string(),

@@ -126,7 +126,12 @@ fn send(args: SendArgs) -> anyhow::Result<u8> {
         }
         .map_err(net_failure)?;
         let mut out = std::io::stdout().lock();
-        out.write_all(&reply)?;
+        // the reply is the peer's bytes: on a terminal, escaped so it cannot drive it
+        if std::io::IsTerminal::is_terminal(&out) {
+            out.write_all(crate::peer_text::line(&String::from_utf8_lossy(&reply)).as_bytes())?;
+        } else {
+            out.write_all(&reply)?;
+        }
         out.write_all(b"\n")?;
         out.flush()?;
         if reply != args.message.as_bytes() {

@@ -13,7 +13,8 @@ use super::parse_duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opskit_net::Error;
 use opskit_net::transfer::{
-    self, FileReport, Phase, Progress, ProgressFn, ReceiveOptions, SendOptions, SessionEvent,
+    self, FileReport, Phase, Progress, ProgressFn, ReceiveOptions, SendOptions, SendOutcome,
+    SessionEvent,
 };
 use serde_json::json;
 
@@ -63,6 +64,20 @@ pub struct ReceiveArgs {
     /// Refuse files larger than this many bytes.
     #[arg(long, value_name = "BYTES")]
     max_size: Option<u64>,
+    /// Sessions received at once (server mode); a connection takes a slot only after its hello.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    max_sessions: usize,
+    /// Deadline for a new connection's hello; a connection that sends none is closed and never
+    /// takes a session slot.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    hello_timeout: Duration,
+    /// Lowest average rate of a file in bytes per second, counted after its first 10 s; a
+    /// slower sender is cut off (0 = no minimum).
+    #[arg(long, default_value_t = 1024, value_name = "BYTES_PER_S")]
+    min_rate: u64,
+    /// Deadline for a whole session, from the hello to the last file (default: none).
+    #[arg(long, value_parser = parse_duration)]
+    session_timeout: Option<Duration>,
     /// Output format of the per-file report on stdout.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -168,6 +183,7 @@ fn print_report(output: Output, verb: &str, f: &FileReport, peer: Option<SocketA
                 "path": f.path,
                 "size": f.size,
                 "sha256": f.sha256,
+                "status": verb,
             });
             if let Some(p) = peer {
                 v["peer"] = json!(p.to_string());
@@ -203,14 +219,64 @@ pub fn send(args: SendArgs) -> anyhow::Result<u8> {
     crate::block_on(async move {
         let addr = resolve(&addr_spec, options.connect_timeout).await?;
         let (progress, bar) = progress_bar(output == Output::Text);
-        let result = transfer::send_files(addr, &files, &options, progress).await;
+        let result = transfer::send_each(addr, &files, &options, progress).await;
         bar.finish_and_clear();
-        let reports = result.map_err(net_failure)?;
-        for f in &reports {
-            print_report(output, "sent", f, None);
+        // every file's outcome, in order; the exit code is the first failure's
+        let mut first_failure: Option<Error> = None;
+        for (path, outcome) in result.map_err(net_failure)? {
+            match outcome {
+                SendOutcome::Sent(f) => print_report(output, "sent", &f, None),
+                SendOutcome::Failed(e) => {
+                    print_failed(output, &path, &e);
+                    first_failure.get_or_insert(e);
+                }
+                SendOutcome::NotSent => print_not_sent(output, &path),
+            }
         }
-        Ok(code::OK)
+        match first_failure {
+            None => Ok(code::OK),
+            Some(e) => Err(net_failure(e)),
+        }
     })?
+}
+
+/// The name a report shows for `path` (what the receiver sees).
+fn shown_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+fn print_failed(output: Output, path: &std::path::Path, e: &Error) {
+    let (status, kind) = match e {
+        Error::Rejected { kind, .. } => ("refused", Some(kind.to_string())),
+        _ => ("failed", None),
+    };
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({"name": shown_name(path), "path": path, "status": status, "kind": kind, "error": e.to_string()})
+        ),
+        // the receiver's words are peer text: escaped, so they cannot forge lines
+        Output::Text => println!(
+            "{status} {}: {}",
+            crate::peer_text::line(&shown_name(path)),
+            crate::peer_text::line(&e.to_string())
+        ),
+    }
+}
+
+fn print_not_sent(output: Output, path: &std::path::Path) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({"name": shown_name(path), "path": path, "status": "not_sent"})
+        ),
+        Output::Text => println!(
+            "not sent {}: an earlier failure ended the send",
+            crate::peer_text::line(&shown_name(path))
+        ),
+    }
 }
 
 pub fn receive(args: ReceiveArgs) -> anyhow::Result<u8> {
@@ -221,6 +287,13 @@ pub fn receive(args: ReceiveArgs) -> anyhow::Result<u8> {
     options.overwrite = args.overwrite;
     options.idle_timeout = args.timeout;
     options.max_file_size = args.max_size;
+    if args.max_sessions == 0 {
+        return Err(Failure::usage("--max-sessions must be at least 1").into());
+    }
+    options.max_connections = args.max_sessions;
+    options.hello_timeout = args.hello_timeout;
+    options.min_rate = (args.min_rate > 0).then_some(args.min_rate);
+    options.session_timeout = args.session_timeout;
     let output = args.output;
     crate::block_on(async move {
         let addr = resolve(&args.bind, Duration::from_secs(5)).await?;
@@ -251,7 +324,9 @@ pub fn receive(args: ReceiveArgs) -> anyhow::Result<u8> {
             SessionEvent::Received { peer, file } => {
                 print_report(output, "received", &file, Some(peer));
             }
-            SessionEvent::Failed { peer, error } => eprintln!("{peer}: {error}"),
+            SessionEvent::Failed { peer, error } => {
+                eprintln!("{peer}: {}", crate::peer_text::line(&error.to_string()));
+            }
         });
         tokio::select! {
             r = transfer::serve(listener, options, None, events) => {
