@@ -10,6 +10,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
+use tokio::time::Instant;
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::request::RequestBuilder;
+use crate::response::{BodyState, Response};
 
 /// Cache settings.
 ///
@@ -304,4 +310,77 @@ async fn write_disk(dir: &Path, key: &str, e: &Entry) -> std::io::Result<()> {
     tokio::fs::write(&tmp_meta, meta).await?;
     tokio::fs::rename(&tmp_meta, dir.join(format!("{key}.json"))).await?;
     Ok(())
+}
+
+impl Client {
+    /// Back in the cache layer after the request: a 304 refreshes the stale entry and answers
+    /// from it, a storable response is stored (its body read whole), `no-store` drops the entry.
+    pub(crate) async fn cache_write_back(
+        &self,
+        c: &Cache,
+        key: &str,
+        stale: Option<Arc<Entry>>,
+        rb: &RequestBuilder,
+        resp: Response,
+    ) -> Result<Response, Error> {
+        if resp.status == StatusCode::NOT_MODIFIED
+            && let Some(e) = stale
+        {
+            let mut fresh = (*e).clone();
+            for (k, v) in resp.headers.iter() {
+                if k != http::header::CONTENT_LENGTH {
+                    fresh.headers.insert(k.clone(), v.clone());
+                }
+            }
+            fresh.stored_at = Some(Instant::now());
+            fresh.stored_wall = SystemTime::now();
+            let attempts = resp.attempts;
+            let out = self.cached_response(rb, &fresh, attempts)?;
+            c.put(key, fresh).await;
+            return Ok(out);
+        }
+        if storable(resp.status, &resp.headers) {
+            let status = resp.status;
+            let headers = resp.headers.clone();
+            let version = resp.version;
+            let final_url = resp.url.clone();
+            let shown = resp.shown_url.clone();
+            let deadline = resp.deadline;
+            let attempts = resp.attempts;
+            let body = resp.bytes().await?;
+            c.put(
+                key,
+                Entry {
+                    status,
+                    headers: headers.clone(),
+                    body: body.clone(),
+                    url: final_url.to_string(),
+                    stored_wall: SystemTime::now(),
+                    stored_at: Some(Instant::now()),
+                },
+            )
+            .await;
+            return Ok(Response {
+                status,
+                headers,
+                version,
+                url: final_url,
+                shown_url: shown,
+                body: BodyState::Buffered(body),
+                deadline,
+                timeouts: self.config().timeouts,
+                from_cache: false,
+                attempts,
+                max_body: self.config().max_body,
+            });
+        } else if resp
+            .headers
+            .get_all(http::header::CACHE_CONTROL)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.contains("no-store")))
+        {
+            c.remove(key).await;
+        }
+        Ok(resp)
+    }
 }

@@ -1,9 +1,8 @@
 //! The client and its request pipeline: cache → rate limiter → retry → auth → transport.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
@@ -115,23 +114,8 @@ impl Client {
             .http1_max_headers(MAX_RESPONSE_HEADERS)
             .referer(false)
             .redirect(reqwest::redirect::Policy::none());
-        if let Some(p) = &cfg.proxy {
-            let mut proxy = reqwest::Proxy::all(&p.url)
-                .map_err(|e| Error::config(format!("proxy URL {:?} is invalid: {e}", p.url)))?;
-            if let Some(user) = &p.username {
-                let pw = match &p.password {
-                    Some(s) => resolve_blocking(s, "proxy password")?,
-                    None => String::new(),
-                };
-                proxy = proxy.basic_auth(user, &pw);
-            }
-            if let Some(np) = &p.no_proxy {
-                proxy = proxy.no_proxy(reqwest::NoProxy::from_string(np));
-            }
-            b = b.proxy(proxy);
-        } else if !cfg.system_proxy {
-            b = b.no_proxy();
-        }
+        // an explicit proxy (its password read like every secret), the environment's, or none
+        b = crate::proxy::configure(b, &cfg)?;
         // trusted certificates (a CA bundle as curl --cacert), client identity, minimum version
         b = crate::tls::configure(b, &cfg.tls)?;
         let http = b
@@ -289,70 +273,13 @@ impl Client {
         let resp = self.with_retries(&rb, &url, &host, &conditional).await?;
 
         // back in the cache layer
-        if let (Some(c), Some(key)) = (&self.inner.cache, cache_key) {
-            if resp.status == StatusCode::NOT_MODIFIED
-                && let Some(e) = stale
-            {
-                let mut fresh = (*e).clone();
-                for (k, v) in resp.headers.iter() {
-                    if k != http::header::CONTENT_LENGTH {
-                        fresh.headers.insert(k.clone(), v.clone());
-                    }
-                }
-                fresh.stored_at = Some(Instant::now());
-                fresh.stored_wall = SystemTime::now();
-                let attempts = resp.attempts;
-                let out = self.cached_response(&rb, &fresh, attempts)?;
-                c.put(&key, fresh).await;
-                return Ok(out);
-            }
-            if cache::storable(resp.status, &resp.headers) {
-                let status = resp.status;
-                let headers = resp.headers.clone();
-                let version = resp.version;
-                let final_url = resp.url.clone();
-                let shown = resp.shown_url.clone();
-                let deadline = resp.deadline;
-                let attempts = resp.attempts;
-                let body = resp.bytes().await?;
-                c.put(
-                    &key,
-                    Entry {
-                        status,
-                        headers: headers.clone(),
-                        body: body.clone(),
-                        url: final_url.to_string(),
-                        stored_wall: SystemTime::now(),
-                        stored_at: Some(Instant::now()),
-                    },
-                )
-                .await;
-                return Ok(Response {
-                    status,
-                    headers,
-                    version,
-                    url: final_url,
-                    shown_url: shown,
-                    body: BodyState::Buffered(body),
-                    deadline,
-                    timeouts: self.inner.cfg.timeouts,
-                    from_cache: false,
-                    attempts,
-                    max_body: self.inner.cfg.max_body,
-                });
-            } else if resp
-                .headers
-                .get_all(http::header::CACHE_CONTROL)
-                .iter()
-                .any(|v| v.to_str().is_ok_and(|s| s.contains("no-store")))
-            {
-                c.remove(&key).await;
-            }
+        match (&self.inner.cache, cache_key) {
+            (Some(c), Some(key)) => self.cache_write_back(c, &key, stale, &rb, resp).await,
+            _ => Ok(resp),
         }
-        Ok(resp)
     }
 
-    fn cached_response(
+    pub(crate) fn cached_response(
         &self,
         rb: &RequestBuilder,
         e: &Entry,
@@ -855,23 +782,6 @@ impl Client {
             req = next;
         }
     }
-
-    /// Bytes of a buffered GET, used by pagination.
-    pub(crate) async fn fetch_json(
-        &self,
-        rb: RequestBuilder,
-    ) -> Result<(Url, HeaderMap, serde_json::Value), Error> {
-        let resp = rb.send().await?.error_for_status().await?;
-        let url = resp.url().clone();
-        let headers = resp.headers().clone();
-        let shown = resp.shown_url.clone();
-        let body: Bytes = resp.bytes().await?;
-        let v = serde_json::from_slice(&body).map_err(|e| Error::Decode {
-            url: shown,
-            message: format!("page is not JSON: {e}"),
-        })?;
-        Ok((url, headers, v))
-    }
 }
 
 fn host_key(url: &Url) -> String {
@@ -880,28 +790,4 @@ fn host_key(url: &Url) -> String {
         url.host_str().unwrap_or(""),
         url.port_or_known_default().unwrap_or(0)
     )
-}
-
-/// Reads a secret from synchronous code (`Client::new`) exactly as [`crate::Secret::resolve`]
-/// does for every other secret: the same deadline for a command, and an empty value refused.
-/// It runs on a thread of its own with a small runtime, so it works whether or not the caller
-/// is inside a Tokio runtime.
-fn resolve_blocking(s: &crate::Secret, what: &str) -> Result<String, Error> {
-    let resolved = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| Error::config(format!("cannot read the {what}: {e}")))?
-                    .block_on(s.resolve())
-            })
-            .join()
-    });
-    match resolved {
-        Ok(Ok(v)) => Ok(v.expose_secret().to_string()),
-        Ok(Err(Error::Auth { message })) => Err(Error::config(format!("{what}: {message}"))),
-        Ok(Err(e)) => Err(Error::config(format!("{what}: {e}"))),
-        Err(_) => Err(Error::config(format!("cannot read the {what}"))),
-    }
 }

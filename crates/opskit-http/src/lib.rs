@@ -32,6 +32,7 @@ mod download;
 mod error;
 mod observe;
 mod paginate;
+mod proxy;
 mod ratelimit;
 mod redirect;
 mod request;

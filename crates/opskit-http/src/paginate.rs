@@ -1,10 +1,12 @@
 //! Pagination as an async stream of items, for every common style.
 
+use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use http::HeaderMap;
 use serde_json::Value;
 use url::Url;
 
+use crate::client::Client;
 use crate::error::Error;
 use crate::request::RequestBuilder;
 
@@ -491,4 +493,23 @@ fn split_links(s: &str) -> Vec<&str> {
     }
     out.push(&s[start..]);
     out
+}
+
+impl Client {
+    /// One page: a GET whose status must be a success and whose body must be JSON.
+    pub(crate) async fn fetch_json(
+        &self,
+        rb: RequestBuilder,
+    ) -> Result<(Url, HeaderMap, serde_json::Value), Error> {
+        let resp = rb.send().await?.error_for_status().await?;
+        let url = resp.url().clone();
+        let headers = resp.headers().clone();
+        let shown = resp.shown_url.clone();
+        let body: Bytes = resp.bytes().await?;
+        let v = serde_json::from_slice(&body).map_err(|e| Error::Decode {
+            url: shown,
+            message: format!("page is not JSON: {e}"),
+        })?;
+        Ok((url, headers, v))
+    }
 }
