@@ -45,7 +45,8 @@ pub use auth::{ApiKeyLocation, Auth, ClientAuthMethod, OAuth2ClientCredentials, 
 pub use cache::CacheConfig;
 pub use client::{Client, IDEMPOTENCY_KEY};
 pub use config::{
-    ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT, ProxyConfig, Timeouts, TlsConfig, TlsVersion,
+    ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT, ProxyConfig, Timeouts, TlsConfig,
+    TlsVersion,
 };
 pub use download::{DownloadOptions, DownloadProgress, DownloadReport, ProgressFn, partial_path};
 pub use error::{BODY_EXCERPT_LIMIT, Error, StatusError, TimeoutPhase};
