@@ -235,7 +235,7 @@ pub async fn run(
                                 if !rec.alerts.is_empty() {
                                     wake.notify_one();
                                 }
-                                if stats.checks.load(Ordering::Relaxed) % 64 == 0
+                                if stats.checks.load(Ordering::Relaxed).is_multiple_of(64)
                                     && let Err(e) = db.trim_results(&monitor.name, cfg.settings.keep_results).await
                                 {
                                     tracing::warn!(error = %e, "trimming results failed");

@@ -49,7 +49,7 @@ impl Service {
                 get(move || {
                     let n = flap.fetch_add(1, Ordering::SeqCst);
                     async move {
-                        if n % 2 == 0 {
+                        if n.is_multiple_of(2) {
                             StatusCode::OK
                         } else {
                             StatusCode::INTERNAL_SERVER_ERROR
