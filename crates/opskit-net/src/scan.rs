@@ -338,6 +338,7 @@ pub async fn scan(
     let concurrency = auto
         .min(usize::try_from(total).unwrap_or(usize::MAX))
         .max(1);
+    tracing::debug!(probes = total, concurrency, nofile_limit, "scan started");
     let shared = Arc::new(Shared {
         hosts,
         ports,

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::services::TOP_TCP_PORTS;
+use crate::services::top_ports;
 use crate::{Error, Result};
 
 /// Default cap on the number of addresses one scan may expand to.
@@ -333,7 +333,7 @@ pub fn parse_ports(spec: &str) -> Result<Vec<u16>> {
     };
     match spec.to_ascii_lowercase().as_str() {
         "all" | "-" => return Ok((1..=65_535).collect()),
-        "top" | "top1000" | "default" => return Ok(TOP_TCP_PORTS.to_vec()),
+        "top" | "top1000" | "default" => return Ok(top_ports().to_vec()),
         _ => {}
     }
     let mut seen = vec![false; 65_536];
@@ -442,7 +442,11 @@ mod tests {
         );
         assert_eq!(parse_ports("65530-").unwrap().len(), 6);
         let top = parse_ports("top").unwrap();
-        assert_eq!(&top[..3], &[80, 23, 443]);
+        assert_eq!(top.len(), 1000);
+        assert_eq!(top[0], 80, "http is the most common port in every source");
+        for port in [22, 443, 3306] {
+            assert!(top.contains(&port), "{port}");
+        }
         for bad in ["", "0", "1,,2", "a-b", "5-1", "65536", "22;80"] {
             assert!(parse_ports(bad).is_err(), "{bad}");
         }

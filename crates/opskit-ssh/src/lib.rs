@@ -18,6 +18,8 @@ pub mod target;
 pub use auth::{Credentials, Identity, load_identity};
 pub use error::Error;
 pub use outcome::{Event, EventSink, HostKeyInfo, HostReport, Outcome, Phase, RemoteEntry, Stream};
-pub use run::{FanOut, MAX_CAPTURE, fan_out, run_command, run_one};
+pub use run::{
+    FanOut, MAX_CAPTURE, RunOptions, fan_out, run_command, run_command_with, run_one, run_one_with,
+};
 pub use session::{ConnectOptions, HostKeyPolicy, load_policy};
 pub use target::{SshConfig, Target, TargetDefaults};

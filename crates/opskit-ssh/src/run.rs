@@ -109,6 +109,18 @@ where
         .collect()
 }
 
+/// How a command is run on each host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Ask for a pseudo-terminal (`ssh -t`): stdout and stderr arrive merged, and when the
+    /// channel is closed at the deadline the hang-up ends the command even where the server
+    /// refuses signals.
+    pub tty: bool,
+}
+
+/// How long a command gets to end after `TERM` (and after the channel is closed) at the deadline.
+const END_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs `command` on every target.
 pub async fn run_command(
     targets: Vec<Target>,
@@ -117,12 +129,24 @@ pub async fn run_command(
     fan: FanOut,
     sink: Option<EventSink>,
 ) -> Vec<HostReport> {
+    run_command_with(targets, command, opts, fan, sink, RunOptions::default()).await
+}
+
+/// [`run_command`] with [`RunOptions`].
+pub async fn run_command_with(
+    targets: Vec<Target>,
+    command: String,
+    opts: ConnectOptions,
+    fan: FanOut,
+    sink: Option<EventSink>,
+    run: RunOptions,
+) -> Vec<HostReport> {
     let command = Arc::new(command);
     let opts = Arc::new(opts);
     let job_sink = sink.clone();
     fan_out(targets, fan, sink, move |i, target| {
         let (command, opts, sink) = (command.clone(), opts.clone(), job_sink.clone());
-        async move { run_one(i, &target, &command, &opts, sink).await }
+        async move { run_one_with(i, &target, &command, &opts, sink, run).await }
     })
     .await
 }
@@ -135,6 +159,18 @@ pub async fn run_one(
     opts: &ConnectOptions,
     sink: Option<EventSink>,
 ) -> HostReport {
+    run_one_with(index, target, command, opts, sink, RunOptions::default()).await
+}
+
+/// [`run_one`] with [`RunOptions`].
+pub async fn run_one_with(
+    index: usize,
+    target: &Target,
+    command: &str,
+    opts: &ConnectOptions,
+    sink: Option<EventSink>,
+    run: RunOptions,
+) -> HostReport {
     let started = Instant::now();
     let deadline = started + opts.timeout;
     let mut report = HostReport::new(&target.label, &target.host, target.port);
@@ -142,7 +178,16 @@ pub async fn run_one(
         report.duration = started.elapsed();
         return report;
     };
-    exec(index, &conn.handle, command, deadline, sink, &mut report).await;
+    exec(
+        index,
+        &conn.handle,
+        command,
+        deadline,
+        sink,
+        run,
+        &mut report,
+    )
+    .await;
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(1),
         conn.handle
@@ -201,6 +246,7 @@ async fn exec(
     command: &str,
     deadline: Instant,
     sink: Option<EventSink>,
+    run: RunOptions,
     report: &mut HostReport,
 ) {
     let mut channel = match tokio::time::timeout_at(deadline, handle.channel_open_session()).await {
@@ -218,6 +264,18 @@ async fn exec(
         }
         Ok(Ok(c)) => c,
     };
+    if run.tty {
+        let pty = tokio::time::timeout_at(
+            deadline,
+            channel.request_pty(true, "xterm", 80, 24, 0, 0, &[]),
+        )
+        .await;
+        if !matches!(pty, Ok(Ok(()))) {
+            report.outcome = Outcome::NoExitStatus;
+            report.message = Some("the server did not give a pseudo-terminal (--tty)".into());
+            return;
+        }
+    }
     if let Err(e) = channel.exec(true, command).await {
         report.outcome = Outcome::NoExitStatus;
         report.message = Some(format!("cannot start the command: {e}"));
@@ -242,15 +300,7 @@ async fn exec(
                 report.outcome = Outcome::Timeout {
                     phase: Phase::Command,
                 };
-                report.message = Some(
-                    "the command was still running at the deadline (--timeout); sent TERM and closed the channel"
-                        .into(),
-                );
-                let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
-                    let _ = channel.signal(Sig::TERM).await;
-                    let _ = channel.close().await;
-                })
-                .await;
+                report.message = Some(stop_at_deadline(&mut channel, run, report).await);
                 if let Some(s) = &sink {
                     out.finish(s);
                     err.finish(s);
@@ -301,4 +351,88 @@ async fn exec(
             Outcome::NoExitStatus
         }
     };
+}
+
+/// Ends a command that outlived the deadline and says what really happened: `TERM` is asked for
+/// (the server may refuse it: OpenSSH does for some sessions, and never says so because the
+/// request carries no reply), then, if the command did not end, the channel is closed: with a
+/// PTY the hang-up ends the command; without one it may keep running on the host.
+async fn stop_at_deadline(
+    channel: &mut russh::Channel<russh::client::Msg>,
+    run: RunOptions,
+    report: &mut HostReport,
+) -> String {
+    let lead = "the command was still running at the deadline (--timeout)";
+    let signalled = tokio::time::timeout(END_GRACE, channel.signal(Sig::TERM)).await;
+    if let Ok(Ok(())) = signalled
+        && let Some(how) = wait_end(channel, report).await
+    {
+        return format!("{lead}; sent TERM and {how}");
+    }
+    let term = match signalled {
+        Ok(Ok(())) => format!(
+            "sent TERM, but the command did not end within {}s (the server refuses signals for \
+             this session, or the command ignores TERM)",
+            END_GRACE.as_secs()
+        ),
+        Ok(Err(e)) => format!("could not send TERM ({e})"),
+        Err(_) => "could not send TERM in time".to_owned(),
+    };
+    let closed = matches!(
+        tokio::time::timeout(END_GRACE, async {
+            let _ = channel.eof().await;
+            channel.close().await
+        })
+        .await,
+        Ok(Ok(()))
+    );
+    if !closed {
+        return format!(
+            "{lead}; {term}; the channel could not be closed, so the command may still be running \
+             on the host"
+        );
+    }
+    if run.tty {
+        return match wait_end(channel, report).await {
+            Some(how) => format!("{lead}; {term}; closed the channel and {how} (PTY hang-up)"),
+            None => format!(
+                "{lead}; {term}; closed the channel (the PTY hang-up ends the command; the server \
+                 did not confirm it)"
+            ),
+        };
+    }
+    format!(
+        "{lead}; {term}; closed the channel, but without a PTY the command may still be running on \
+         the host (use --tty, whose hang-up ends it)"
+    )
+}
+
+/// Waits up to [`END_GRACE`] for the command to end; says how it ended.
+async fn wait_end(
+    channel: &mut russh::Channel<russh::client::Msg>,
+    report: &mut HostReport,
+) -> Option<String> {
+    let until = Instant::now() + END_GRACE;
+    let mut truncated = false;
+    loop {
+        match tokio::time::timeout_at(until, channel.wait()).await {
+            Err(_) => return None,
+            Ok(None) | Ok(Some(ChannelMsg::Close)) => {
+                return Some("the server closed the session".to_owned());
+            }
+            Ok(Some(ChannelMsg::ExitSignal {
+                signal_name: sig, ..
+            })) => {
+                return Some(format!("the command ended by signal {}", signal_name(&sig)));
+            }
+            Ok(Some(ChannelMsg::ExitStatus { exit_status })) => {
+                return Some(format!("the command ended with exit status {exit_status}"));
+            }
+            Ok(Some(ChannelMsg::Data { data })) => keep(&mut report.stdout, &data, &mut truncated),
+            Ok(Some(ChannelMsg::ExtendedData { data, ext: 1 })) => {
+                keep(&mut report.stderr, &data, &mut truncated);
+            }
+            Ok(Some(_)) => {}
+        }
+    }
 }

@@ -339,6 +339,15 @@ async fn get_file(
     }
     let total = meta.size.unwrap_or(0);
     let (_, name) = split_remote(remote);
+    // `missing-dir/` names a directory: it must exist (never write `./.missing-dir….tmp` and then
+    // fail to rename it).
+    let names_dir = local.as_os_str().to_string_lossy().ends_with('/');
+    if names_dir && !local.is_dir() {
+        return Err(format!(
+            "local directory {} does not exist",
+            local.display()
+        ));
+    }
     let dest = if local.is_dir() {
         local.join(name)
     } else {
@@ -349,6 +358,9 @@ async fn get_file(
         .filter(|d| !d.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    if !dir.is_dir() {
+        return Err(format!("local directory {} does not exist", dir.display()));
+    }
     let tmp = dir.join(format!(
         ".{}.opskit-{}-{}.tmp",
         dest.file_name()
@@ -399,9 +411,10 @@ async fn get_file(
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(msg);
     }
-    tokio::fs::rename(&tmp, &dest)
-        .await
-        .map_err(|e| format!("cannot move into {}: {e}", dest.display()))?;
+    if let Err(e) = tokio::fs::rename(&tmp, &dest).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(format!("cannot move into {}: {e}", dest.display()));
+    }
     report.bytes = done;
     report.message = Some(format!("wrote {}", dest.display()));
     Ok(())

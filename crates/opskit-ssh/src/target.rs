@@ -37,7 +37,6 @@ const REFUSED: &[&str] = &[
     "proxycommand",
     "hostkeyalias",
     "match",
-    "include",
     "canonicalizehostname",
     "localcommand",
     "remotecommand",
@@ -46,29 +45,39 @@ const REFUSED: &[&str] = &[
     "globalknownhostsfile",
 ];
 
+/// How deep `Include`s may nest (OpenSSH's limit).
+const MAX_INCLUDE_DEPTH: usize = 16;
+
 #[derive(Debug, Clone)]
 struct Block {
-    patterns: Vec<String>,
-    options: Vec<(usize, String, String)>,
+    /// Every one of these `Host` pattern lists must match (an `Include` inside a `Host` block
+    /// applies the included file's own `Host` blocks only to hosts of the enclosing one).
+    conditions: Vec<Vec<String>>,
+    options: Vec<Opt>,
 }
 
-/// A parsed ssh client config (`~/.ssh/config`).
+#[derive(Debug, Clone)]
+struct Opt {
+    path: PathBuf,
+    line: usize,
+    key: String,
+    value: String,
+}
+
+/// A parsed ssh client config (`~/.ssh/config` with its `Include`s, or `-F FILE`).
 #[derive(Debug, Clone, Default)]
 pub struct SshConfig {
-    path: PathBuf,
     blocks: Vec<Block>,
 }
 
 impl SshConfig {
-    /// Loads `path`; a missing file is an empty config.
+    /// Loads `path`; a missing file is an empty config. Relative `Include` paths are taken from
+    /// `~/.ssh`, as OpenSSH does for a user's config.
     pub fn load(path: impl Into<PathBuf>) -> Result<Self, Error> {
         let path = path.into();
         match std::fs::read_to_string(&path) {
             Ok(t) => Self::parse(path, &t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self {
-                path,
-                blocks: Vec::new(),
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(Error::io(path, e)),
         }
     }
@@ -81,34 +90,106 @@ impl SshConfig {
         }
     }
 
-    /// Parses config text that came from `path`.
+    /// `ssh -F FILE`: this file instead of `~/.ssh/config` (it must exist), or no config at all
+    /// for `none`.
+    pub fn load_file(path: &Path) -> Result<Self, Error> {
+        if path.as_os_str() == "none" {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(path.to_path_buf(), &text)
+    }
+
+    /// Parses config text that came from `path`, following its `Include`s.
     pub fn parse(path: PathBuf, text: &str) -> Result<Self, Error> {
-        // Options before the first Host line apply to every host.
-        let mut blocks = vec![Block {
-            patterns: vec!["*".into()],
+        let include_dir = dirs::home_dir()
+            .map(|h| h.join(".ssh"))
+            .or_else(|| path.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let mut cfg = Self::default();
+        cfg.parse_into(&path, text, &[], &include_dir, 0)?;
+        Ok(cfg)
+    }
+
+    /// Adds the blocks of one file; `base` are the `Host` conditions in force where it was
+    /// included (none at the top).
+    fn parse_into(
+        &mut self,
+        path: &Path,
+        text: &str,
+        base: &[Vec<String>],
+        include_dir: &Path,
+        depth: usize,
+    ) -> Result<(), Error> {
+        // Options before the first Host line apply to every host the enclosing context matches.
+        self.blocks.push(Block {
+            conditions: base.to_vec(),
             options: Vec::new(),
-        }];
+        });
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let (key, value) = split_option(line).ok_or_else(|| Error::Parse {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 line: i + 1,
                 reason: format!("expected `Keyword value`, got {line:?}"),
             })?;
             let key = key.to_ascii_lowercase();
             if key == "host" {
-                blocks.push(Block {
-                    patterns: value.split_whitespace().map(str::to_string).collect(),
+                let mut conditions = base.to_vec();
+                conditions.push(value.split_whitespace().map(str::to_string).collect());
+                self.blocks.push(Block {
+                    conditions,
                     options: Vec::new(),
                 });
-            } else if let Some(b) = blocks.last_mut() {
-                b.options.push((i + 1, key, unquote(value)));
+            } else if key == "include" {
+                if depth >= MAX_INCLUDE_DEPTH {
+                    return Err(Error::Parse {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                        reason: format!(
+                            "Include nested more than {MAX_INCLUDE_DEPTH} deep (a loop?)"
+                        ),
+                    });
+                }
+                let here = self
+                    .blocks
+                    .last()
+                    .map(|b| b.conditions.clone())
+                    .unwrap_or_default();
+                for word in value.split_whitespace() {
+                    let pattern = expand_tilde(&unquote(word));
+                    let pattern = if pattern.is_absolute() {
+                        pattern
+                    } else {
+                        include_dir.join(pattern)
+                    };
+                    for file in glob(&pattern) {
+                        if file.is_dir() {
+                            continue;
+                        }
+                        let text =
+                            std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+                        self.parse_into(&file, &text, &here, include_dir, depth + 1)?;
+                    }
+                }
+                // What follows the Include belongs to the block it was written in again.
+                self.blocks.push(Block {
+                    conditions: here,
+                    options: Vec::new(),
+                });
+            } else if let Some(b) = self.blocks.last_mut() {
+                b.options.push(Opt {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    key,
+                    value: unquote(value),
+                });
             }
         }
-        Ok(Self { path, blocks })
+        Ok(())
     }
 
     /// Resolves a target string against this config and the defaults.
@@ -120,12 +201,18 @@ impl SshConfig {
         let mut identity_files = Vec::new();
         let mut ignored = Vec::new();
         for block in &self.blocks {
-            if !host_matches(&block.patterns, &host) {
+            if !block.conditions.iter().all(|p| host_matches(p, &host)) {
                 continue;
             }
-            for (line, key, value) in &block.options {
+            for Opt {
+                path,
+                line,
+                key,
+                value,
+            } in &block.options
+            {
                 let refuse = |directive: &str| Error::Unsupported {
-                    path: self.path.clone(),
+                    path: path.clone(),
                     line: *line,
                     directive: directive.to_string(),
                     host: host.clone(),
@@ -144,7 +231,7 @@ impl SshConfig {
                     "port" => {
                         if cfg_port.is_none() {
                             cfg_port = Some(value.parse().map_err(|_| Error::Parse {
-                                path: self.path.clone(),
+                                path: path.clone(),
                                 line: *line,
                                 reason: format!("bad Port {value:?}"),
                             })?);
@@ -153,7 +240,7 @@ impl SshConfig {
                     "identityfile" => identity_files.push(expand_tilde(value)),
                     "proxyjump" | "proxycommand" if value.eq_ignore_ascii_case("none") => {}
                     k if REFUSED.contains(&k) => return Err(refuse(k)),
-                    k => ignored.push(format!("{}:{line}: {k}", self.path.display())),
+                    k => ignored.push(format!("{}:{line}: {k}", path.display())),
                 }
             }
         }
@@ -204,6 +291,54 @@ fn host_matches(patterns: &[String], host: &str) -> bool {
         }
     }
     positive
+}
+
+/// The files matching `pattern`, sorted, as glob(3) gives them: `*` and `?` match within one
+/// path component and not a leading `.`; a pattern without wildcards is the path itself when it
+/// exists. No match is no file (OpenSSH ignores an `Include` that matches nothing).
+fn glob(pattern: &Path) -> Vec<PathBuf> {
+    use std::path::Component;
+    let mut found: Vec<PathBuf> = vec![PathBuf::new()];
+    for comp in pattern.components() {
+        let part = match comp {
+            Component::Normal(p) => p.to_string_lossy().to_string(),
+            other => {
+                for f in &mut found {
+                    f.push(other.as_os_str());
+                }
+                continue;
+            }
+        };
+        if !part.contains(['*', '?']) {
+            for f in &mut found {
+                f.push(&part);
+            }
+            continue;
+        }
+        let mut next = Vec::new();
+        for dir in &found {
+            let read_from = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir.as_path()
+            };
+            let Ok(entries) = std::fs::read_dir(read_from) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| {
+                    (!n.starts_with('.') || part.starts_with('.')) && wildcard_match(&part, n)
+                })
+                .collect();
+            names.sort();
+            next.extend(names.into_iter().map(|n| dir.join(n)));
+        }
+        found = next;
+    }
+    found.retain(|p| !p.as_os_str().is_empty() && p.exists());
+    found
 }
 
 /// Expands a leading `~/` to the home directory.
@@ -334,5 +469,58 @@ mod tests {
         assert!(err.to_string().contains("proxyjump"), "{err}");
         let t = cfg.resolve("other", &TargetDefaults::default()).unwrap();
         assert_eq!(t.user, "nobody");
+    }
+
+    #[test]
+    fn include_globs_nested_hosts_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("conf.d")).unwrap();
+        std::fs::write(
+            d.join("conf.d/10-web.conf"),
+            "Host web\n  HostName 10.0.0.1\n  Port 2201\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("conf.d/20-db.conf"),
+            "Host db\n  HostName 10.0.0.2\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("conf.d/.hidden.conf"), "Host web\n  Port 1\n").unwrap();
+        // Included inside `Host prod-*`: its lines apply only to hosts matching both.
+        std::fs::write(d.join("prod"), "User produser\nHost *-db\n  Port 5432\n").unwrap();
+        let text = format!(
+            "Include {d}/conf.d/*.conf {d}/missing-*.conf\nHost prod-*\n  Include {d}/prod\n  ServerAliveInterval 5\nHost *\n  User nobody\n  Port 22\n",
+            d = d.display()
+        );
+        let cfg = SshConfig::parse(d.join("config"), &text).unwrap();
+        let none = TargetDefaults::default();
+        let t = cfg.resolve("web", &none).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str()),
+            ("10.0.0.1", 2201, "nobody")
+        );
+        let t = cfg.resolve("db", &none).unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("10.0.0.2", 22));
+        let t = cfg.resolve("prod-db", &none).unwrap();
+        assert_eq!((t.port, t.user.as_str()), (5432, "produser"));
+        // the line after the Include still belongs to `Host prod-*`
+        assert_eq!(t.ignored_directives.len(), 1, "{:?}", t.ignored_directives);
+        let t = cfg.resolve("other-db", &none).unwrap();
+        assert_eq!((t.port, t.user.as_str()), (22, "nobody"));
+        assert!(t.ignored_directives.is_empty());
+    }
+
+    #[test]
+    fn include_loops_are_an_error_and_dash_f_none_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = dir.path().join("self");
+        std::fs::write(&me, format!("Include {}\n", me.display())).unwrap();
+        let err = SshConfig::load_file(&me).unwrap_err();
+        assert!(err.to_string().contains("nested"), "{err}");
+        let none = SshConfig::load_file(Path::new("none")).unwrap();
+        let t = none.resolve("web", &TargetDefaults::default()).unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("web", 22));
+        assert!(SshConfig::load_file(&dir.path().join("missing")).is_err());
     }
 }

@@ -89,7 +89,18 @@ impl fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// Prints `err` to stderr (with its causes and hint) and returns the exit code to use.
+///
+/// Stdout errors are decided here, once for every command: a closed pipe (`opskit … | head`)
+/// ends the command quietly with success, like other Unix tools; any other stdout error (a full
+/// disk) is "cannot write to stdout" with exit 1.
 pub fn report(err: &anyhow::Error) -> u8 {
+    if let Some(io) = crate::output::stdout_error(err) {
+        if io.kind() == std::io::ErrorKind::BrokenPipe {
+            return code::OK;
+        }
+        eprintln!("error: cannot write to stdout: {io}");
+        return code::FAILURE;
+    }
     let failure = err.chain().find_map(|e| e.downcast_ref::<Failure>());
     let code = failure.map_or(code::FAILURE, |f| f.code);
     // messages quote servers and peers: no control character of theirs reaches the terminal
@@ -105,4 +116,28 @@ pub fn report(err: &anyhow::Error) -> u8 {
     }
     eprintln!("{text}");
     code
+}
+
+/// The safety net for `print!`/`println!` (and libraries that panic on a failed write): the
+/// standard library panics when stdout is closed or full. That panic becomes the same outcome as
+/// a failed write through [`crate::output::stdout`]: success on a closed pipe, exit 1 with
+/// "cannot write to stdout" otherwise. Every other panic keeps the default report.
+pub fn install_stdout_panic_guard() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        if let Some(reason) = text.strip_prefix("failed printing to stdout: ") {
+            if reason.starts_with("Broken pipe") || reason.contains("os error 32") {
+                std::process::exit(i32::from(code::OK));
+            }
+            eprintln!("error: cannot write to stdout: {reason}");
+            std::process::exit(i32::from(code::FAILURE));
+        }
+        default(info);
+    }));
 }

@@ -5,9 +5,13 @@
 //! documented exit code ([`exit`]).
 
 pub mod cli;
+pub mod duration;
 pub mod exit;
+pub mod failure;
 pub mod logging;
+pub mod output;
 pub mod peer_text;
+pub mod secret_arg;
 
 use std::process::ExitCode;
 
@@ -15,11 +19,18 @@ use clap::Parser;
 
 /// Parses the command line, runs the command and turns the outcome into an exit code.
 pub fn run() -> ExitCode {
+    exit::install_stdout_panic_guard();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
             // clap prints help/version to stdout and usage errors to stderr.
-            let _ = err.print();
+            if let Err(e) = err.print()
+                && !err.use_stderr()
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                eprintln!("error: cannot write to stdout: {e}");
+                return ExitCode::from(exit::code::FAILURE);
+            }
             return ExitCode::from(if err.use_stderr() {
                 exit::code::USAGE
             } else {
@@ -27,6 +38,9 @@ pub fn run() -> ExitCode {
             });
         }
     };
+    if !cli.command.sets_up_logging() {
+        logging::init(logging::LogFormat::Text, logging::DEFAULT_FILTER);
+    }
     match cli.command.run() {
         Ok(code) => ExitCode::from(code),
         Err(err) => ExitCode::from(exit::report(&err)),

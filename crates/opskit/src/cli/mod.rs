@@ -1,6 +1,6 @@
 //! The command line: one module per command family.
 
-use std::time::Duration;
+use std::io::Write as _;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -12,6 +12,9 @@ pub mod net;
 pub mod notify;
 pub mod serve;
 pub mod ssh;
+
+/// The one duration parser (see [`crate::duration`]), re-exported for the command families.
+pub use crate::duration::{parse_duration, zero_or_duration};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,18 +67,31 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command sets up logging itself (the servers choose their level and
+    /// `--log-format`); every other command gets [`crate::logging::DEFAULT_FILTER`].
+    pub fn sets_up_logging(&self) -> bool {
+        matches!(self, Command::Serve(_) | Command::Monitor(_))
+    }
+
     /// Runs the command and returns the exit code.
     pub fn run(self) -> anyhow::Result<u8> {
         match self {
             Command::Http(cmd) => cmd.run(),
             Command::Completions { shell } => {
+                // Generated into memory (clap_complete panics on a failed write), then written
+                // through the one stdout whose errors the reporter understands.
                 let mut cmd = Cli::command();
-                clap_complete::generate(shell, &mut cmd, "opskit", &mut std::io::stdout());
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "opskit", &mut script);
+                let mut out = crate::output::stdout();
+                out.write_all(&script)?;
+                out.flush()?;
                 Ok(exit::code::OK)
             }
             Command::Man => {
-                let man = clap_mangen::Man::new(Cli::command());
-                man.render(&mut std::io::stdout())?;
+                let mut out = crate::output::stdout();
+                out.write_all(&man_page()?)?;
+                out.flush()?;
                 Ok(exit::code::OK)
             }
             Command::Notify { delivery, command } => command.run(&delivery),
@@ -90,43 +106,59 @@ impl Command {
     }
 }
 
-/// Parses a duration flag: `30s`, `500ms`, `5m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 500ms, 5m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
+/// The one man page, `opskit(1)`. clap_mangen's command list names a page per command
+/// (`opskit-net(1)`, …) that is never installed, so the commands are listed here instead, with
+/// where their details are (`opskit COMMAND --help`).
+fn man_page() -> std::io::Result<Vec<u8>> {
+    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut page = Vec::new();
+    // Each piece is written whole and ends its line (clap_mangen's pieces do not).
+    let end_line = |page: &mut Vec<u8>| {
+        if !page.ends_with(b"\n") {
+            page.push(b'\n');
+        }
     };
-    if !(secs > 0.0 && secs.is_finite() && secs <= 86_400.0 * 7.0) {
-        return Err(format!(
-            "{s:?}: a duration must be more than zero and at most a week"
-        ));
+    man.render_title(&mut page)?;
+    end_line(&mut page);
+    man.render_name_section(&mut page)?;
+    end_line(&mut page);
+    man.render_synopsis_section(&mut page)?;
+    end_line(&mut page);
+    man.render_description_section(&mut page)?;
+    end_line(&mut page);
+    man.render_options_section(&mut page)?;
+    end_line(&mut page);
+    page.extend_from_slice(b".SH COMMANDS\n");
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+        page.extend_from_slice(
+            format!(
+                ".TP\n\\fBopskit {}\\fR\n{}\n",
+                roff_text(sub.get_name()),
+                roff_text(&about)
+            )
+            .as_bytes(),
+        );
     }
-    Ok(Duration::from_secs_f64(secs))
+    page.extend_from_slice(b".PP\nThe flags of each command: \\fBopskit COMMAND \\-\\-help\\fR.\n");
+    man.render_extra_section(&mut page)?;
+    end_line(&mut page);
+    man.render_version_section(&mut page)?;
+    end_line(&mut page);
+    Ok(page)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("3d").is_err());
-        assert!(parse_duration("200h").is_err());
+/// Text for a roff line: backslashes and dashes escaped, no control character at the start.
+fn roff_text(s: &str) -> String {
+    let text = s.replace('\\', "\\\\").replace('-', "\\-");
+    let text = text.replace('\n', " ");
+    if text.starts_with('.') || text.starts_with('\'') {
+        format!("\\&{text}")
+    } else {
+        text
     }
 }

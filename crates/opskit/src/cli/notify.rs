@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use opskit_http::Secret;
-use opskit_notify::deliver::FailureKind;
 use opskit_notify::jira::IssueRequest;
 use opskit_notify::signing::{
     FileSeenIds, ReceivedHeaders, Verifier, WebhookSecret, XSignatureSecret,
@@ -18,14 +17,16 @@ use opskit_notify::{
 };
 use secrecy::ExposeSecret;
 
+use crate::cli::{parse_duration, zero_or_duration};
 use crate::exit::{self, Failure};
+use crate::secret_arg::{self, Literal};
 
 /// Deadlines and retries shared by every `notify` command.
 #[derive(Debug, Clone, Args)]
 pub struct DeliveryArgs {
-    /// Deadline of one attempt, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0, global = true)]
-    timeout: f64,
+    /// Deadline of one attempt (e.g. 10s, 500ms, 1m; at most 1h).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, global = true)]
+    timeout: Duration,
     /// Retries after a 429, a 5xx or a timeout (0 = send once).
     #[arg(long, value_name = "N", default_value_t = 3, global = true)]
     retries: u32,
@@ -33,11 +34,11 @@ pub struct DeliveryArgs {
 
 impl DeliveryArgs {
     fn options(&self, base: DeliveryOptions) -> anyhow::Result<DeliveryOptions> {
-        if !(self.timeout.is_finite() && self.timeout > 0.0 && self.timeout <= 3600.0) {
-            return Err(Failure::usage("--timeout must be between 0 and 3600 seconds").into());
+        if self.timeout > Duration::from_secs(3600) {
+            return Err(Failure::usage("--timeout must be at most 1h").into());
         }
         Ok(DeliveryOptions {
-            timeout: Duration::from_secs_f64(self.timeout),
+            timeout: self.timeout,
             retries: self.retries.min(10),
             ..base
         })
@@ -238,9 +239,9 @@ pub struct VerifyArgs {
     /// The webhook-signature header (or, with --style x-signature, the X-Signature header).
     #[arg(long)]
     signature: Option<String>,
-    /// Largest accepted distance between the timestamp and now, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    tolerance: u64,
+    /// Largest accepted distance between the timestamp and now (e.g. 300, 5m; 0 = exact).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = zero_or_duration)]
+    tolerance: Duration,
     /// Remember accepted ids in FILE and reject one seen before (replay).
     #[arg(long, value_name = "FILE")]
     seen_ids: Option<PathBuf>,
@@ -253,35 +254,19 @@ fn usage(e: NotifyError) -> anyhow::Error {
     Failure::usage(e.to_string()).into()
 }
 
-/// Maps a delivery failure to the documented exit codes: 3 network/timeout, 4 a 4xx, 5 a 5xx.
+/// A failed delivery: the one mapping of `opskit_notify::Error` (3 network, 4 a 4xx, 5 a 5xx).
 fn delivery_failure(e: NotifyError) -> anyhow::Error {
-    match &e {
-        NotifyError::Delivery { kind, .. } => {
-            let code = match kind {
-                FailureKind::Status(s) if (400..500).contains(s) => exit::code::HTTP_4XX,
-                FailureKind::Status(s) if *s >= 500 => exit::code::HTTP_5XX,
-                FailureKind::Timeout | FailureKind::Connection => exit::code::NETWORK,
-                _ => exit::code::FAILURE,
-            };
-            let mut f = Failure::new(code, e.to_string());
-            if matches!(kind, FailureKind::Status(401 | 403)) {
-                f = f.with_hint("check the credentials or the webhook URL");
-            } else if matches!(kind, FailureKind::Status(404)) {
-                f = f.with_hint("the webhook URL is wrong or the webhook was deleted");
-            }
-            f.into()
-        }
-        NotifyError::InvalidInput(_) | NotifyError::InvalidSecret(_) => usage(e),
-        _ => anyhow::Error::new(e),
-    }
+    crate::failure::notify(e)
 }
 
 async fn resolve(spec: &str, what: &str) -> anyhow::Result<secrecy::SecretString> {
-    Secret::parse(spec).resolve().await.map_err(|e| {
-        Failure::usage(format!("cannot read the {what}: {e}"))
-            .with_hint("give it as env:VAR, file:PATH or cmd:COMMAND")
-            .into()
-    })
+    secret_arg::resolve(
+        spec,
+        &format!("the {what}"),
+        &format!("{what}: "),
+        Literal::Allowed,
+    )
+    .await
 }
 
 /// `--data JSON|@FILE|@-`: the raw bytes, checked to be JSON when we are the sender.
@@ -535,7 +520,8 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
                     }
                     _ => None,
                 };
-                let f = Failure::new(exit::code::FAILURE, format!("rejected ({}): {r}", r.code()));
+                // `r` starts with the reason in words (`replayed: …`, `malformed headers: …`).
+                let f = Failure::new(exit::code::FAILURE, format!("rejected: {r}"));
                 match hint {
                     Some(h) => f.with_hint(h).into(),
                     None => f.into(),
@@ -572,7 +558,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
             }
             let mut verifier = Verifier::new(standard_secrets(&args.secrets).await?)
                 .map_err(usage)?
-                .tolerance(Some(Duration::from_secs(args.tolerance)));
+                .tolerance(Some(args.tolerance));
             if let Some(path) = &args.seen_ids {
                 verifier = verifier.seen_ids(Box::new(FileSeenIds::new(path)));
             }

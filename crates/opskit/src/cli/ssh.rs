@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 
 use crate::cli::parse_duration;
 use crate::exit::{Failure, code};
+use crate::output::{Format, render_rows};
+use crate::secret_arg::{self, Literal};
 
 #[derive(Debug, Args)]
 pub struct SshArgs {
@@ -38,15 +40,51 @@ enum SshCommand {
     Ls(LsArgs),
 }
 
+/// `--output`: one block per host, or rows in one of the shared formats ([`crate::output`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
+    /// One block per host and a summary line.
     Text,
+    /// A JSON array, one object per host (with stdout and stderr for `run`).
     Json,
+    /// One JSON object per host per line.
+    Ndjson,
+    /// Comma-separated values with a header row.
+    Csv,
+    /// A text table.
+    Table,
 }
+
+impl Output {
+    /// The shared row format, or `None` for the text blocks.
+    fn rows(self) -> Option<Format> {
+        match self {
+            Output::Text => None,
+            Output::Json => Some(Format::Json),
+            Output::Ndjson => Some(Format::Ndjson),
+            Output::Csv => Some(Format::Csv),
+            Output::Table => Some(Format::Table),
+        }
+    }
+}
+
+/// Columns of the csv and table output (JSON keeps every field).
+const COLUMNS: &[&str] = &[
+    "host",
+    "address",
+    "status",
+    "exit_code",
+    "duration_ms",
+    "message",
+];
 
 /// Connection options shared by every `opskit ssh` command.
 #[derive(Debug, Args)]
 struct ConnArgs {
+    /// ssh client config to read instead of ~/.ssh/config (`Include`s are followed); `none`
+    /// reads no config at all.
+    #[arg(short = 'F', long = "config", value_name = "FILE|none")]
+    config: Option<PathBuf>,
     /// Read more targets from FILE (one per line, `#` comments).
     #[arg(long, value_name = "FILE")]
     hosts_file: Option<PathBuf>,
@@ -59,11 +97,13 @@ struct ConnArgs {
     /// Private key file (ed25519, ECDSA, RSA); repeatable. Default: ~/.ssh/id_{ed25519,ecdsa,rsa}.
     #[arg(short = 'i', long = "identity", value_name = "FILE")]
     identity: Vec<PathBuf>,
-    /// Passphrase of encrypted keys: `env:VAR` or `prompt` (asked when needed on a terminal).
-    #[arg(long, value_name = "env:VAR|prompt")]
+    /// Passphrase of encrypted keys: `env:VAR`, `file:PATH`, `cmd:COMMAND` or `prompt` (asked
+    /// when needed on a terminal).
+    #[arg(long, value_name = "SECRET")]
     passphrase: Option<String>,
-    /// Password authentication: `env:VAR`, or `prompt` (the default when given without a value).
-    #[arg(long, value_name = "env:VAR|prompt", num_args = 0..=1, default_missing_value = "prompt")]
+    /// Password authentication: `env:VAR`, `file:PATH`, `cmd:COMMAND`, or `prompt` (the default
+    /// when given without a value).
+    #[arg(long, value_name = "SECRET", num_args = 0..=1, default_missing_value = "prompt")]
     password: Option<String>,
     /// Do not use the ssh-agent even when SSH_AUTH_SOCK is set.
     #[arg(long)]
@@ -108,6 +148,11 @@ struct RunArgs {
     /// Print output lines as they arrive, prefixed with the target.
     #[arg(long)]
     stream: bool,
+    /// Run the command on a pseudo-terminal (like `ssh -t`): stdout and stderr arrive merged,
+    /// and at the --timeout deadline the hang-up ends the command even where the server refuses
+    /// the TERM signal.
+    #[arg(short = 't', long)]
+    tty: bool,
     /// The command, after `--` (run by the remote user's shell).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -155,35 +200,6 @@ impl SshArgs {
     }
 }
 
-/// Reads a secret given as `env:VAR` or `prompt`.
-fn read_secret(spec: &str, what: &str, prompt: &str) -> anyhow::Result<SecretString> {
-    if let Some(var) = spec.strip_prefix("env:") {
-        return match std::env::var(var) {
-            Ok(v) => Ok(SecretString::from(v)),
-            Err(_) => Err(
-                Failure::usage(format!("{what}: environment variable {var} is not set"))
-                    .with_hint(format!("export {var}=… or use `prompt`"))
-                    .into(),
-            ),
-        };
-    }
-    if spec == "prompt" {
-        if !std::io::stdin().is_terminal() {
-            return Err(
-                Failure::usage(format!("{what}: cannot prompt, stdin is not a terminal"))
-                    .with_hint("use env:VAR")
-                    .into(),
-            );
-        }
-        let v = rpassword::prompt_password(prompt)
-            .map_err(|e| Failure::usage(format!("{what}: cannot read the prompt: {e}")))?;
-        return Ok(SecretString::from(v));
-    }
-    Err(Failure::usage(format!("{what} must be `env:VAR` or `prompt`"))
-        .with_hint("secrets are never taken from the command line, where `ps` and shell history see them")
-        .into())
-}
-
 struct Prepared {
     targets: Vec<Target>,
     opts: ConnectOptions,
@@ -192,8 +208,7 @@ struct Prepared {
 
 fn prepare(conn: &ConnArgs, mut specs: Vec<String>) -> anyhow::Result<Prepared> {
     if let Some(file) = &conn.hosts_file {
-        let more =
-            opskit_ssh::target::read_hosts_file(file).map_err(|e| Failure::usage(e.to_string()))?;
+        let more = opskit_ssh::target::read_hosts_file(file).map_err(crate::failure::ssh)?;
         specs.extend(more);
     }
     if specs.is_empty() {
@@ -201,21 +216,26 @@ fn prepare(conn: &ConnArgs, mut specs: Vec<String>) -> anyhow::Result<Prepared> 
             .with_hint("name hosts as [user@]host[:port] or use --hosts-file FILE")
             .into());
     }
-    let config = SshConfig::load_default().map_err(|e| Failure::usage(e.to_string()))?;
+    let config = match &conn.config {
+        Some(file) => SshConfig::load_file(file),
+        None => SshConfig::load_default(),
+    }
+    .map_err(crate::failure::ssh)?;
     let defaults = TargetDefaults {
         user: conn.user.clone(),
         port: conn.port,
     };
     let mut targets = Vec::new();
+    // One warning per config line, however many targets it applies to.
+    let mut warned = std::collections::BTreeSet::new();
     for spec in &specs {
-        let t = config.resolve(spec, &defaults).map_err(|e| {
-            Failure::usage(e.to_string())
-                .with_hint("opskit ssh supports Host, HostName, User, Port and IdentityFile")
-        })?;
+        let t = config
+            .resolve(spec, &defaults)
+            .map_err(crate::failure::ssh)?;
         for d in &t.ignored_directives {
-            eprintln!(
-                "warning: {d} is not supported by opskit ssh and has no effect (target {spec})"
-            );
+            if warned.insert(d.clone()) {
+                eprintln!("warning: {d} is not supported by opskit ssh and has no effect");
+            }
         }
         targets.push(t);
     }
@@ -234,7 +254,12 @@ fn prepare(conn: &ConnArgs, mut specs: Vec<String>) -> anyhow::Result<Prepared> 
         paths = auth::default_identity_files();
     }
     let mut passphrase: Option<SecretString> = match &conn.passphrase {
-        Some(spec) if spec != "prompt" => Some(read_secret(spec, "--passphrase", "")?),
+        Some(spec) if spec != "prompt" => Some(secret_arg::resolve_blocking(
+            spec,
+            "--passphrase",
+            "",
+            Literal::Refused,
+        )?),
         _ => None,
     };
     let mut identities: Vec<Identity> = Vec::new();
@@ -253,26 +278,25 @@ fn prepare(conn: &ConnArgs, mut specs: Vec<String>) -> anyhow::Result<Prepared> 
                             .into(),
                     );
                 }
-                let p = read_secret(
-                    "prompt",
+                let p = secret_arg::prompt(
                     "--passphrase",
                     &format!("Passphrase for {}: ", path.display()),
                 )?;
-                let id = auth::load_identity(path, Some(&p))
-                    .map_err(|e| Failure::usage(e.to_string()))?;
+                let id = auth::load_identity(path, Some(&p)).map_err(crate::failure::ssh)?;
                 passphrase = Some(p);
                 identities.push(id);
             }
             Err(opskit_ssh::Error::KeyEncrypted { .. }) if !explicit => {}
-            Err(e) => {
-                return Err(Failure::usage(e.to_string())
-                    .with_hint("check the -i path and --passphrase")
-                    .into());
-            }
+            Err(e) => return Err(crate::failure::ssh(e)),
         }
     }
     let password = match &conn.password {
-        Some(spec) => Some(read_secret(spec, "--password", "Password: ")?),
+        Some(spec) => Some(secret_arg::resolve_blocking(
+            spec,
+            "--password",
+            "Password: ",
+            Literal::Refused,
+        )?),
         None => None,
     };
     let agent_socket = if conn.no_agent {
@@ -283,7 +307,7 @@ fn prepare(conn: &ConnArgs, mut specs: Vec<String>) -> anyhow::Result<Prepared> 
             .map(PathBuf::from)
     };
     let policy = opskit_ssh::load_policy(Some(conn.known_hosts.clone()), conn.accept_new)
-        .map_err(|e| Failure::usage(e.to_string()))?;
+        .map_err(crate::failure::ssh)?;
     Ok(Prepared {
         targets,
         opts: ConnectOptions {
@@ -488,8 +512,13 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     } else {
         None
     };
-    let reports = crate::block_on(opskit_ssh::run_command(
-        p.targets, command, p.opts, p.fan, sink,
+    let reports = crate::block_on(opskit_ssh::run_command_with(
+        p.targets,
+        command,
+        p.opts,
+        p.fan,
+        sink,
+        opskit_ssh::RunOptions { tty: args.tty },
     ))?;
     if let Some(dir) = &args.out_dir {
         for r in &reports {
@@ -509,17 +538,19 @@ fn print_reports(
     show_output: bool,
     with_output_json: bool,
 ) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match output {
-        Output::Json => {
+    let mut out = crate::output::stdout();
+    match output.rows() {
+        Some(format) => {
             let list: Vec<Value> = reports
                 .iter()
                 .map(|r| report_json(r, with_output_json))
                 .collect();
-            serde_json::to_writer_pretty(&mut out, &list)?;
-            writeln!(out)?;
+            render_rows(&mut out, COLUMNS, &list, format)?;
         }
-        Output::Text => write_text(&mut out, reports, show_output)?,
+        None => {
+            write_text(&mut out, reports, show_output)?;
+            out.flush()?;
+        }
     }
     Ok(())
 }
@@ -585,8 +616,7 @@ fn put(args: PutArgs) -> anyhow::Result<u8> {
         let Some(path) = paths.first().cloned() else {
             return Err(Failure::usage("give at least one TARGET:PATH with --hosts-file").into());
         };
-        let more =
-            opskit_ssh::target::read_hosts_file(file).map_err(|e| Failure::usage(e.to_string()))?;
+        let more = opskit_ssh::target::read_hosts_file(file).map_err(crate::failure::ssh)?;
         paths.extend(std::iter::repeat_n(path, more.len()));
     }
     let p = prepare(&args.conn, specs)?;
@@ -605,8 +635,9 @@ fn put(args: PutArgs) -> anyhow::Result<u8> {
 }
 
 fn print_transfer(reports: &[HostReport], output: Output) -> anyhow::Result<()> {
-    match output {
-        Output::Json => {
+    let mut out = crate::output::stdout();
+    match output.rows() {
+        Some(format) => {
             let list: Vec<Value> = reports
                 .iter()
                 .map(|r| {
@@ -615,12 +646,11 @@ fn print_transfer(reports: &[HostReport], output: Output) -> anyhow::Result<()> 
                     v
                 })
                 .collect();
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &list)?;
-            writeln!(out)?;
+            let mut columns = COLUMNS.to_vec();
+            columns.push("bytes");
+            render_rows(&mut out, &columns, &list, format)?;
         }
-        Output::Text => {
-            let mut out = std::io::stdout().lock();
+        None => {
             for r in reports {
                 writeln!(out, "{}", header(r))?;
                 if let Some(m) = &r.message {
@@ -636,6 +666,7 @@ fn print_transfer(reports: &[HostReport], output: Output) -> anyhow::Result<()> 
                 }
             }
             writeln!(out, "{}", summary(reports))?;
+            out.flush()?;
         }
     }
     Ok(())
@@ -646,6 +677,13 @@ fn get(args: GetArgs) -> anyhow::Result<u8> {
         return Err(Failure::usage("get copies from one host; --hosts-file does not apply").into());
     }
     let (t, path) = split_remote(&args.remote)?;
+    if args.local.as_os_str().to_string_lossy().ends_with('/') && !args.local.is_dir() {
+        return Err(Failure::usage(format!(
+            "local directory {} does not exist",
+            args.local.display()
+        ))
+        .into());
+    }
     if let Some(parent) = args.local.parent().filter(|p| !p.as_os_str().is_empty())
         && !parent.is_dir()
     {
@@ -699,31 +737,48 @@ fn ls(args: LsArgs) -> anyhow::Result<u8> {
     }
     if let Some(file) = &args.conn.hosts_file {
         let path = paths.first().cloned().unwrap_or_else(|| ".".into());
-        let more =
-            opskit_ssh::target::read_hosts_file(file).map_err(|e| Failure::usage(e.to_string()))?;
+        let more = opskit_ssh::target::read_hosts_file(file).map_err(crate::failure::ssh)?;
         paths.extend(std::iter::repeat_n(path, more.len()));
     }
     let p = prepare(&args.conn, specs)?;
     let reports = crate::block_on(sftp::ls(p.targets, paths, p.opts, p.fan, None))?;
-    let mut out = std::io::stdout().lock();
-    match args.conn.output {
-        Output::Json => {
+    let mut out = crate::output::stdout();
+    let entry = |e: &opskit_ssh::RemoteEntry| json!({"name": e.name, "type": e.kind, "size": e.size, "mode": e.mode, "mtime": e.mtime});
+    match args.conn.output.rows() {
+        // One object per host with its entries.
+        Some(format @ (Format::Json | Format::Ndjson)) => {
             let list: Vec<Value> = reports
                 .iter()
                 .map(|r| {
                     let mut v = report_json(r, false);
-                    v["entries"] = r
-                        .entries
-                        .iter()
-                        .map(|e| json!({"name": e.name, "type": e.kind, "size": e.size, "mode": e.mode, "mtime": e.mtime}))
-                        .collect();
+                    v["entries"] = r.entries.iter().map(entry).collect();
                     v
                 })
                 .collect();
-            serde_json::to_writer_pretty(&mut out, &list)?;
-            writeln!(out)?;
+            render_rows(&mut out, COLUMNS, &list, format)?;
         }
-        Output::Text => {
+        // One row per entry (a host with none, or that failed, gets one row with its status).
+        Some(format) => {
+            let mut rows = Vec::new();
+            for r in &reports {
+                let base = report_json(r, false);
+                if r.entries.is_empty() {
+                    rows.push(base.clone());
+                }
+                for e in &r.entries {
+                    let mut row = base.clone();
+                    if let (Some(row), Value::Object(fields)) = (row.as_object_mut(), entry(e)) {
+                        row.extend(fields);
+                    }
+                    rows.push(row);
+                }
+            }
+            let columns = [
+                "host", "status", "name", "type", "size", "mode", "mtime", "message",
+            ];
+            render_rows(&mut out, &columns, &rows, format)?;
+        }
+        None => {
             for r in &reports {
                 writeln!(out, "{}", header(r))?;
                 if !r.outcome.is_ok()
@@ -742,6 +797,7 @@ fn ls(args: LsArgs) -> anyhow::Result<u8> {
                 }
             }
             writeln!(out, "{}", summary(&reports))?;
+            out.flush()?;
         }
     }
     Ok(exit_code(&reports))

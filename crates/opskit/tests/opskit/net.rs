@@ -641,3 +641,53 @@ fn net_dns_system_resolver_and_bad_input() {
         .stderr(predicate::str::contains("IP address"));
     opskit().args(["net", "dns"]).assert().code(2);
 }
+
+/// Issue 12 (defect 13): `OPSKIT_LOG` works for every command, and a log on a pipe carries no
+/// ANSI colour.
+#[test]
+fn opskit_log_works_for_net_and_logs_on_a_pipe_are_plain() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = opskit()
+        .env("OPSKIT_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .args(["net", "scan", "127.0.0.1", "--ports", &port.to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scan started"), "{err}");
+    assert!(!err.contains('\u{1b}'), "ANSI escapes in a piped log: {err:?}");
+}
+
+/// Issue 12 (defects 4 and 19): net commands into a closed pipe end quietly with success;
+/// onto a full disk they fail with exit 1; a one-port scan says "1 port".
+#[test]
+fn net_output_into_a_closed_pipe_or_a_full_disk() {
+    use crate::basics::{assert_quiet_success, assert_stdout_failure, bin, with_closed_stdout, with_full_stdout};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    let target = format!("127.0.0.1:{open}");
+    let scan = || {
+        let mut c = bin();
+        c.args(["net", "scan", "127.0.0.1", "--ports", &format!("{open}"), "-o", "csv"]);
+        c
+    };
+    assert_quiet_success(&with_closed_stdout(&mut scan()));
+    assert_stdout_failure(&with_full_stdout(&mut scan()));
+    assert_quiet_success(&with_closed_stdout(bin().args(["net", "check", &target])));
+    assert_quiet_success(&with_closed_stdout(bin().args(["net", "dns", "localhost"])));
+    let out = scan().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scanned 1 port in"), "{err}");
+    // ndjson: one object per line, like the http family
+    let out = bin()
+        .args(["net", "check", &target, "-o", "ndjson"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["state"], "open");
+}

@@ -487,3 +487,68 @@ fn verify_checks_bodies_that_are_not_json_too() {
         .code(1)
         .stderr(predicate::str::contains("timestamp too old"));
 }
+
+/// Issue 12 (defect 12): every duration flag takes the same syntax as `ssh`/`net` (`1s`, `500ms`).
+#[test]
+fn notify_timeout_takes_the_common_duration_syntax() {
+    let s = serve(Vendor::Slack);
+    for timeout in ["1s", "1500ms", "2"] {
+        opskit()
+            .env("SLACK_WEBHOOK_URL", s.f.url("/services/T/B/SECRET"))
+            .args(["notify", "slack", "--title", "t", "--message", "m"])
+            .args(["--timeout", timeout])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("sent to Slack"));
+    }
+    opskit()
+        .args(["notify", "slack", "--title", "t", "--message", "m"])
+        .args(["--timeout", "soon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("500ms, 30s, 5m"));
+}
+
+/// Issue 12 (defect 19): a failing `cmd:` secret is a failed command, not "authentication failed".
+#[test]
+fn a_failing_cmd_secret_says_the_command_failed() {
+    opskit()
+        .args(["notify", "slack", "--webhook", "cmd:exit 3"])
+        .args(["--title", "t", "--message", "m"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`exit 3` failed"))
+        .stderr(predicate::str::contains("authentication").not());
+}
+
+/// Issue 12 (defect 19): the reason is named once, in the README's words.
+#[test]
+fn verify_names_each_reason_once_in_the_readme_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = r#"{"alert":"disk full"}"#;
+    let headers = signed_headers(dir.path(), data);
+    let seen = dir.path().join("seen-ids");
+    let verify = || {
+        let mut c = opskit();
+        c.args(["webhook", "verify", "--secret", SECRET, "--data", data])
+            .arg("--headers")
+            .arg(&headers)
+            .arg("--seen-ids")
+            .arg(&seen)
+            .args(["--tolerance", "10m"]);
+        c
+    };
+    verify().assert().success();
+    let out = verify().output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("replayed").count(), 1, "{err}");
+    let out = opskit()
+        .args(["webhook", "verify", "--secret", SECRET, "--data", data])
+        .args(["--id", "x"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("malformed headers"), "{err}");
+    assert!(!err.contains("malformed_header"), "{err}");
+}

@@ -466,3 +466,225 @@ fn ssh_agent_from_ssh_auth_sock() {
         .code(21)
         .stdout(predicate::str::contains("no credentials"));
 }
+
+/// Issue 12 (defect 16): a command that ignores TERM (as when the server refuses the signal) is
+/// reported as such, never as "sent TERM and closed the channel"; with --tty the hang-up ends it.
+#[test]
+fn timeout_tells_what_happened_and_a_pty_hangup_ends_the_command() {
+    let Some(e) = Env::new() else { return };
+    let marker = format!(
+        "{}.{}",
+        60 + std::process::id() % 30,
+        std::process::id() % 1000
+    );
+    let command = format!("trap '' TERM; sleep {marker}");
+    // `slee[p]` does not match the shell that runs pgrep itself.
+    let running = || {
+        e.keyed("run")
+            .args([
+                e.target(0),
+                "--".into(),
+                format!("pgrep -f 'slee[p] {marker}'"),
+            ])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            == Some(0)
+    };
+    let out = e
+        .keyed("run")
+        .args([e.target(0), "--timeout".into(), "2s".into(), "--".into()])
+        .arg(&command)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[timeout (command)]"), "{text}");
+    assert!(text.contains("did not end"), "{text}");
+    assert!(text.contains("may still be running"), "{text}");
+    assert!(
+        running(),
+        "the TERM-proof command is still running, as reported"
+    );
+    e.keyed("run")
+        .args([
+            e.target(0),
+            "--".into(),
+            format!("pkill -KILL -f 'slee[p] {marker}'"),
+        ])
+        .assert()
+        .code(0);
+
+    let out = e
+        .keyed("run")
+        .args([e.target(0), "--tty".into(), "--timeout".into(), "2s".into()])
+        .arg("--")
+        .arg(&command)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("closed the channel"), "{text}");
+    assert!(!text.contains("may still be running"), "{text}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command outlived the PTY hang-up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Issue 12 (defect 6): `Include` (globs, `~`, paths relative to ~/.ssh), `-F FILE`, `-F none`,
+/// and one warning per ignored directive however many hosts it applies to.
+#[test]
+fn ssh_config_include_and_dash_f() {
+    let Some(e) = Env::new() else { return };
+    let ssh = e.home.path().join(".ssh");
+    std::fs::create_dir_all(ssh.join("conf.d")).unwrap();
+    let alias = |name: &str, port: u16| {
+        format!(
+            "Host {name}\n  HostName 127.0.0.1\n  Port {port}\n  User {}\n  IdentityFile {}\n",
+            e.s.user, e.s.key
+        )
+    };
+    std::fs::write(ssh.join("conf.d/web.conf"), alias("web", e.s.ports[0])).unwrap();
+    std::fs::write(ssh.join("extra"), alias("db", e.s.ports[1])).unwrap();
+    std::fs::write(
+        ssh.join("config"),
+        "Include conf.d/*.conf ~/.ssh/extra\nHost *\n  ServerAliveInterval 5\n",
+    )
+    .unwrap();
+    let base = || {
+        let mut c = Command::cargo_bin("opskit").unwrap();
+        c.env("HOME", e.home.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .args(["ssh", "run", "--known-hosts"])
+            .arg(&e.kh);
+        c
+    };
+    let out = base().args(["web", "db", "--", "true"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("== web [ok]") && stdout.contains("== db [ok]"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr.matches("serveraliveinterval").count(),
+        1,
+        "one warning per directive: {stderr}"
+    );
+
+    // A config opskit refuses for this host, skipped with -F none, replaced with -F FILE.
+    std::fs::write(ssh.join("config"), "Host 127.0.0.1\n  ProxyJump bastion\n").unwrap();
+    base()
+        .args(["-u", &e.s.user, "-i", &e.s.key])
+        .args([e.target(0).as_str(), "--", "true"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("proxyjump"));
+    base()
+        .args(["-F", "none", "-u", &e.s.user, "-i", &e.s.key])
+        .args([e.target(0).as_str(), "--", "true"])
+        .assert()
+        .code(0);
+    let other = e.home.path().join("other-config");
+    std::fs::write(&other, alias("web", e.s.ports[2])).unwrap();
+    base()
+        .arg("-F")
+        .arg(&other)
+        .args(["web", "--", "true"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("== web [ok]"));
+    base()
+        .args(["-F", "/no/such/config", "web", "--", "true"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/no/such/config"));
+}
+
+/// Issue 12 (defect 10): a missing local directory is refused before anything is written.
+#[test]
+fn get_into_a_missing_directory_leaves_no_temp_file() {
+    let Some(e) = Env::new() else { return };
+    let cwd = tempfile::tempdir().unwrap();
+    e.keyed("get")
+        .current_dir(cwd.path())
+        .args([
+            format!("{}:/etc/hostname", e.target(0)),
+            "missing-dir/".into(),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("missing-dir"));
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Issue 12 (defect 4): a closed stdout ends `ssh run` quietly with success.
+#[test]
+fn run_into_a_closed_pipe_ends_quietly() {
+    let Some(e) = Env::new() else { return };
+    let keyed_std = |extra: &[&str]| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"));
+        c.env("HOME", e.home.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .args([
+                "ssh",
+                "run",
+                "-u",
+                &e.s.user,
+                "-i",
+                &e.s.key,
+                "--known-hosts",
+            ])
+            .arg(&e.kh)
+            .args(extra)
+            .args([e.target(0).as_str(), "--"]);
+        c
+    };
+    crate::basics::assert_quiet_success(&crate::basics::with_closed_stdout(
+        keyed_std(&[]).arg("seq 1 1000"),
+    ));
+    crate::basics::assert_quiet_success(&crate::basics::with_closed_stdout(
+        keyed_std(&["--stream"]).arg("seq 1 1000"),
+    ));
+    crate::basics::assert_stdout_failure(&crate::basics::with_full_stdout(
+        keyed_std(&[]).arg("seq 1 10"),
+    ));
+}
+
+/// Issue 12 (secret arguments): ssh takes `file:` and `cmd:` like every other family, and still
+/// refuses a literal.
+#[test]
+fn password_from_a_file_or_command_and_never_literal() {
+    let Some(e) = Env::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, format!("{}\n", e.s.password)).unwrap();
+    e.cmd("run")
+        .arg("--password")
+        .arg(format!("file:{}", file.display()))
+        .args([e.target(0), "--".into(), "true".into()])
+        .assert()
+        .code(0);
+    e.cmd("run")
+        .arg("--password")
+        .arg(format!("cmd:cat {}", file.display()))
+        .args([e.target(0), "--".into(), "true".into()])
+        .assert()
+        .code(0);
+    e.cmd("run")
+        .args(["--password", "hunter2"])
+        .args([e.target(0), "--".into(), "true".into()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "never taken from the command line",
+        ));
+}

@@ -7,8 +7,9 @@ use opskit_net::check::{CheckState, check_all};
 use opskit_net::target::Endpoint;
 use serde_json::json;
 
-use super::{Output, failure, parse_duration, render, round_ms};
+use super::{Output, parse_duration, render, round_ms};
 use crate::exit::code;
+use crate::failure::net as failure;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\

@@ -7,8 +7,9 @@ use clap::Args;
 use opskit_net::dns::{DnsOptions, RecordKind, lookup, lookup_addresses, parse_server, reverse};
 use serde_json::json;
 
-use super::{Output, failure, parse_duration, render};
+use super::{Output, parse_duration, render};
 use crate::exit::code;
+use crate::failure::net as failure;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\

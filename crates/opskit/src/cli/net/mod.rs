@@ -1,17 +1,14 @@
 //! `opskit net`: port checks and scans, DNS lookups, waiting for services.
 //!
-//! Each command lives in its own file; the shared bits (output formats, durations, error
-//! mapping) are here.
+//! Each command lives in its own file. The plumbing they share is the binary's: durations
+//! ([`crate::duration`]), rows on stdout ([`crate::output`]), error → exit code
+//! ([`crate::failure::net`]).
 
-use std::io::{IsTerminal as _, Write as _};
-
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::cli::http::render::{csv_field, write_json_colored};
-use crate::exit::{Failure, code};
-
 pub use super::parse_duration;
+pub use crate::output::Format as Output;
 
 pub mod check;
 pub mod dns;
@@ -59,80 +56,11 @@ impl NetArgs {
     }
 }
 
-/// `--output` of the net commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// A text table (the default on a terminal).
-    Table,
-    /// A JSON array of objects (the default when stdout is not a terminal).
-    Json,
-    /// Comma-separated values with a header row.
-    Csv,
-}
-
-/// Writes rows (JSON objects) in the chosen format, with `columns` in that order for the table
-/// and CSV; without `--output`, a table on a terminal and JSON otherwise.
+/// Writes rows to stdout in the chosen format (a table on a terminal, JSON otherwise).
 pub fn render(columns: &[&str], rows: Vec<Value>, output: Option<Output>) -> anyhow::Result<()> {
-    let tty = std::io::stdout().is_terminal();
-    let out = std::io::stdout();
-    let mut out = out.lock();
-    let cell = |row: &Value, col: &str| match row.get(col) {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    match output.unwrap_or(if tty { Output::Table } else { Output::Json }) {
-        Output::Json => {
-            let color = tty && std::env::var_os("NO_COLOR").is_none();
-            let v = Value::Array(rows);
-            if color {
-                write_json_colored(&mut out, &v, 0)?;
-            } else {
-                serde_json::to_writer_pretty(&mut out, &v)?;
-            }
-            writeln!(out)?;
-        }
-        Output::Csv => {
-            writeln!(out, "{}", columns.join(","))?;
-            for row in &rows {
-                let line: Vec<String> = columns.iter().map(|c| csv_field(&cell(row, c))).collect();
-                writeln!(out, "{}", line.join(","))?;
-            }
-        }
-        Output::Table => {
-            if rows.is_empty() {
-                return Ok(());
-            }
-            let mut table = comfy_table::Table::new();
-            table.load_preset(if tty {
-                comfy_table::presets::UTF8_FULL_CONDENSED
-            } else {
-                comfy_table::presets::ASCII_FULL_CONDENSED
-            });
-            table.set_header(columns.to_vec());
-            for row in &rows {
-                table.add_row(columns.iter().map(|c| cell(row, c)));
-            }
-            writeln!(out, "{table}")?;
-        }
-    }
-    out.flush()?;
+    let mut out = crate::output::stdout();
+    crate::output::render_rows(&mut out, columns, &rows, Output::or_default(output))?;
     Ok(())
-}
-
-/// Maps a library error to a failure with the right exit code and a hint.
-pub fn failure(e: opskit_net::Error) -> anyhow::Error {
-    use opskit_net::Error as E;
-    let msg = e.to_string();
-    let f = match &e {
-        E::InvalidInput(_) => Failure::usage(msg).with_hint("see `opskit net <command> --help`"),
-        E::TooManyHosts { .. } => Failure::usage(msg),
-        E::Timeout { .. } => Failure::new(code::NETWORK, msg),
-        E::ResourcesExhausted { .. } => Failure::new(code::FAILURE, msg)
-            .with_hint("raise the open-file limit (`ulimit -n`) or lower --concurrency"),
-        _ => Failure::new(code::FAILURE, msg),
-    };
-    f.into()
 }
 
 /// Rounds milliseconds to 0.1 ms for output.

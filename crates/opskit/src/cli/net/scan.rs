@@ -11,8 +11,10 @@ use opskit_net::scan::{Progress, ProgressFn, ScanOptions, scan};
 use opskit_net::target::{DEFAULT_MAX_HOSTS, HostSpec, expand_hosts, parse_ports};
 use serde_json::json;
 
-use super::{Output, failure, parse_duration, render, round_ms};
+use super::{Output, parse_duration, render, round_ms};
 use crate::exit::code;
+use crate::output::plural;
+use crate::failure::net as failure;
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
@@ -106,25 +108,25 @@ impl ScanArgs {
             self.output,
         )?;
         let mut summary = format!(
-            "scanned {} ports in {:.2}s: {} open, {} closed, {} filtered (up to {} connects in flight, open-file limit {})",
-            report.open + report.closed + report.filtered,
+            "scanned {} in {:.2}s: {} open, {} closed, {} filtered (up to {} in flight, open-file limit {})",
+            plural(report.open + report.closed + report.filtered, "port", "ports"),
             report.elapsed.as_secs_f64(),
             report.open,
             report.closed,
             report.filtered,
-            report.concurrency,
+            plural(report.concurrency as u64, "connect", "connects"),
             report.nofile_limit,
         );
         if report.resource_waits > 0 {
             summary.push_str(&format!(
-                "; waited {} times for a file descriptor or local port",
-                report.resource_waits
+                "; waited {} for a file descriptor or local port",
+                plural(report.resource_waits, "time", "times")
             ));
         }
         if report.self_connects > 0 {
             summary.push_str(&format!(
-                "; {} self-connects counted closed",
-                report.self_connects
+                "; {} counted closed",
+                plural(report.self_connects, "self-connect", "self-connects")
             ));
         }
         eprintln!("{summary}");

@@ -7,8 +7,9 @@ use std::time::Duration;
 use clap::Args;
 use opskit_net::wait::{StatusSet, WaitEvent, WaitOptions, WaitTarget, wait_all};
 
-use super::{failure, parse_duration};
+use super::parse_duration;
 use crate::exit::{Failure, code};
+use crate::failure::net as failure;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
