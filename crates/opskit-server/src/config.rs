@@ -163,7 +163,7 @@ fn human(d: Duration) -> String {
     let s = d.as_secs();
     if d < Duration::from_secs(1) {
         format!("{} ms", d.as_millis())
-    } else if s % DAY == 0 {
+    } else if s.is_multiple_of(DAY) {
         format!("{} days ({s} s)", s / DAY)
     } else {
         format!("{s} s")

@@ -1399,9 +1399,14 @@ fn start_serve(tmp: &Path) -> Serve {
     let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("opskit serve did not start: {seen:?}"));
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("opskit serve did not start: {seen:?}");
+            }
+        };
         if line.contains("listening")
             && let Some(at) = line.find("127.0.0.1:")
         {
@@ -1894,13 +1899,15 @@ secret_headers = ["X-Tenant"]
     // redirected to another origin (localhost instead of 127.0.0.1): the secrets stay behind
     let port = server().rsplit(':').next().unwrap().to_owned();
     let to = format!("http://localhost:{port}/echo");
-    let v = stdout_json(&run_ok(opskit(tmp.path()).env("OPSKIT_CONFIG", &cfg).args([
-        "get",
-        "/goto",
-        &format!("to=={to}"),
-        "--profile",
-        "api",
-    ])));
+    let v = stdout_json(&run_ok(
+        opskit(tmp.path()).env("OPSKIT_CONFIG", &cfg).args([
+            "get",
+            "/goto",
+            &format!("to=={to}"),
+            "--profile",
+            "api",
+        ]),
+    ));
     assert!(v["headers"].get("x-tenant").is_none(), "{v}");
     assert!(v["headers"].get("x-session-id").is_none(), "{v}");
     assert_eq!(v["headers"]["x-team"], "ops", "{v}");

@@ -659,20 +659,33 @@ fn opskit_log_works_for_net_and_logs_on_a_pipe_are_plain() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("scan started"), "{err}");
-    assert!(!err.contains('\u{1b}'), "ANSI escapes in a piped log: {err:?}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escapes in a piped log: {err:?}"
+    );
 }
 
 /// Issue 12 (defects 4 and 19): net commands into a closed pipe end quietly with success;
 /// onto a full disk they fail with exit 1; a one-port scan says "1 port".
 #[test]
 fn net_output_into_a_closed_pipe_or_a_full_disk() {
-    use crate::basics::{assert_quiet_success, assert_stdout_failure, bin, with_closed_stdout, with_full_stdout};
+    use crate::basics::{
+        assert_quiet_success, assert_stdout_failure, bin, with_closed_stdout, with_full_stdout,
+    };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let open = listener.local_addr().unwrap().port();
     let target = format!("127.0.0.1:{open}");
     let scan = || {
         let mut c = bin();
-        c.args(["net", "scan", "127.0.0.1", "--ports", &format!("{open}"), "-o", "csv"]);
+        c.args([
+            "net",
+            "scan",
+            "127.0.0.1",
+            "--ports",
+            &format!("{open}"),
+            "-o",
+            "csv",
+        ]);
         c
     };
     assert_quiet_success(&with_closed_stdout(&mut scan()));

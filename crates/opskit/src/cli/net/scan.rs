@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::{Output, parse_duration, render, round_ms};
 use crate::exit::code;
-use crate::output::plural;
 use crate::failure::net as failure;
+use crate::output::plural;
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
@@ -109,7 +109,11 @@ impl ScanArgs {
         )?;
         let mut summary = format!(
             "scanned {} in {:.2}s: {} open, {} closed, {} filtered (up to {} in flight, open-file limit {})",
-            plural(report.open + report.closed + report.filtered, "port", "ports"),
+            plural(
+                report.open + report.closed + report.filtered,
+                "port",
+                "ports"
+            ),
             report.elapsed.as_secs_f64(),
             report.open,
             report.closed,
