@@ -128,6 +128,13 @@ async fn handle(
             ]),
         ),
         "/text" => (StatusCode::OK, "plain words\n").into_response(),
+        // integers past what an f64 holds exactly, as IDs from some APIs are
+        "/bigint" => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"[{"id":123456789012345678901,"small":12,"neg":-98765432109876543210}]"#,
+        )
+            .into_response(),
         // a redirect to the URL in `to` (another origin when it names localhost)
         "/goto" => (
             StatusCode::FOUND,
@@ -1200,6 +1207,20 @@ fn raw_output_and_non_json_bodies_pass_through() {
     // exactly the bytes sent: compact, not re-indented
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("[{\"") && !text.contains("\n  "), "{text}");
+}
+
+#[test]
+fn big_integers_keep_their_digits() {
+    let tmp = tempfile::tempdir().unwrap();
+    for output in ["json", "ndjson", "csv", "table"] {
+        let out = run_ok(opskit(tmp.path()).args(["get", &url("/bigint"), "--output", output]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("123456789012345678901") && text.contains("-98765432109876543210"),
+            "--output {output}: {text}"
+        );
+        assert!(!text.contains("e+20") && !text.contains("e+19"), "{text}");
+    }
 }
 
 // ---------------------------------------------------------------- downloads
