@@ -9,7 +9,7 @@ use serde_json::Value;
 /// A compiled condition.
 pub struct Condition {
     text: String,
-    filter: jaq_core::Filter<data::JustLut<Val>>,
+    filter: JqFilter,
 }
 
 impl std::fmt::Debug for Condition {
@@ -41,42 +41,7 @@ impl Condition {
         if code.trim().is_empty() {
             return Err("the condition is empty".into());
         }
-        let defs = jaq_core::defs()
-            .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
-        let funs = jaq_core::funs()
-            .chain(jaq_std::funs())
-            .chain(jaq_json::funs());
-        let loader = Loader::new(defs);
-        let arena = Arena::default();
-        let program = File { code, path: () };
-        let modules = loader.load(&arena, program).map_err(|errs| {
-            let mut msgs = Vec::new();
-            for (_, e) in errs {
-                match e {
-                    jaq_core::load::Error::Io(v) => msgs.extend(v.into_iter().map(|(_, m)| m)),
-                    jaq_core::load::Error::Lex(v) => msgs
-                        .extend(v.into_iter().map(|(exp, at)| {
-                            format!("expected {} at `{}`", exp.as_str(), cut(at))
-                        })),
-                    jaq_core::load::Error::Parse(v) => msgs
-                        .extend(v.into_iter().map(|(exp, at)| {
-                            format!("expected {} at `{}`", exp.as_str(), cut(at))
-                        })),
-                }
-            }
-            format!("bad condition `{code}`: {}", msgs.join("; "))
-        })?;
-        let filter = Compiler::default()
-            .with_funs(funs)
-            .compile(modules)
-            .map_err(|errs| {
-                let names: Vec<String> = errs
-                    .into_iter()
-                    .flat_map(|(_, v)| v.into_iter().map(|(name, _)| format!("`{name}`")))
-                    .collect();
-                format!("bad condition `{code}`: undefined {}", names.join(", "))
-            })?;
+        let filter = compile_jq(code, "condition")?;
         Ok(Self {
             text: code.to_string(),
             filter,
@@ -111,6 +76,51 @@ impl Condition {
             }
         }
     }
+}
+
+/// A compiled jq program (jaq) over JSON values.
+pub type JqFilter = jaq_core::Filter<data::JustLut<Val>>;
+
+/// Compiles a jq program with jaq's core, std and JSON definitions; an error names `what` the
+/// program is (`condition`, `--filter`), where it is wrong, or the undefined names it uses. The
+/// one jq compiler of opskit: monitor conditions and `opskit http --filter` both use it.
+pub fn compile_jq(code: &str, what: &str) -> Result<JqFilter, String> {
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs());
+    let loader = Loader::new(defs);
+    let arena = Arena::default();
+    let program = File { code, path: () };
+    let modules = loader.load(&arena, program).map_err(|errs| {
+        let mut msgs = Vec::new();
+        for (_, e) in errs {
+            match e {
+                jaq_core::load::Error::Io(v) => msgs.extend(v.into_iter().map(|(_, m)| m)),
+                jaq_core::load::Error::Lex(v) => msgs.extend(
+                    v.into_iter()
+                        .map(|(exp, at)| format!("expected {} at `{}`", exp.as_str(), cut(at))),
+                ),
+                jaq_core::load::Error::Parse(v) => msgs.extend(
+                    v.into_iter()
+                        .map(|(exp, at)| format!("expected {} at `{}`", exp.as_str(), cut(at))),
+                ),
+            }
+        }
+        format!("bad {what} `{code}`: {}", msgs.join("; "))
+    })?;
+    Compiler::default()
+        .with_funs(funs)
+        .compile(modules)
+        .map_err(|errs| {
+            let names: Vec<String> = errs
+                .into_iter()
+                .flat_map(|(_, v)| v.into_iter().map(|(name, _)| format!("`{name}`")))
+                .collect();
+            format!("bad {what} `{code}`: undefined {}", names.join(", "))
+        })
 }
 
 fn cut(s: &str) -> String {

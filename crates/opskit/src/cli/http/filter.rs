@@ -1,13 +1,12 @@
 //! `--filter '<jq>'`: a jq program (jaq) applied to each response or each paged item.
 
-use jaq_core::load::{Arena, File, Loader};
-use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
+use jaq_core::{Ctx, Vars, data, unwrap_valr};
 use jaq_json::Val;
 use serde_json::Value;
 
 /// A compiled jq program.
 pub struct Filter {
-    filter: jaq_core::Filter<data::JustLut<Val>>,
+    filter: opskit_monitor::condition::JqFilter,
 }
 
 impl std::fmt::Debug for Filter {
@@ -19,44 +18,7 @@ impl std::fmt::Debug for Filter {
 impl Filter {
     /// Compiles `code`; the error says where the program is wrong.
     pub fn new(code: &str) -> Result<Self, String> {
-        let defs = jaq_core::defs()
-            .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
-        let funs = jaq_core::funs()
-            .chain(jaq_std::funs())
-            .chain(jaq_json::funs());
-        let loader = Loader::new(defs);
-        let arena = Arena::default();
-        let program = File { code, path: () };
-        let modules = loader.load(&arena, program).map_err(|errs| {
-            let mut msgs = Vec::new();
-            for (_, e) in errs {
-                match e {
-                    jaq_core::load::Error::Io(v) => {
-                        msgs.extend(v.into_iter().map(|(_, m)| m));
-                    }
-                    jaq_core::load::Error::Lex(v) => msgs
-                        .extend(v.into_iter().map(|(exp, at)| {
-                            format!("expected {} at `{}`", exp.as_str(), cut(at))
-                        })),
-                    jaq_core::load::Error::Parse(v) => msgs
-                        .extend(v.into_iter().map(|(exp, at)| {
-                            format!("expected {} at `{}`", exp.as_str(), cut(at))
-                        })),
-                }
-            }
-            format!("bad --filter `{code}`: {}", msgs.join("; "))
-        })?;
-        let filter = Compiler::default()
-            .with_funs(funs)
-            .compile(modules)
-            .map_err(|errs| {
-                let names: Vec<String> = errs
-                    .into_iter()
-                    .flat_map(|(_, v)| v.into_iter().map(|(name, _)| format!("`{name}`")))
-                    .collect();
-                format!("bad --filter `{code}`: undefined {}", names.join(", "))
-            })?;
+        let filter = opskit_monitor::condition::compile_jq(code, "--filter")?;
         Ok(Filter { filter })
     }
 
@@ -74,10 +36,6 @@ impl Filter {
         }
         Ok(out)
     }
-}
-
-fn cut(s: &str) -> String {
-    s.chars().take(20).collect()
 }
 
 #[cfg(test)]
