@@ -1,4 +1,5 @@
 //! Integration tests of opskit-http against a local axum fixture server on 127.0.0.1:0.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod fixture;
 mod support;

@@ -2,6 +2,7 @@
 //! (HTTP service, TLS port with an expiring self-signed certificate, closed port, dnsmasq and sshd
 //! from the test services), the alert state machine on SQLite and PostgreSQL, and delivery to
 //! fixture servers that check each vendor's format.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod support;
 

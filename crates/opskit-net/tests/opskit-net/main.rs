@@ -1,4 +1,5 @@
 //! Integration tests of opskit-net: real sockets on loopback only.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod support;
 

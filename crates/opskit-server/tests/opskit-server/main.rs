@@ -1,5 +1,6 @@
 //! Integration tests of the inventory API. Every scenario runs twice: against SQLite and against
 //! the PostgreSQL named by `OPSKIT_TEST_POSTGRES_URL` (each test gets its own fresh database).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod support;
 

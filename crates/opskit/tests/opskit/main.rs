@@ -1,4 +1,5 @@
 //! Integration tests of the `opskit` binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod basics;
 mod hostile;
