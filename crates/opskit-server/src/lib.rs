@@ -32,6 +32,10 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("bad database URL {0}")]
     BadDatabaseUrl(String),
+    /// A command that must not create a database (the admin commands) found none at `path`
+    /// (absolute).
+    #[error("no database at {}", path.display())]
+    NoDatabase { path: std::path::PathBuf },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]

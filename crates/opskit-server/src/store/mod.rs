@@ -173,10 +173,8 @@ impl Db {
             let in_memory = path.as_os_str().is_empty() || path.as_os_str() == ":memory:";
             if !in_memory && !path.exists() {
                 if !create {
-                    return Err(Error::NotFound(format!(
-                        "no database at {}; `opskit serve --database {url}` creates it (or give the right --database)",
-                        path.display()
-                    )));
+                    let path = std::path::absolute(&path).unwrap_or(path);
+                    return Err(Error::NoDatabase { path });
                 }
                 create_owner_only(&path)?;
             }

@@ -59,6 +59,8 @@ pub enum Command {
     User(serve::UserArgs),
     /// Manage the API keys of `opskit serve` (create, list, revoke).
     Apikey(serve::ApiKeyArgs),
+    /// Create the database of `opskit serve` before adding the first user (init).
+    Db(serve::DbCommandArgs),
     /// Ports, scans, DNS, waiting for services, echo and file transfer: check, scan, dns, wait,
     /// echo, send, receive.
     Net(net::NetArgs),
@@ -100,6 +102,7 @@ impl Command {
             Command::Serve(args) => serve::serve(args),
             Command::User(args) => serve::user(args),
             Command::Apikey(args) => serve::apikey(args),
+            Command::Db(args) => serve::db(args),
             Command::Net(args) => args.run(),
             Command::Monitor(args) => args.run(),
         }

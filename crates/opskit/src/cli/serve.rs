@@ -245,6 +245,13 @@ fn server_error(e: opskit_server::Error) -> anyhow::Error {
             .with_hint("use sqlite://opskit.db or postgres://USER@HOST:5432/DB")
             .into(),
         E::Invalid(_) => Failure::usage(e.to_string()).into(),
+        E::NoDatabase { ref path } => {
+            let hint = format!(
+                "the admin commands never create a database: create it with `opskit db init --database sqlite://{}` (or start `opskit serve` once), or point --database / OPSKIT_DATABASE at the existing one",
+                path.display()
+            );
+            Failure::usage(e.to_string()).with_hint(hint).into()
+        }
         E::Conflict(_) | E::NotFound(_) => Failure::new(code::FAILURE, e.to_string()).into(),
         E::Bind { .. } => Failure::new(code::FAILURE, e.to_string())
             .with_hint("another process may be using the port; pick another with --bind")
@@ -323,6 +330,62 @@ pub struct DbArgs {
     /// Database: sqlite://FILE or postgres://… (the one `opskit serve` uses).
     #[arg(long, env = "OPSKIT_DATABASE", default_value = DEFAULT_DATABASE, global = true)]
     pub database: String,
+}
+
+/// `opskit db …`: the database of `opskit serve`.
+#[derive(Debug, Args)]
+pub struct DbCommandArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create the database (a SQLite file readable by its owner only; on PostgreSQL the tables in
+    /// an existing database) and apply migrations. An existing database keeps its data and is
+    /// only migrated. `opskit serve` does the same on start; the admin commands never do.
+    Init,
+}
+
+/// Runs `opskit db …`.
+pub fn db(args: DbCommandArgs) -> anyhow::Result<u8> {
+    let url = args.db.database;
+    crate::block_on(async move {
+        match args.command {
+            DbCommand::Init => {
+                let existed = match users::open_existing(&url).await {
+                    Ok(_) => true,
+                    Err(opskit_server::Error::NoDatabase { path }) => {
+                        users::open(&url).await.map_err(server_error)?;
+                        eprintln!("created the database {} (owner-only)", path.display());
+                        false
+                    }
+                    Err(e) => return Err(server_error(e)),
+                };
+                if existed {
+                    eprintln!(
+                        "the database {} already exists; migrations are up to date",
+                        describe_database(&url)
+                    );
+                }
+            }
+        }
+        Ok(code::OK)
+    })?
+}
+
+/// A database URL for messages: the absolute path of a SQLite file, a PostgreSQL URL without its
+/// password.
+fn describe_database(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let file = rest.trim_start_matches("//");
+        let file = file.split('?').next().unwrap_or(file);
+        return std::path::absolute(file)
+            .map_or_else(|_| file.to_owned(), |p| p.display().to_string());
+    }
+    redact_url(url)
 }
 
 /// How a new password is given.
@@ -461,7 +524,9 @@ fn print_generated(what: &str, pw: &SecretString) {
 /// Runs `opskit user …`.
 pub fn user(args: UserArgs) -> anyhow::Result<u8> {
     crate::block_on(async move {
-        let db = users::open(&args.db.database).await.map_err(server_error)?;
+        let db = users::open_existing(&args.db.database)
+            .await
+            .map_err(server_error)?;
         match args.command {
             UserCommand::Add {
                 username,
@@ -523,7 +588,9 @@ pub fn user(args: UserArgs) -> anyhow::Result<u8> {
 /// Runs `opskit apikey …`.
 pub fn apikey(args: ApiKeyArgs) -> anyhow::Result<u8> {
     crate::block_on(async move {
-        let db = users::open(&args.db.database).await.map_err(server_error)?;
+        let db = users::open_existing(&args.db.database)
+            .await
+            .map_err(server_error)?;
         match args.command {
             ApiKeyCommand::Create { name, role } => {
                 let (secret, rec) = users::create_api_key(&db, &name, role)

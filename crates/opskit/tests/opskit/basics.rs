@@ -112,6 +112,11 @@ fn completions_and_man_onto_a_full_disk_fail_clearly() {
 fn user_and_apikey_list_into_a_closed_pipe_end_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/admin.db", dir.path().display());
+    // the admin commands never create a database (issue 12, defect 7)
+    opskit()
+        .args(["db", "init", "--database", &db])
+        .assert()
+        .success();
     opskit()
         .args(["user", "--database", &db, "add", "bob", "--password-stdin"])
         .write_stdin("correct-horse-1\n")

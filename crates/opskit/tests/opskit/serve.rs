@@ -866,3 +866,92 @@ fn serve_config_has_its_own_env_var() {
         .code(2)
         .stderr(predicate::str::contains("serve.toml"));
 }
+
+/// Issue 12, defect 7: `opskit user …` / `opskit apikey …` in another directory silently created
+/// a new empty `opskit.db`. The admin commands never create a database: a missing one is an
+/// error (exit 2) naming its absolute path and how to create it, and no file appears.
+#[test]
+fn admin_commands_never_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let here = dir.path().canonicalize().unwrap();
+    let expected = here.join("opskit.db");
+    for args in [
+        &["user", "list"][..],
+        &["apikey", "list"],
+        &["apikey", "create", "bot"],
+        &["user", "remove", "bob"],
+    ] {
+        opskit()
+            .args(args)
+            .current_dir(&here)
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty())
+            .stderr(
+                predicate::str::contains(expected.display().to_string())
+                    .and(predicate::str::contains("opskit db init")),
+            );
+        let left: Vec<_> = std::fs::read_dir(&here).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+    // a relative --database is named by its absolute path too
+    opskit()
+        .args(["user", "--database", "sqlite://sub/inv.db", "list"])
+        .current_dir(&here)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            here.join("sub/inv.db").display().to_string(),
+        ));
+    assert!(std::fs::read_dir(&here).unwrap().next().is_none());
+}
+
+/// The documented way to create the database before adding the first user: `opskit db init`
+/// (owner-only, migrations applied; running it again keeps the data), then the admin commands.
+#[test]
+fn db_init_creates_the_database_for_the_admin_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let here = dir.path().canonicalize().unwrap();
+    opskit()
+        .args(["db", "init"])
+        .current_dir(&here)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            here.join("opskit.db").display().to_string(),
+        ));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(here.join("opskit.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    opskit()
+        .args([
+            "user",
+            "add",
+            "alice",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ])
+        .current_dir(&here)
+        .write_stdin("first-password-1\n")
+        .assert()
+        .success();
+    opskit()
+        .args(["db", "init"])
+        .current_dir(&here)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("already exists"));
+    opskit()
+        .args(["user", "list"])
+        .current_dir(&here)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("alice"));
+}
