@@ -658,7 +658,7 @@ fn print_transfer(reports: &[HostReport], output: Output) -> anyhow::Result<()> 
                         out,
                         "   {m}{}",
                         if r.outcome.is_ok() {
-                            format!(" ({} bytes)", r.bytes)
+                            format!(" ({})", crate::output::plural(r.bytes, "byte", "bytes"))
                         } else {
                             String::new()
                         }

@@ -153,6 +153,19 @@ async fn handle(
             let code: u16 = p["/status/".len()..].parse().unwrap_or(500);
             json_resp(code, json!({"status": code}))
         }
+        p if p.starts_with("/retry-after/") => {
+            // always busy, asking to come back after N seconds
+            let secs = &p["/retry-after/".len()..];
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [
+                    (header::RETRY_AFTER, secs.to_owned()),
+                    (header::CONTENT_TYPE, "application/json".to_owned()),
+                ],
+                json!({"busy": true}).to_string(),
+            )
+                .into_response()
+        }
         "/basic" => {
             // user "ops", password "s3cret"
             if auth == "Basic b3BzOnMzY3JldA==" {
@@ -496,7 +509,7 @@ fn bad_items_and_flags_are_usage_errors_that_name_the_problem() {
         .args(["get", &url("/echo"), "--timeout", "soon"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("bad duration"));
+        .stderr(predicate::str::contains("is not a duration"));
     opskit(tmp.path())
         .args(["get", &url("/echo"), "--no-such-flag"])
         .assert()
@@ -1322,7 +1335,7 @@ fn profile_errors_name_the_key_and_line() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("retires"))
-        .stderr(predicate::str::contains("line 3"));
+        .stderr(predicate::str::contains("config.toml:3: profiles.x.retires"));
     opskit(tmp.path())
         .env("OPSKIT_CONFIG", &cfg)
         .args(["get", "/echo", "--profile", "x"])
@@ -1336,7 +1349,7 @@ fn profile_errors_name_the_key_and_line() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("bad rate"))
-        .stderr(predicate::str::contains("line 2"));
+        .stderr(predicate::str::contains("config.toml:2: profiles.x.rate"));
     let cfg = write_config(tmp.path(), "[profiles.x]\nbase_url = \"{BASE}\"\n");
     opskit(tmp.path())
         .env("OPSKIT_CONFIG", &cfg)
@@ -1932,4 +1945,95 @@ secret_headers = ["X-Tenant"]
     assert!(v["headers"].get("x-tenant").is_none(), "{v}");
     assert!(v["headers"].get("x-session-id").is_none(), "{v}");
     assert_eq!(v["headers"]["x-team"], "ops", "{v}");
+}
+
+/// Issue 12 (defect 19): a `Retry-After` longer than opskit will wait is given up on with the
+/// reason (the server's wait, the limit, the flag that raises it), and counts are English.
+#[test]
+fn a_retry_after_over_the_limit_is_given_up_on_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = opskit(tmp.path())
+        .args(["get", &url("/retry-after/3600"), "--check-status"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    // the 503 is still the answer: printed
+    assert_eq!(stdout_json(&out)["busy"], true);
+    assert!(err.contains("3600 s"), "{err}");
+    assert!(err.contains("Retry-After"), "{err}");
+    assert!(err.contains("--retry-max-wait"), "{err}");
+    assert!(!err.contains("1 attempts"), "{err}");
+    // without --check-status: exit 0, and the reason still on stderr
+    let out = opskit(tmp.path())
+        .args(["get", &url("/retry-after/3600")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("3600 s") && err.contains("--retry-max-wait"),
+        "{err}"
+    );
+    // a limit lower than the server's wait is said the same way
+    let out = opskit(tmp.path())
+        .args(["get", &url("/retry-after/1"), "--retry-max-wait", "500ms"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 s") && err.contains("500ms"), "{err}");
+}
+
+/// Issue 12 (defect 19): an engine error after retries counts its attempts in English.
+#[test]
+fn gave_up_after_one_attempt_is_singular() {
+    let tmp = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // the first backoff (125-250 ms) does not fit in 100 ms: given up after the first attempt
+    let out = opskit(tmp.path())
+        .args([
+            "get",
+            &format!("http://{closed}/x"),
+            "--retry-max-wait",
+            "100ms",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(!err.contains("1 attempts"), "{err}");
+}
+
+/// Issue 12 (defect 19): `opskit config check` reports every error of the file, each with
+/// file:line and the key, then exits 2.
+#[test]
+fn config_check_reports_every_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        "[profiles.a]\nbase_url = \"http://h\"\nretires = 3\n\n[profiles.b]\ntimeout = \"soon\"\n\n[profiles.c]\nbase_url = \"ftp://h\"\nrate = \"lots\"\n",
+    );
+    let out = opskit(tmp.path())
+        .env("OPSKIT_CONFIG", &cfg)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let shown = cfg.display().to_string();
+    for (line, key) in [
+        (3, "profiles.a.retires"),
+        (6, "profiles.b.timeout"),
+        (9, "profiles.c.base_url"),
+        (10, "profiles.c.rate"),
+    ] {
+        assert!(
+            err.contains(&format!("{shown}:{line}: {key}")),
+            "{line} {key}: {err}"
+        );
+    }
+    assert!(err.contains("4 errors"), "{err}");
 }

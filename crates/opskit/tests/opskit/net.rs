@@ -704,3 +704,67 @@ fn net_output_into_a_closed_pipe_or_a_full_disk() {
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(v["state"], "open");
 }
+
+/// Issue 12 (one error → exit code mapping): a listening address that cannot be bound is exit 1
+/// in every command that listens (`net echo serve` TCP and UDP, `net receive`), as in
+/// `opskit serve`, with the same hint; it is not a connection failure (3).
+#[test]
+fn a_bind_failure_is_exit_1_in_every_listening_command() {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = tcp.local_addr().unwrap().to_string();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let taken_udp = udp.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let runs: [Vec<&str>; 3] = [
+        vec!["net", "echo", "serve", "--bind", &taken],
+        vec!["net", "echo", "serve", "--udp", "--bind", &taken_udp],
+        vec![
+            "net",
+            "receive",
+            "--bind",
+            &taken,
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+    ];
+    for args in runs {
+        opskit()
+            .args(&args)
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("choose another with --bind"));
+    }
+}
+
+/// Issue 12 (defects 4 and 19): `net echo send` writes its reply through the one stdout (closed
+/// pipe: quiet success; full disk: exit 1 "cannot write to stdout"), and the echo server's
+/// verbose lines count in English ("1 message", "1 byte").
+#[test]
+fn echo_reply_stdout_and_singular_counts() {
+    use crate::basics::{
+        assert_quiet_success, assert_stdout_failure, bin, with_closed_stdout, with_full_stdout,
+    };
+    let mut server = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+        .args(["net", "echo", "serve", "--bind", "127.0.0.1:0", "-v"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.rsplit("tcp://").next().unwrap().trim().to_owned();
+    let send = || {
+        let mut c = bin();
+        c.args(["net", "echo", "send", &addr, "x"]);
+        c
+    };
+    let out = send().output().unwrap();
+    assert_eq!(out.stdout, b"x\n");
+    let said = lines.next().unwrap().unwrap();
+    assert!(said.ends_with(": 1 message"), "{said}");
+    assert_quiet_success(&with_closed_stdout(&mut send()));
+    assert_stdout_failure(&with_full_stdout(&mut send()));
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

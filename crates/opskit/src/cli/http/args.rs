@@ -137,6 +137,10 @@ pub struct HttpOptions {
     /// Retries (default 3) on connection errors, 408, 429 and 500/502/503/504; honours Retry-After.
     #[arg(long, value_name = "N", help_heading = "Reliability")]
     pub retries: Option<u32>,
+    /// Longest time spent waiting for retries, in all (default 2m); a server whose Retry-After
+    /// asks for a longer wait is not waited for, and stderr says so.
+    #[arg(long, value_name = "DURATION", help_heading = "Reliability")]
+    pub retry_max_wait: Option<Span>,
     /// Also retry POST/PATCH, with an automatic Idempotency-Key header.
     #[arg(long, help_heading = "Reliability")]
     pub retry_unsafe: bool,

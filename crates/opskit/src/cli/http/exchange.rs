@@ -18,6 +18,7 @@ use super::request::{Body, Part};
 use super::show;
 use super::values::PageStyle;
 use crate::exit::{Failure, code};
+use crate::output::plural;
 
 /// Sends the request and writes the outcome; returns the exit code.
 pub async fn run(plan: Plan) -> anyhow::Result<u8> {
@@ -53,6 +54,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
         .unwrap_or("")
         .to_ascii_lowercase();
     let shown_url = engine::redact_url(resp.url(), &show::extra_sensitive(&plan));
+    let resp_head = (status, resp.headers().clone());
     if plan.parts.resp_body {
         if streams(&plan, &content_type) {
             // bytes out as they arrive: memory stays flat whatever the size
@@ -66,10 +68,16 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
             write_body(&plan, &content_type, &body)?;
         }
     }
-    let after = if attempts > 1 {
-        format!(" (gave up after {attempts} attempts)")
-    } else {
-        String::new()
+    let after = match retry_after_over_limit(&plan, &resp_head) {
+        Some(why) => format!(
+            " (gave up after {}: {why})",
+            plural(u64::from(attempts), "attempt", "attempts")
+        ),
+        None if attempts > 1 => format!(
+            " (gave up after {})",
+            plural(u64::from(attempts), "attempt", "attempts")
+        ),
+        None => String::new(),
     };
     if plan.check_status && (status.is_client_error() || status.is_server_error()) {
         let code = if status.is_client_error() {
@@ -102,6 +110,11 @@ fn client_config(plan: &Plan, printer: Arc<HeadPrinter>) -> anyhow::Result<engin
         } else {
             engine::RetryPolicy::default().total(n)
         };
+    }
+    if let Some(d) = plan.retry_max_wait {
+        // a Retry-After is waited for whole or not at all: never cut below what the server asked
+        cfg.retry.deadline = Some(d);
+        cfg.retry.retry_after_max = d;
     }
     // after the last retry of a 503, the 503 is the answer: printed, with the exit code of its
     // status (as for a 404), never an error without a body
@@ -627,9 +640,9 @@ async fn download(client: &engine::Client, plan: &Plan) -> anyhow::Result<u8> {
     };
     bar.finish_and_clear();
     eprintln!(
-        "saved {} ({} bytes{})",
+        "saved {} ({}{})",
         report.path.display(),
-        report.size,
+        plural(report.size, "byte", "bytes"),
         if report.resumed_from > 0 {
             format!(", resumed from byte {}", report.resumed_from)
         } else {
@@ -688,7 +701,11 @@ async fn download_named_by_server(
         .await
         .map_err(|e| io_err(&dest, e))?;
     bar.finish_and_clear();
-    eprintln!("saved {} ({size} bytes)", dest.display());
+    eprintln!(
+        "saved {} ({})",
+        dest.display(),
+        plural(size, "byte", "bytes")
+    );
     Ok(code::OK)
 }
 
@@ -706,9 +723,52 @@ fn unique(name: &Path) -> PathBuf {
     name.to_path_buf()
 }
 
+/// When the last response of a request that may be retried is a retryable status whose
+/// `Retry-After` asks for a longer wait than opskit's limit for retries: why retrying stopped.
+fn retry_after_over_limit(
+    plan: &Plan,
+    (status, headers): &(engine::StatusCode, engine::HeaderMap),
+) -> Option<String> {
+    let policy = engine::RetryPolicy::default();
+    let method = engine::Method::from_bytes(plan.spec.method.as_bytes()).ok()?;
+    if plan.retries == Some(0)
+        || !policy.statuses.contains(&status.as_u16())
+        || !(policy.methods.contains(&method)
+            || (plan.retry_unsafe
+                && (method == engine::Method::POST || method == engine::Method::PATCH)))
+    {
+        return None;
+    }
+    let asked = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| engine::retry::parse_retry_after(v, std::time::SystemTime::now()))?;
+    let limit = plan.retry_max_wait.or(policy.deadline)?;
+    (asked > limit).then(|| {
+        format!(
+            "the server asked to wait {} s (Retry-After), more than the {} opskit waits for \
+             retries; raise it with --retry-max-wait (or retry_max_wait in the profile)",
+            asked.as_secs(),
+            super::values::Span(limit)
+        )
+    })
+}
+
+/// An engine error's message, in the binary's words where the engine's are not English enough.
+fn message(e: &engine::Error) -> String {
+    match e {
+        engine::Error::RetriesExhausted { attempts, last } => format!(
+            "gave up after {}: {}",
+            plural(u64::from(*attempts), "attempt", "attempts"),
+            message(last)
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// Maps an engine error to the documented exit codes, with a hint.
 pub fn failure(e: engine::Error, check_status: bool) -> anyhow::Error {
-    let msg = e.to_string();
+    let msg = message(&e);
     let f = if let engine::Error::Tls { message, .. } = e.root() {
         Failure::new(code::NETWORK, msg).with_hint(tls_hint(message))
     } else if e.is_timeout() {

@@ -129,21 +129,36 @@ fn config_command(action: ConfigAction) -> anyhow::Result<u8> {
                     .into());
             }
         },
-        ConfigAction::Check => match profile::load().map_err(usage)? {
-            Some((p, cfg)) => {
-                let names: Vec<&str> = cfg.profiles.keys().map(String::as_str).collect();
-                println!(
-                    "{}: ok ({} profile{}{}{})",
-                    p.display(),
-                    names.len(),
-                    if names.len() == 1 { "" } else { "s" },
-                    if names.is_empty() { "" } else { ": " },
-                    names.join(", ")
-                );
+        ConfigAction::Check => match profile::load() {
+            Err(e) if !e.problems.is_empty() => {
+                // every error of the file, one line each, then the count
+                for p in &e.problems {
+                    eprintln!("{}", crate::peer_text::line(p));
+                }
+                return Err(Failure::usage(format!(
+                    "{}: {}",
+                    path.display(),
+                    crate::output::plural(e.problems.len() as u64, "error", "errors")
+                ))
+                .with_hint("see `opskit http --help` and the README's http section for the keys")
+                .into());
             }
-            None => {
-                return Err(Failure::usage(format!("{} does not exist", path.display())).into());
-            }
+            Err(e) => return Err(usage(e).into()),
+            Ok(loaded) => match loaded {
+                Some((p, cfg)) => {
+                    let names: Vec<&str> = cfg.profiles.keys().map(String::as_str).collect();
+                    println!(
+                        "{}: ok ({}{}{})",
+                        p.display(),
+                        crate::output::plural(names.len() as u64, "profile", "profiles"),
+                        if names.is_empty() { "" } else { ": " },
+                        names.join(", ")
+                    );
+                }
+                None => {
+                    return Err(Failure::usage(format!("{} does not exist", path.display())).into());
+                }
+            },
         },
     }
     Ok(exit::code::OK)

@@ -101,6 +101,8 @@ pub struct Plan {
     /// `--max-body`: cap of a buffered body.
     pub max_body: Option<u64>,
     pub retries: Option<u32>,
+    /// `--retry-max-wait`: the longest time spent waiting for retries, in all.
+    pub retry_max_wait: Option<Duration>,
     pub retry_unsafe: bool,
     pub rate: Option<Rate>,
     pub cache: Option<Duration>,
@@ -268,6 +270,7 @@ pub fn build(
         max_time: o.max_time.map(|s| s.0),
         max_body: o.max_body.map(|b| b.0),
         retries: o.retries.or(prof.retries),
+        retry_max_wait: o.retry_max_wait.or(prof.retry_max_wait).map(|s| s.0),
         retry_unsafe: o.retry_unsafe || prof.retry_unsafe.unwrap_or(false),
         rate: o.rate.or(prof.rate),
         cache: o.cache.or(prof.cache).map(|s| s.0),

@@ -56,6 +56,9 @@ pub struct Profile {
     pub connect_timeout: Option<Span>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// Longest time spent waiting for retries, in all (`--retry-max-wait`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_max_wait: Option<Span>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_unsafe: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +175,19 @@ pub fn config_path() -> Option<PathBuf> {
 pub struct ConfigError {
     pub message: String,
     pub hint: Option<String>,
+    /// Every problem of the file, one line each (`FILE:LINE: KEY: what`); the message names the
+    /// first.
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn new(message: String) -> Self {
+        ConfigError {
+            message,
+            hint: None,
+            problems: Vec::new(),
+        }
+    }
 }
 
 impl std::fmt::Display for ConfigError {
@@ -182,72 +198,242 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Parses config text; the error names the file, key and line.
-pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
-    let cfg: ConfigFile = toml::from_str(text).map_err(|e| ConfigError {
-        message: format!("{}: {}", path.display(), e.to_string().trim_end()),
-        hint: Some("see `opskit http --help` and the README's http section for the keys".into()),
-    })?;
-    validate(&cfg, text, path)?;
-    Ok(cfg)
+/// One problem in the file: where (line, key) and what.
+struct Problem {
+    line: Option<usize>,
+    key: Option<String>,
+    what: String,
 }
 
-/// Checks that need more than one value (a pagination style with its pointers, …).
-fn validate(cfg: &ConfigFile, text: &str, path: &Path) -> Result<(), ConfigError> {
+impl Problem {
+    fn show(&self, path: &Path) -> String {
+        let mut s = path.display().to_string();
+        if let Some(l) = self.line {
+            s.push_str(&format!(":{l}"));
+        }
+        if let Some(k) = &self.key {
+            s.push_str(&format!(": {k}"));
+        }
+        format!("{s}: {}", self.what)
+    }
+}
+
+/// The most problems reported for one file.
+const MAX_PROBLEMS: usize = 100;
+
+/// Parses config text; the error names the file, line and key of every problem.
+pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
+    let (cfg, problems) = check(text);
+    match (cfg, problems.is_empty()) {
+        (Some(cfg), true) => Ok(cfg),
+        _ => {
+            let problems: Vec<String> = problems.iter().map(|p| p.show(path)).collect();
+            let hint = if problems.len() > 1 {
+                "`opskit config check` lists every error of the file".to_owned()
+            } else {
+                "see `opskit http --help` and the README's http section for the keys".to_owned()
+            };
+            Err(ConfigError {
+                message: problems.first().cloned().unwrap_or_default(),
+                hint: Some(hint),
+                problems,
+            })
+        }
+    }
+}
+
+/// Every problem of the file, in the order found: the TOML parser stops at the first, so the
+/// lines of each problem are blanked and the text parsed again (the line numbers stay), until it
+/// parses; then the checks that need more than one value run on what is left.
+fn check(text: &str) -> (Option<ConfigFile>, Vec<Problem>) {
+    let mut work: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut problems = Vec::new();
+    while problems.len() < MAX_PROBLEMS {
+        let joined = work.join("\n");
+        let err = match toml::from_str::<ConfigFile>(&joined) {
+            Ok(cfg) => {
+                problems.extend(validate(&cfg, text));
+                return (Some(cfg), problems);
+            }
+            Err(e) => e,
+        };
+        let Some(span) = err.span() else {
+            problems.push(Problem {
+                line: None,
+                key: None,
+                what: err.message().trim_end().to_owned(),
+            });
+            break;
+        };
+        let first = line_index(&joined, span.start);
+        let last = line_index(&joined, span.end.saturating_sub(1).max(span.start));
+        // a table header takes its whole table with it
+        let mut end = last;
+        if is_header(&work[first]) {
+            end = (first + 1..work.len())
+                .find(|&l| is_header(&work[l]))
+                .map_or(work.len() - 1, |l| l - 1);
+        }
+        // a table that lost a bad line may now lack it (`missing field`): not a second error
+        let follows_from_earlier = is_header(&work[first])
+            && problems
+                .iter()
+                .any(|p: &Problem| p.line.is_some_and(|l| l > first && l <= end + 1));
+        if !follows_from_earlier {
+            problems.push(Problem {
+                line: Some(first + 1),
+                key: key_at(&work, first),
+                what: err.message().trim_end().to_owned(),
+            });
+        }
+        let mut changed = false;
+        for l in first..=end.min(work.len().saturating_sub(1)) {
+            if !work[l].trim_start().starts_with('#') && !work[l].trim().is_empty() {
+                work[l] = "#".to_owned();
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    (None, problems)
+}
+
+fn line_index(text: &str, byte: usize) -> usize {
+    text.as_bytes()[..byte.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+fn is_header(line: &str) -> bool {
+    line.trim_start().starts_with('[')
+}
+
+fn header_name(line: &str) -> String {
+    line.trim()
+        .trim_start_matches('[')
+        .split(']')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+/// The dotted key written on line `idx` (`profiles.x.timeout`), from its table header and its
+/// own key.
+fn key_at(lines: &[String], idx: usize) -> Option<String> {
+    let line = lines.get(idx)?;
+    if is_header(line) {
+        return Some(header_name(line));
+    }
+    let table = lines[..idx]
+        .iter()
+        .rev()
+        .find(|l| is_header(l))
+        .map(|l| header_name(l));
+    let own = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+        .filter(|k| !k.is_empty());
+    match (table, own) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (None, Some(k)) => Some(k),
+        (Some(t), None) => Some(t),
+        (None, None) => None,
+    }
+}
+
+/// The line of `key` in the table `[profiles.NAME]` (or the header's line without a key).
+fn line_of(text: &str, table: &str, key: Option<&str>) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| is_header(l) && header_name(l) == table)?;
+    let Some(key) = key else {
+        return Some(start + 1);
+    };
+    lines[start + 1..]
+        .iter()
+        .take_while(|l| !is_header(l))
+        .position(|l| {
+            l.split_once('=')
+                .is_some_and(|(k, _)| k.trim().trim_matches('"') == key)
+        })
+        .map_or(Some(start + 1), |i| Some(start + 2 + i))
+}
+
+/// Checks that need more than one value (a pagination style with its pointers, …): every
+/// problem, each with its line and key.
+fn validate(cfg: &ConfigFile, text: &str) -> Vec<Problem> {
+    let mut problems = Vec::new();
     for (name, p) in &cfg.profiles {
-        let line = line_of(text, &format!("[profiles.{name}"));
-        let at = |msg: String| ConfigError {
-            message: format!(
-                "{}{}: profile `{name}`: {msg}",
-                path.display(),
-                line.map(|l| format!(" line {l}")).unwrap_or_default()
-            ),
-            hint: None,
+        let table = format!("profiles.{name}");
+        let mut at = |table: &str, key: Option<&str>, what: String| {
+            problems.push(Problem {
+                line: line_of(text, table, key),
+                key: Some(match key {
+                    Some(k) => format!("{table}.{k}"),
+                    None => table.to_owned(),
+                }),
+                what,
+            })
         };
         if let Some(url) = &p.base_url
             && !matches!(url.scheme(), "http" | "https")
         {
-            return Err(at(format!(
-                "base_url `{url}` must start with http:// or https://"
-            )));
+            at(
+                &table,
+                Some("base_url"),
+                format!("`{url}` must start with http:// or https://"),
+            );
         }
         if let Some(pg) = &p.paginate {
-            for ptr in [&pg.items, &pg.cursor, &pg.total_pages]
-                .into_iter()
-                .flatten()
-            {
-                if !ptr.is_empty() && !ptr.starts_with('/') {
-                    return Err(at(format!(
-                        "paginate pointer `{ptr}` must be a JSON pointer starting with `/` (e.g. /data)"
-                    )));
+            let pg_table = format!("{table}.paginate");
+            for (key, ptr) in [
+                ("items", &pg.items),
+                ("cursor", &pg.cursor),
+                ("total_pages", &pg.total_pages),
+            ] {
+                if let Some(ptr) = ptr
+                    && !ptr.is_empty()
+                    && !ptr.starts_with('/')
+                {
+                    at(
+                        &pg_table,
+                        Some(key),
+                        format!("`{ptr}` must be a JSON pointer starting with `/` (e.g. /data)"),
+                    );
                 }
             }
             if pg.style == Some(PageStyle::Cursor) && pg.cursor.is_none() {
-                return Err(at(
-                    "paginate style `cursor` needs `cursor` (JSON pointer to the next cursor)"
-                        .into(),
-                ));
+                at(
+                    &pg_table,
+                    None,
+                    "style `cursor` needs `cursor` (JSON pointer to the next cursor)".into(),
+                );
             }
         }
     }
     if let Some(d) = &cfg.default_profile
         && !cfg.profiles.contains_key(d)
     {
-        return Err(ConfigError {
-            message: format!(
-                "{}: default_profile `{d}` is not defined under [profiles]",
-                path.display()
-            ),
-            hint: None,
+        let line = text
+            .lines()
+            .take_while(|l| !is_header(l))
+            .position(|l| {
+                l.split_once('=')
+                    .is_some_and(|(k, _)| k.trim() == "default_profile")
+            })
+            .map(|i| i + 1);
+        problems.push(Problem {
+            line,
+            key: Some("default_profile".into()),
+            what: format!("`{d}` is not defined under [profiles]"),
         });
     }
-    Ok(())
-}
-
-fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| l.trim_start().starts_with(needle))
-        .map(|i| i + 1)
+    problems
 }
 
 /// Loads the config file; `Ok(None)` when it does not exist.
@@ -258,10 +444,10 @@ pub fn load() -> Result<Option<(PathBuf, ConfigFile)>, ConfigError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some((path.clone(), parse(&text, &path)?))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ConfigError {
-            message: format!("cannot read {}: {e}", path.display()),
-            hint: None,
-        }),
+        Err(e) => Err(ConfigError::new(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -283,6 +469,7 @@ pub fn select(name: Option<&str>) -> Result<Option<(String, Profile)>, ConfigErr
             hint: Some(format!(
                 "create it with a [profiles.{name}] table, or set OPSKIT_CONFIG"
             )),
+            problems: Vec::new(),
         });
     };
     match cfg.profiles.get(&name) {
@@ -296,6 +483,7 @@ pub fn select(name: Option<&str>) -> Result<Option<(String, Profile)>, ConfigErr
                 } else {
                     format!("defined profiles: {}", known.join(", "))
                 }),
+                problems: Vec::new(),
             })
         }
     }
@@ -316,10 +504,8 @@ pub fn render_redacted(cfg: &ConfigFile) -> Result<String, ConfigError> {
             }
         }
     }
-    toml::to_string_pretty(&cfg).map_err(|e| ConfigError {
-        message: format!("cannot render the config: {e}"),
-        hint: None,
-    })
+    toml::to_string_pretty(&cfg)
+        .map_err(|e| ConfigError::new(format!("cannot render the config: {e}")))
 }
 
 #[cfg(test)]
@@ -384,15 +570,23 @@ in = "query"
         let text = "[profiles.x]\nbase_url = \"http://h\"\ntimeuot = \"3s\"\n";
         let e = parse(text, Path::new("c.toml")).unwrap_err();
         assert!(e.message.contains("timeuot"), "{}", e.message);
-        assert!(e.message.contains("line 3"), "{}", e.message);
+        assert!(
+            e.message.starts_with("c.toml:3: profiles.x.timeuot: "),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn bad_value_is_named_with_its_line() {
         let text = "[profiles.x]\n\ntimeout = \"soon\"\n";
         let e = parse(text, Path::new("c.toml")).unwrap_err();
-        assert!(e.message.contains("line 3"), "{}", e.message);
-        assert!(e.message.contains("bad duration"), "{}", e.message);
+        assert!(
+            e.message.starts_with("c.toml:3: profiles.x.timeout: "),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("is not a duration"), "{}", e.message);
         let text = "[profiles.x.auth]\ntype = \"kerberos\"\n";
         let e = parse(text, Path::new("c.toml")).unwrap_err();
         assert!(e.message.contains("kerberos"), "{}", e.message);
@@ -403,6 +597,41 @@ in = "query"
         let text = "[profiles.x.paginate]\nstyle = \"cursor\"\n";
         let e = parse(text, Path::new("c.toml")).unwrap_err();
         assert!(e.message.contains("cursor"), "{}", e.message);
-        assert!(e.message.contains("line 1"), "{}", e.message);
+        assert!(
+            e.message.starts_with("c.toml:1: profiles.x.paginate: "),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_line_and_key() {
+        let text = "default_profile = \"nope\"\n[profiles.a]\nretires = 3\ntimeout = \"soon\"\n\n[profiles.b.auth]\ntype = \"kerberos\"\n\n[profiles.c]\nbase_url = \"ftp://h\"\n[profiles.c.paginate]\nitems = \"data\"\n";
+        let e = parse(text, Path::new("c.toml")).unwrap_err();
+        let all = e.problems.join("\n");
+        for want in [
+            "c.toml:3: profiles.a.retires: ",
+            "c.toml:4: profiles.a.timeout: ",
+            "c.toml:7: profiles.b.auth.type: ",
+            "c.toml:10: profiles.c.base_url: ",
+            "c.toml:12: profiles.c.paginate.items: ",
+            "c.toml:1: default_profile: ",
+        ] {
+            assert!(all.contains(want), "{want}: {all}");
+        }
+        assert_eq!(e.problems.len(), 6, "{all}");
+        // a broken line does not hide the rest
+        let e = parse(
+            "[profiles.a\nx = 1\n[profiles.b]\nrate = \"lots\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.contains("c.toml:4: profiles.b.rate")),
+            "{:?}",
+            e.problems
+        );
     }
 }

@@ -250,6 +250,10 @@ pub fn curl_command(plan: &Plan) -> (String, bool) {
         words.push("--retry".into());
         words.push(n.to_string());
     }
+    if let Some(t) = plan.retry_max_wait {
+        words.push("--retry-max-time".into());
+        words.push(format!("{}", t.as_secs_f64()));
+    }
     if plan.check_status {
         words.push("--fail".into());
     }

@@ -32,32 +32,17 @@ impl FromStr for ByteSize {
     }
 }
 
-/// A duration written `500ms`, `30s`, `5m`, `1h`, `1d` or a bare number of seconds (`2.5`).
+/// A duration flag or profile value, in the one syntax of every command (`500ms`, `30s`, `5m`,
+/// `1h`, `1d`, a bare number of seconds): parsed by [`crate::duration::parse_duration`]. The
+/// wrapper only adds what a profile needs: a TOML number is read as seconds, and `config show`
+/// writes the value back in that syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span(pub Duration);
 
 impl FromStr for Span {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let bad = || format!("bad duration `{s}`: write e.g. 500ms, 30s, 5m, 1h or 1d");
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        let secs = match unit.trim() {
-            "" | "s" | "sec" | "secs" => n,
-            "ms" => n / 1000.0,
-            "m" | "min" => n * 60.0,
-            "h" => n * 3600.0,
-            "d" => n * 86400.0,
-            _ => return Err(bad()),
-        };
-        if !secs.is_finite() || !(0.0..=365.0 * 86400.0).contains(&secs) {
-            return Err(bad());
-        }
-        Ok(Span(Duration::from_secs_f64(secs)))
+        crate::duration::parse_duration(s).map(Span)
     }
 }
 
@@ -269,6 +254,9 @@ mod tests {
         );
         assert!("ten".parse::<Span>().unwrap_err().contains("500ms"));
         assert!("5 parsecs".parse::<Span>().is_err());
+        // the one parser's rules: more than zero, at most a year
+        assert!("0".parse::<Span>().is_err());
+        assert!("400d".parse::<Span>().is_err());
     }
 
     #[test]

@@ -9,8 +9,10 @@ use clap::{Args, Subcommand};
 use opskit_net::echo::{self, EchoEvent, EchoOptions};
 
 use super::parse_duration;
-use super::transfer::{net_failure, resolve};
+use super::transfer::resolve;
 use crate::exit::{Failure, code};
+use crate::failure;
+use crate::output::plural;
 
 #[derive(Debug, Subcommand)]
 pub enum EchoCommand {
@@ -75,19 +77,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
                     messages,
                     error,
                 } => match error {
-                    Some(err) => eprintln!("{peer}: {messages} message(s), closed: {err}"),
-                    None => eprintln!("{peer}: {messages} message(s)"),
+                    Some(err) => eprintln!(
+                        "{peer}: {}, closed: {err}",
+                        plural(messages, "message", "messages")
+                    ),
+                    None => eprintln!("{peer}: {}", plural(messages, "message", "messages")),
                 },
-                EchoEvent::Datagram { peer, len } => eprintln!("{peer}: {len} bytes"),
+                EchoEvent::Datagram { peer, len } => {
+                    eprintln!("{peer}: {}", plural(len as u64, "byte", "bytes"))
+                }
             }) as echo::EchoEvents
         });
         let serving = if args.udp {
-            let socket = echo::bind_udp(addr).await.map_err(bind_failure)?;
+            let socket = echo::bind_udp(addr).await.map_err(failure::net)?;
             let local = socket.local_addr().unwrap_or(addr);
             eprintln!("echo server listening on udp://{local}");
             tokio::spawn(echo::serve_udp(socket, events))
         } else {
-            let listener = echo::bind_tcp(addr).await.map_err(bind_failure)?;
+            let listener = echo::bind_tcp(addr).await.map_err(failure::net)?;
             let local = listener.local_addr().unwrap_or(addr);
             eprintln!("echo server listening on tcp://{local}");
             let options = EchoOptions {
@@ -99,7 +106,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         tokio::select! {
             r = serving => match r {
                 Ok(Ok(())) => Ok(code::OK),
-                Ok(Err(e)) => Err(Failure::new(code::FAILURE, e.to_string()).into()),
+                Ok(Err(e)) => Err(failure::net(e)),
                 Err(e) => Err(Failure::new(code::FAILURE, format!("the server task failed: {e}")).into()),
             },
             _ = tokio::signal::ctrl_c() => {
@@ -110,12 +117,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     })?
 }
 
-pub(super) fn bind_failure(e: opskit_net::Error) -> anyhow::Error {
-    Failure::new(code::NETWORK, e.to_string())
-        .with_hint("is the port in use or below 1024? choose another with --bind HOST:PORT")
-        .into()
-}
-
 fn send(args: SendArgs) -> anyhow::Result<u8> {
     crate::block_on(async move {
         let addr: SocketAddr = resolve(&args.addr, args.timeout).await?;
@@ -124,10 +125,10 @@ fn send(args: SendArgs) -> anyhow::Result<u8> {
         } else {
             echo::send_tcp(addr, args.message.as_bytes(), args.timeout).await
         }
-        .map_err(net_failure)?;
-        let mut out = std::io::stdout().lock();
+        .map_err(failure::net)?;
+        let mut out = crate::output::stdout();
         // the reply is the peer's bytes: on a terminal, escaped so it cannot drive it
-        if std::io::IsTerminal::is_terminal(&out) {
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
             out.write_all(crate::peer_text::line(&String::from_utf8_lossy(&reply)).as_bytes())?;
         } else {
             out.write_all(&reply)?;
@@ -138,9 +139,9 @@ fn send(args: SendArgs) -> anyhow::Result<u8> {
             return Err(Failure::new(
                 code::FAILURE,
                 format!(
-                    "the reply ({} bytes) is not the message sent ({} bytes)",
-                    reply.len(),
-                    args.message.len()
+                    "the reply ({}) is not the message sent ({})",
+                    plural(reply.len() as u64, "byte", "bytes"),
+                    plural(args.message.len() as u64, "byte", "bytes")
                 ),
             )
             .with_hint("is that an opskit echo server (TCP messages are length-prefixed)?")

@@ -18,8 +18,9 @@ use opskit_net::transfer::{
 };
 use serde_json::json;
 
-use super::echo::bind_failure;
 use crate::exit::{Failure, code};
+use crate::failure;
+use crate::output::plural;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -106,36 +107,6 @@ pub(super) async fn resolve(spec: &str, timeout: Duration) -> anyhow::Result<Soc
     found.ok_or_else(|| Failure::new(code::NETWORK, format!("{host:?} has no address")).into())
 }
 
-/// Maps a library error to the documented exit codes.
-pub(super) fn net_failure(e: Error) -> anyhow::Error {
-    let text = e.to_string();
-    let failure = match &e {
-        Error::Connect { .. } => Failure::new(code::NETWORK, text)
-            .with_hint("is the peer running and listening on that address and port?"),
-        Error::Timeout { .. } => Failure::new(code::NETWORK, text)
-            .with_hint("the peer stopped answering; raise --timeout if it is just slow"),
-        Error::Bind { .. } => return bind_failure(e),
-        Error::BadFile { .. } | Error::MessageTooLarge { .. } => Failure::usage(text),
-        Error::Rejected { kind, .. } => {
-            let hint = match kind {
-                transfer::FailureKind::Exists => {
-                    "remove the file on the receiver, or start the receiver with --overwrite"
-                }
-                transfer::FailureKind::Checksum => {
-                    "the data changed on the way or on disk; send it again"
-                }
-                transfer::FailureKind::BadName => "rename the file to a plain file name",
-                _ => "see the receiver's message above",
-            };
-            Failure::new(code::FAILURE, text).with_hint(hint)
-        }
-        Error::Protocol(_) => Failure::new(code::FAILURE, text)
-            .with_hint("is the peer an `opskit net receive` of the same version?"),
-        _ => Failure::new(code::FAILURE, text),
-    };
-    failure.into()
-}
-
 /// One bar on a terminal (hidden otherwise), following the current file.
 fn progress_bar(enabled: bool) -> (Option<ProgressFn>, ProgressBar) {
     let bar = ProgressBar::with_draw_target(
@@ -192,10 +163,17 @@ fn print_report(output: Output, verb: &str, f: &FileReport, peer: Option<SocketA
         }
         Output::Text => match peer {
             Some(p) => println!(
-                "{verb} {} ({} bytes, sha256 {}) from {p}",
-                f.name, f.size, f.sha256
+                "{verb} {} ({}, sha256 {}) from {p}",
+                f.name,
+                plural(f.size, "byte", "bytes"),
+                f.sha256
             ),
-            None => println!("{verb} {} ({} bytes, sha256 {})", f.name, f.size, f.sha256),
+            None => println!(
+                "{verb} {} ({}, sha256 {})",
+                f.name,
+                plural(f.size, "byte", "bytes"),
+                f.sha256
+            ),
         },
     }
 }
@@ -223,7 +201,7 @@ pub fn send(args: SendArgs) -> anyhow::Result<u8> {
         bar.finish_and_clear();
         // every file's outcome, in order; the exit code is the first failure's
         let mut first_failure: Option<Error> = None;
-        for (path, outcome) in result.map_err(net_failure)? {
+        for (path, outcome) in result.map_err(failure::net)? {
             match outcome {
                 SendOutcome::Sent(f) => print_report(output, "sent", &f, None),
                 SendOutcome::Failed(e) => {
@@ -235,7 +213,7 @@ pub fn send(args: SendArgs) -> anyhow::Result<u8> {
         }
         match first_failure {
             None => Ok(code::OK),
-            Some(e) => Err(net_failure(e)),
+            Some(e) => Err(failure::net(e)),
         }
     })?
 }
@@ -297,7 +275,7 @@ pub fn receive(args: ReceiveArgs) -> anyhow::Result<u8> {
     let output = args.output;
     crate::block_on(async move {
         let addr = resolve(&args.bind, Duration::from_secs(5)).await?;
-        let listener = transfer::bind(addr).await.map_err(bind_failure)?;
+        let listener = transfer::bind(addr).await.map_err(failure::net)?;
         let local = listener.local_addr().unwrap_or(addr);
         eprintln!(
             "receiving into {} on {local}{}",
@@ -314,7 +292,7 @@ pub fn receive(args: ReceiveArgs) -> anyhow::Result<u8> {
                 }
             };
             bar.finish_and_clear();
-            let files = result.map_err(receive_failure)?;
+            let files = result.map_err(failure::net)?;
             for f in &files {
                 print_report(output, "received", f, None);
             }
@@ -330,7 +308,7 @@ pub fn receive(args: ReceiveArgs) -> anyhow::Result<u8> {
         });
         tokio::select! {
             r = transfer::serve(listener, options, None, events) => {
-                r.map_err(receive_failure)?;
+                r.map_err(failure::net)?;
                 Ok(code::OK)
             }
             _ = tokio::signal::ctrl_c() => {
@@ -339,15 +317,4 @@ pub fn receive(args: ReceiveArgs) -> anyhow::Result<u8> {
             }
         }
     })?
-}
-
-fn receive_failure(e: Error) -> anyhow::Error {
-    match &e {
-        Error::Transfer { kind, .. } => Failure::new(code::FAILURE, e.to_string())
-            .with_hint(format!(
-                "{kind}; the sender was told the same and nothing was stored"
-            ))
-            .into(),
-        _ => net_failure(e),
-    }
 }

@@ -94,10 +94,10 @@ impl WaitArgs {
             return Err(Failure::new(
                 code::WAIT_TIMEOUT,
                 format!(
-                    "timed out after {:?}: {} of {} targets not ready{what}",
+                    "timed out after {:?}: {} of {} not ready{what}",
                     self.timeout,
                     not_ready.len(),
-                    report.targets.len()
+                    crate::output::plural(report.targets.len() as u64, "target", "targets")
                 ),
             )
             .into());
