@@ -30,8 +30,11 @@ pub struct Stats {
     /// A check came due while the previous one of the same monitor was still running.
     pub skipped: AtomicU64,
     pub record_errors: AtomicU64,
-    /// How late each check started, in milliseconds after it was due (bounded sample).
+    /// How late each check started, in milliseconds after it was due (bounded sample; once
+    /// full, new samples replace old ones).
     pub lateness_ms: Mutex<Vec<f32>>,
+    /// Per-monitor series for `/metrics`.
+    pub monitors: crate::metrics::Registry,
 }
 
 const LATENESS_SAMPLES: usize = 2_000_000;
@@ -212,10 +215,16 @@ pub async fn run(
                         Err(_) => break,
                     };
                     let late = Instant::now().saturating_duration_since(due).as_secs_f64() * 1000.0;
-                    if let Ok(mut l) = stats.lateness_ms.lock()
-                        && l.len() < LATENESS_SAMPLES
-                    {
-                        l.push(late as f32);
+                    if let Ok(mut l) = stats.lateness_ms.lock() {
+                        if l.len() < LATENESS_SAMPLES {
+                            l.push(late as f32);
+                        } else {
+                            // Full: overwrite an old sample, so the figure follows the present.
+                            let i = (seq % LATENESS_SAMPLES as u64) as usize;
+                            if let Some(slot) = l.get_mut(i) {
+                                *slot = late as f32;
+                            }
+                        }
                     }
                     let (db, checker, cfg, guard, stats, running, wake) = (
                         db.clone(), checker.clone(), cfg.clone(), guard.clone(),
@@ -226,6 +235,7 @@ pub async fn run(
                         match r {
                             Ok((report, rec)) => {
                                 stats.checks.fetch_add(1, Ordering::Relaxed);
+                                stats.monitors.observe(&monitor.name, &report, rec.in_maintenance);
                                 let c = match report.status {
                                     Status::Up => &stats.up,
                                     Status::Down => &stats.down,
@@ -279,5 +289,16 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     let _ = disp_stop.send(true);
     let _ = disp.await;
+    // One summary line, so a run without /metrics still tells how it kept its schedule.
+    let q = |p| stats.lateness_quantile(p).unwrap_or(0.0);
+    tracing::info!(
+        checks = stats.checks.load(Ordering::Relaxed),
+        skipped = stats.skipped.load(Ordering::Relaxed),
+        record_errors = stats.record_errors.load(Ordering::Relaxed),
+        lateness_p50_ms = %format!("{:.1}", q(0.5)),
+        lateness_p99_ms = %format!("{:.1}", q(0.99)),
+        lateness_max_ms = %format!("{:.1}", q(1.0)),
+        "scheduler stopped"
+    );
     Ok(())
 }
