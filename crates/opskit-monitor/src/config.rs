@@ -133,6 +133,8 @@ pub struct HttpCheck {
     pub ca_bundle: Option<std::path::PathBuf>,
     pub insecure: bool,
     pub follow_redirects: bool,
+    /// A condition reads `.ip`: the host's address is looked up with each check.
+    pub resolve_ip: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +173,8 @@ pub struct AlertRule {
     pub success_threshold: u32,
     pub remind_every: Option<Duration>,
     pub send_resolved: bool,
+    /// Said in the alert (e.g. "the API answers slowly: check the pool").
+    pub description: Option<String>,
 }
 
 /// A destination, defined once under `[destinations.NAME]`.
@@ -309,6 +313,7 @@ struct AlertRuleToml {
     success_threshold: Option<u32>,
     remind_every: Option<String>,
     send_resolved: Option<bool>,
+    description: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -570,6 +575,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config> {
         success_threshold: d.success_threshold.unwrap_or(DEFAULT_SUCCESS_THRESHOLD),
         remind_every: cx.dur(defaults_line, "defaults.remind_every", &d.remind_every)?,
         send_resolved: d.send_resolved.unwrap_or(true),
+        description: None,
     };
     for (k, v) in [
         ("defaults.failure_threshold", def_rule.failure_threshold),
@@ -638,6 +644,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config> {
                         .dur(line, &key("alerts.remind_every"), &r.remind_every)?
                         .or(def_rule.remind_every),
                     send_resolved: r.send_resolved.unwrap_or(def_rule.send_resolved),
+                    description: r.description.filter(|d| !d.trim().is_empty()),
                 },
             };
             if !destinations.contains_key(&rule.destination) {
@@ -824,6 +831,7 @@ fn build_check(
                 ca_bundle: m.ca_bundle.as_ref().map(Into::into),
                 insecure: m.insecure.unwrap_or(false),
                 follow_redirects: m.follow_redirects.unwrap_or(true),
+                resolve_ip: m.conditions.iter().any(|c| c.contains(".ip")),
             })
         }
         "tcp" => {

@@ -423,6 +423,9 @@ fn description(p: &Pending) -> String {
         p.payload["kind"].as_str().unwrap_or("?"),
         p.payload["target"].as_str().unwrap_or("?")
     )];
+    if let Some(d) = p.payload["description"].as_str() {
+        lines.push(d.to_string());
+    }
     if let Some(r) = p.payload["reason"].as_str() {
         lines.push(format!("Reason: {r}"));
     }
@@ -447,6 +450,9 @@ fn chat_alert(p: &Pending) -> Alert {
     };
     let mut a = Alert::new(severity, summary(p), message);
     a.footer = "opskit monitor".into();
+    if let Some(d) = p.payload["description"].as_str() {
+        a = a.field("Description", d);
+    }
     for (name, key) in [("Group", "group"), ("Check", "kind"), ("Target", "target")] {
         if let Some(v) = p.payload[key].as_str() {
             a = a.field(name, v);

@@ -257,7 +257,15 @@ pub async fn record(
 
         for (dest, event, inc) in events {
             let started_ms = incident.as_ref().map_or(now_ms, |i| i.1);
-            let payload = payload(config, monitor, report, event, &inc, started_ms, now_ms);
+            let mut payload = payload(config, monitor, report, event, &inc, started_ms, now_ms);
+            if let Some(d) = monitor
+                .alerts
+                .iter()
+                .find(|a| a.destination == dest)
+                .and_then(|a| a.description.as_deref())
+            {
+                payload["description"] = json!(d);
+            }
             let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
             sqlx::query(
                 "INSERT INTO outbox (id, seq, monitor, destination, incident_id, event, payload, \

@@ -11,6 +11,7 @@ pub mod config;
 pub mod deliver;
 pub mod engine;
 mod error;
+pub mod gatus;
 pub mod maintenance;
 pub mod scheduler;
 pub mod status;

@@ -23,6 +23,8 @@ pub(crate) async fn check(d: &DnsCheck, timeout: Duration) -> Raw {
             Raw::ok(json!({
                 "answers": answers,
                 "records": records,
+                // A lookup that answers is NOERROR; NXDOMAIN and empty answers stop the check.
+                "rcode": "NOERROR",
             }))
         }
         Err(e) => Raw::err(

@@ -123,7 +123,13 @@ impl Clients {
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         let body_value = serde_json::from_slice::<Value>(&body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+        let ip = if h.resolve_ip {
+            resolve_ip(&h.url, timeout).await
+        } else {
+            None
+        };
         Ok(Raw::ok(json!({
+            "ip": ip,
             "status": status,
             "url": url,
             "headers": headers,
@@ -141,5 +147,22 @@ impl Clients {
             tokio::time::timeout(timeout, client.get(url).timeout(timeout).no_cache().send()).await,
             Ok(Ok(_))
         )
+    }
+}
+
+/// The first address of the URL's host (for conditions on `.ip`).
+async fn resolve_ip(url: &str, timeout: Duration) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let port = u.port_or_known_default()?;
+    match u.host()? {
+        url::Host::Ipv4(ip) => Some(ip.to_string()),
+        url::Host::Ipv6(ip) => Some(ip.to_string()),
+        url::Host::Domain(d) => {
+            let mut addrs = tokio::time::timeout(timeout, tokio::net::lookup_host((d, port)))
+                .await
+                .ok()?
+                .ok()?;
+            addrs.next().map(|a| a.ip().to_string())
+        }
     }
 }

@@ -64,6 +64,7 @@ pub(crate) async fn check(host: &str, timeout: Duration) -> Raw {
         Ok((_, rtt)) => Raw::ok(json!({
             "reachable": true,
             "address": ip.to_string(),
+            "ip": ip.to_string(),
             "response_time_ms": (rtt.as_secs_f64() * 10000.0).round() / 10.0,
         })),
         Err(surge_ping::SurgeError::Timeout { .. }) => Raw::err(

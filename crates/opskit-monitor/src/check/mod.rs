@@ -5,11 +5,11 @@
 //! | kind | fields |
 //! |---|---|
 //! | all | `.kind`, `.target`, `.response_time_ms` |
-//! | http | `.status`, `.headers` (lower-case names), `.body` (parsed JSON, else text), `.url` |
-//! | tcp | `.connected`, `.address` |
-//! | dns | `.answers` (values, e.g. addresses), `.records` (`{name,type,ttl,value}`) |
+//! | http | `.status`, `.headers` (lower-case names), `.body` (parsed JSON, else text), `.url`, `.ip` (looked up only when a condition reads `.ip`, else null) |
+//! | tcp | `.connected`, `.address`, `.ip` |
+//! | dns | `.answers` (values, e.g. addresses), `.records` (`{name,type,ttl,value}`), `.rcode` (`NOERROR`) |
 //! | tls | `.cert.{subject,issuer,not_before,not_after,expires_in_days,dns_names}`, `.chain_valid`, `.chain_error`, `.chain_length` |
-//! | icmp | `.reachable` |
+//! | icmp | `.reachable`, `.ip` |
 //! | ssh | `.exit_code`, `.stdout`, `.stderr`, `.outcome` |
 //! | heartbeat | `.received`, `.last_ping_age_s` (null when never) |
 //!

@@ -18,6 +18,7 @@ pub(crate) async fn check(target: &str, timeout: Duration) -> Raw {
         "connected": r.state == CheckState::Open,
         "state": r.state.as_str(),
         "address": r.addr.map(|a| a.to_string()),
+        "ip": r.addr.map(|a| a.ip().to_string()),
         "response_time_ms": (r.latency_ms * 10.0).round() / 10.0,
     });
     if r.state == CheckState::Open {

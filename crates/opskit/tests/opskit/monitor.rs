@@ -254,3 +254,202 @@ fn kill_9_between_state_change_and_delivery_then_restart_delivers_exactly_once()
     );
     assert_eq!(v["outbox"]["pending"], 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// import-gatus, /metrics, reload, heartbeat receiver, OPSKIT_LOG (helper C's block)
+
+/// A service for the converted Gatus endpoints: `/health` (up), `/degraded` (200 but not UP),
+/// `/graphql` (answers only a GraphQL-wrapped body).
+fn gatus_service(rt: &tokio::runtime::Runtime) -> SocketAddr {
+    rt.block_on(async {
+        let app = axum::Router::new()
+            .route(
+                "/health",
+                get(|| async {
+                    axum::Json(serde_json::json!({
+                        "status": "UP", "checks": [{"name": "db"}, {"name": "cache"}]
+                    }))
+                }),
+            )
+            .route(
+                "/degraded",
+                get(|| async {
+                    axum::Json(serde_json::json!({"status": "DEGRADED", "checks": []}))
+                }),
+            )
+            .route(
+                "/graphql",
+                post(|body: String| async move {
+                    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    if v["query"]
+                        .as_str()
+                        .is_some_and(|q| q.contains("user(id: 1)"))
+                    {
+                        (
+                            StatusCode::OK,
+                            axum::Json(serde_json::json!({"data": {"user": {"name": "john"}}})),
+                        )
+                    } else {
+                        (
+                            StatusCode::BAD_REQUEST,
+                            axum::Json(serde_json::json!({"errors": ["not a GraphQL request"]})),
+                        )
+                    }
+                }),
+            );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        addr
+    })
+}
+
+fn gatus_fixture(addr: SocketAddr, dir: &std::path::Path) -> std::path::PathBuf {
+    let text = include_str!("data/gatus.yaml").replace("__HTTP__", &addr.to_string());
+    let f = dir.join("gatus.yaml");
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+#[test]
+fn import_gatus_converts_lists_what_it_cannot_and_the_output_validates() {
+    let rt = runtime();
+    let addr = gatus_service(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let gatus = gatus_fixture(addr, dir.path());
+    let out = opskit()
+        .args(["monitor", "import-gatus"])
+        .arg(&gatus)
+        .assert()
+        .code(6)
+        .get_output()
+        .clone();
+    let toml = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    // What could not be converted is on stderr and in the output, never dropped silently.
+    for item in [
+        "not converted: storage",
+        "not converted: ui",
+        "not converted: alerting.discord",
+        "not converted: endpoints[3] \"website\": conditions[2] `[DOMAIN_EXPIRATION] > 720h`",
+        "not converted: endpoints[3] \"website\": alerts[0]",
+        "not converted: endpoints[9] \"syslog\"",
+    ] {
+        assert!(stderr.contains(item), "stderr lacks {item:?}:\n{stderr}");
+        assert!(
+            toml.contains(&format!("#   {item}")),
+            "output lacks {item:?}:\n{toml}"
+        );
+    }
+    assert!(stderr.contains("item(s) not converted"), "{stderr}");
+    // Secrets from ${ENV} become env: references; thresholds, defaults and overrides apply.
+    for line in [
+        "[destinations.slack]\ntype = \"slack\"\nwebhook = \"env:SLACK_WEBHOOK_URL\"",
+        "[destinations.slack-core]\ntype = \"slack\"\nwebhook = \"env:SLACK_CORE_WEBHOOK_URL\"",
+        "[destinations.pagerduty]\ntype = \"pagerduty\"\nrouting_key = \"env:PD_ROUTING_KEY\"",
+        "[destinations.custom]\ntype = \"webhook\"\nurl = \"https://hooks.example.com/gatus\"",
+        "bearer = \"env:API_TOKEN\"",
+        "password = \"env:SSH_PASSWORD\"",
+        "{ destination = \"slack-core\", failure_threshold = 4, success_threshold = 2, send_resolved = true, description = \"API health check failed\" }",
+        "{ destination = \"slack-core-2\", failure_threshold = 10,",
+        "{ destination = \"pagerduty\", failure_threshold = 3, success_threshold = 5, send_resolved = true }",
+        "{ destination = \"custom\", failure_threshold = 3, success_threshold = 2, send_resolved = false, description = \"graphql is down\" }",
+        "remind_every = \"30m\"",
+        "'.body.status == \"UP\"'",
+        "\".cert.expires_in_days > 7\"",
+        "name = \"website certificate\"\nkind = \"tls\"\ntarget = \"www.example.org:443\"",
+        "kind = \"heartbeat\"\ntoken = \"backup-token-1234\"\ninterval = \"25h\"",
+        "kind = \"dns\"\ntarget = \"example.org\"\nrecord_type = \"A\"\nserver = \"127.0.0.1:5353\"",
+        "guard = [",
+        "days = [\"mon\", \"thu\"]",
+    ] {
+        assert!(toml.contains(line), "output lacks {line:?}:\n{toml}");
+    }
+    assert!(
+        !toml.contains("name = \"old-site\""),
+        "a disabled endpoint is left out"
+    );
+    let converted = dir.path().join("monitor.toml");
+    std::fs::write(&converted, &toml).unwrap();
+    opskit()
+        .args(["monitor", "validate"])
+        .arg(&converted)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("valid: 11 monitors"));
+
+    // The converted http endpoints give the verdict Gatus' conditions give.
+    let out = opskit()
+        .args([
+            "monitor",
+            "check",
+            "-o",
+            "json",
+            "--only",
+            "api",
+            "--only",
+            "api-degraded",
+            "--only",
+            "graphql",
+            "--only",
+            "postgres",
+            "--config",
+        ])
+        .arg(&converted)
+        .env("API_TOKEN", "t0ken")
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    let by = |name: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["monitor"] == name)
+            .unwrap_or_else(|| panic!("{name} in {v}"))
+            .clone()
+    };
+    assert_eq!(by("api")["status"], "up", "{v}");
+    assert_eq!(by("graphql")["status"], "up", "GraphQL body wrapped: {v}");
+    assert_eq!(by("postgres")["status"], "up", "{v}");
+    let degraded = by("api-degraded");
+    assert_eq!(degraded["status"], "down", "{v}");
+    assert_eq!(
+        degraded["failed_condition"]["condition"],
+        ".body.status == \"UP\""
+    );
+}
+
+#[test]
+fn import_gatus_all_converted_is_exit_0_and_bad_input_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gatus.yaml");
+    std::fs::write(
+        &f,
+        "endpoints:\n  - name: web\n    url: https://example.org\n    conditions:\n      - \"[STATUS] == 200\"\n",
+    )
+    .unwrap();
+    opskit()
+        .args(["monitor", "import-gatus"])
+        .arg(&f)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "conditions = [\n  \".status == 200\"",
+        ))
+        .stderr(predicate::str::is_empty());
+    std::fs::write(&f, "endpoints: [\n").unwrap();
+    opskit()
+        .args(["monitor", "import-gatus"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a readable YAML file"));
+    opskit()
+        .args(["monitor", "import-gatus", "/nonexistent/gatus.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot read"));
+}

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::exit::{Failure, code};
 
 mod check;
+mod import;
 mod run;
 mod status;
 
@@ -38,6 +39,10 @@ pub enum MonitorCommand {
     Run(run::RunArgs),
     /// Current state, open incidents and uptime (24h, 7d, 30d) from the database.
     Status(status::StatusArgs),
+    /// Convert a Gatus configuration (YAML) to a monitor.toml on stdout: exit 0 when all was
+    /// converted, 6 when some items were not (listed on stderr and at the top of the output),
+    /// 2 when the file is not a readable Gatus configuration.
+    ImportGatus(import::ImportGatusArgs),
 }
 
 impl MonitorArgs {
@@ -59,6 +64,7 @@ impl MonitorArgs {
             MonitorCommand::Check(a) => a.run(),
             MonitorCommand::Run(a) => a.run(),
             MonitorCommand::Status(a) => a.run(),
+            MonitorCommand::ImportGatus(a) => a.run(),
         }
     }
 }
