@@ -13,6 +13,7 @@ pub mod engine;
 mod error;
 pub mod gatus;
 pub mod maintenance;
+pub mod metrics;
 pub mod scheduler;
 pub mod status;
 pub mod store;

@@ -453,3 +453,341 @@ fn import_gatus_all_converted_is_exit_0_and_bad_input_exit_2() {
         .code(2)
         .stderr(predicate::str::contains("cannot read"));
 }
+
+/// An HTTP service that records the paths it was asked for.
+fn recording_service(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let hits: Arc<Mutex<Vec<String>>> = Arc::default();
+    let h = hits.clone();
+    let addr = rt.block_on(async move {
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let h = h.clone();
+            async move {
+                h.lock().unwrap().push(uri.path().to_string());
+                "ok"
+            }
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        addr
+    });
+    (addr, hits)
+}
+
+/// `opskit monitor run` with its stderr collected line by line.
+struct Daemon {
+    child: std::process::Child,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn start(config: &std::path::Path, db: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"));
+        cmd.args(["monitor", "run", "--database", db, "--config"])
+            .arg(config)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (pipe, lines) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for l in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(l);
+            }
+        });
+        Daemon { child, stderr }
+    }
+
+    fn said(&self, what: &str) -> usize {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    }
+
+    /// The address of `--listen 127.0.0.1:0`, from the start-up line.
+    fn listening(&self) -> SocketAddr {
+        let mut addr = None;
+        poll("the listen address", || {
+            addr = self.stderr.lock().unwrap().iter().find_map(|l| {
+                l.split("listening on http://")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|a| a.parse().ok())
+            });
+            addr.is_some()
+        });
+        addr.unwrap()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_monitor(name: &str, addr: SocketAddr) -> String {
+    format!(
+        "[[monitor]]\nname = \"{name}\"\nkind = \"http\"\ntarget = \"http://{addr}/{name}\"\ninterval = \"500ms\"\n\n"
+    )
+}
+
+/// `POST url` with an empty body, by hand: (status, body).
+fn post_empty(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    )
+}
+
+fn get_text(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+fn http_request(addr: SocketAddr, req: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Chunked bodies: keep the lines that are not chunk sizes.
+    (status, body)
+}
+
+/// The value of a sample line `name{labels} value` in a /metrics text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Checks a Prometheus text exposition: comment and sample syntax, one TYPE per family before
+/// its samples, label values escaped, histogram buckets cumulative up to `+Inf` = `_count`.
+fn check_exposition(text: &str) {
+    let mut types: std::collections::HashMap<String, String> = Default::default();
+    let mut last_bucket: std::collections::HashMap<String, f64> = Default::default();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut p = rest.split(' ');
+            let (name, ty) = (p.next().unwrap(), p.next().unwrap());
+            assert!(
+                ["gauge", "counter", "histogram", "summary"].contains(&ty),
+                "{line}"
+            );
+            assert!(
+                types.insert(name.to_string(), ty.to_string()).is_none(),
+                "TYPE twice: {line}"
+            );
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "stray line {line:?}"
+        );
+        // name{labels} value
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let v: f64 = match value {
+            "NaN" => f64::NAN,
+            "+Inf" => f64::INFINITY,
+            other => other
+                .parse()
+                .unwrap_or_else(|_| panic!("value of {line:?}")),
+        };
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        let family = types
+            .keys()
+            .find(|f| {
+                name == f.as_str()
+                    || ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| name == format!("{f}{s}"))
+            })
+            .unwrap_or_else(|| panic!("no TYPE before {line}"));
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                let inner = labels
+                    .strip_prefix('{')
+                    .and_then(|l| l.strip_suffix('}'))
+                    .unwrap();
+                // label="value" pairs with \\ \" \n escapes only
+                let mut chars = inner.chars().peekable();
+                while chars.peek().is_some() {
+                    let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                    assert!(
+                        key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                        "{line}"
+                    );
+                    assert_eq!(chars.next(), Some('"'), "{line}");
+                    loop {
+                        match chars.next().unwrap() {
+                            '\\' => {
+                                assert!(matches!(chars.next(), Some('\\' | '"' | 'n')), "{line}")
+                            }
+                            '"' => break,
+                            '\n' => panic!("raw newline in {line}"),
+                            _ => {}
+                        }
+                    }
+                    if chars.peek() == Some(&',') {
+                        chars.next();
+                    }
+                }
+            }
+        }
+        if types[family] == "histogram" && name.ends_with("_bucket") {
+            let key = series.split(",le=").next().unwrap().to_string();
+            let prev = last_bucket.insert(key, v).unwrap_or(0.0);
+            assert!(v >= prev, "buckets not cumulative at {line}");
+        }
+    }
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text_per_monitor() {
+    let rt = runtime();
+    let (addr, _hits) = recording_service(&rt);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("monitor.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "{}[[monitor]]\nname = 'db \"primary\"\\ eu'\ngroup = \"core\"\nkind = \"tcp\"\ntarget = \"{closed}\"\ninterval = \"500ms\"\n",
+            http_monitor("api", addr)
+        ),
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("m.db").display());
+    let d = Daemon::start(&f, &db, &["--listen", "127.0.0.1:0"], &[]);
+    let addr = d.listening();
+    let db_name = "monitor=\"db \\\"primary\\\"\\\\ eu\"";
+    let mut text = String::new();
+    poll("two failures of db and a check of api", || {
+        let (code, body) = get_text(addr, "/metrics");
+        assert_eq!(code, 200);
+        text = body;
+        sample(
+            &text,
+            &format!("opskit_monitor_consecutive_failures{{{db_name}}}"),
+        ) >= Some(2.0)
+            && sample(
+                &text,
+                "opskit_monitor_checks_total{monitor=\"api\",result=\"up\"}",
+            ) >= Some(1.0)
+    });
+    check_exposition(&text);
+    assert_eq!(
+        sample(
+            &text,
+            "opskit_monitor_up{monitor=\"api\",group=\"\",kind=\"http\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("opskit_monitor_up{{{db_name},group=\"core\",kind=\"tcp\"}}")
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("opskit_monitor_state{{{db_name},state=\"down\"}}")
+        ),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            &format!("opskit_monitor_checks_total{{{db_name},result=\"down\"}}")
+        ) >= Some(2.0)
+    );
+    let count = sample(
+        &text,
+        "opskit_monitor_check_duration_seconds_count{monitor=\"api\"}",
+    )
+    .unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            "opskit_monitor_check_duration_seconds_bucket{monitor=\"api\",le=\"+Inf\"}"
+        ),
+        Some(count)
+    );
+    assert!(
+        sample(
+            &text,
+            "opskit_monitor_last_check_duration_seconds{monitor=\"api\"}"
+        )
+        .is_some()
+    );
+    assert!(
+        sample(
+            &text,
+            "opskit_monitor_schedule_lateness_seconds{quantile=\"0.99\"}"
+        )
+        .is_some_and(|v| v >= 0.0)
+    );
+    assert_eq!(
+        sample(&text, "opskit_monitor_checks_skipped_total"),
+        Some(0.0)
+    );
+    assert_eq!(sample(&text, "opskit_monitor_monitors"), Some(2.0));
+    let status = d.stop();
+    assert!(status.success(), "{status:?}");
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use clap::Args;
 use opskit_monitor::check::Checker;
 use opskit_monitor::config::Check;
@@ -28,7 +28,8 @@ pub struct RunArgs {
     /// postgres://…
     #[arg(long, value_name = "URL", env = "OPSKIT_MONITOR_DATABASE")]
     pub database: Option<String>,
-    /// Address of the heartbeat receiver (overrides settings.listen), e.g. 127.0.0.1:9464.
+    /// Address for POST /heartbeat/<token> and GET /metrics (overrides settings.listen), e.g.
+    /// 127.0.0.1:9464. Without one, neither is served.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 }
@@ -38,6 +39,25 @@ struct Receiver {
     checker: Arc<Checker>,
     db: Db,
     tokens: Arc<RwLock<HashSet<String>>>,
+    stats: Arc<Stats>,
+    config: watch::Receiver<Arc<opskit_monitor::Config>>,
+}
+
+/// `GET /metrics`: Prometheus text format (see `opskit_monitor::metrics`).
+async fn metrics(State(r): State<Receiver>) -> impl axum::response::IntoResponse {
+    let cfg = r.config.borrow().clone();
+    let stats = r.stats.clone();
+    // Sorting the lateness sample may take a while with many monitors: off the reactor.
+    let body = tokio::task::spawn_blocking(move || opskit_monitor::metrics::render(&cfg, &stats))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 fn tokens(cfg: &opskit_monitor::Config) -> HashSet<String> {
@@ -97,20 +117,30 @@ impl RunArgs {
         let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
         let (stop_tx, stop_rx) = watch::channel(false);
 
-        // The heartbeat receiver.
+        let stats = Arc::new(Stats::default());
+        if let Err(e) = stats.monitors.seed_from(&db).await {
+            tracing::warn!(error = %e, "reading the monitors' state for /metrics failed");
+        }
+
+        // The heartbeat receiver and /metrics.
         let server = match listen {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
                     Failure::new(code::FAILURE, format!("cannot listen on {addr}: {e}"))
                 })?;
                 let local = listener.local_addr()?;
-                eprintln!("opskit monitor: heartbeat receiver on http://{local}/heartbeat/<token>");
+                eprintln!(
+                    "opskit monitor: listening on http://{local} (POST /heartbeat/<token>, GET /metrics)"
+                );
                 let app = Router::new()
                     .route("/heartbeat/{token}", post(heartbeat))
+                    .route("/metrics", get(metrics))
                     .with_state(Receiver {
                         checker: checker.clone(),
                         db: db.clone(),
                         tokens: token_set.clone(),
+                        stats: stats.clone(),
+                        config: cfg_rx.clone(),
                     });
                 let mut stop = stop_rx.clone();
                 Some(tokio::spawn(async move {
@@ -198,7 +228,6 @@ impl RunArgs {
             "opskit monitor: running {} monitors",
             cfg_rx.borrow().monitors.len()
         );
-        let stats = Arc::new(Stats::default());
         let result = scheduler::run(db.clone(), checker, cfg_rx, stop_rx, stats).await;
         let _ = stop_tx.send(true);
         reload.abort();
