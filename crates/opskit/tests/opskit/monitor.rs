@@ -555,6 +555,60 @@ fn http_monitor(name: &str, addr: SocketAddr) -> String {
     )
 }
 
+#[test]
+fn run_reloads_a_changed_file_and_on_sighup_and_keeps_the_old_config_when_the_new_is_invalid() {
+    let rt = runtime();
+    let (addr, hits) = recording_service(&rt);
+    let count = |p: &str| hits.lock().unwrap().iter().filter(|h| *h == p).count();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("monitor.toml");
+    std::fs::write(&f, http_monitor("a", addr)).unwrap();
+    let db = format!("sqlite://{}", dir.path().join("m.db").display());
+    let d = Daemon::start(&f, &db, &[], &[]);
+    poll("monitor a checked", || count("/a") > 0);
+    assert_eq!(count("/b"), 0);
+
+    // A changed file is picked up: the new monitor starts being checked.
+    std::fs::write(&f, http_monitor("a", addr) + &http_monitor("b", addr)).unwrap();
+    poll("monitor b checked after the file changed", || {
+        count("/b") > 0
+    });
+    assert!(d.said("configuration reloaded (2 monitors)") >= 1);
+
+    // An invalid file is reported and not applied: both monitors keep being checked.
+    std::fs::write(&f, "[[monitor]]\nname = \"a\"\nkind = \"nope\"\n").unwrap();
+    poll("the invalid configuration reported", || {
+        d.said("the new configuration is not applied") > 0
+    });
+    assert!(
+        d.said("monitor[a].kind") > 0,
+        "the error names the key: {:?}",
+        d.stderr.lock().unwrap()
+    );
+    let (a0, b0) = (count("/a"), count("/b"));
+    poll("the old monitors still checked", || {
+        count("/a") > a0 + 1 && count("/b") > b0 + 1
+    });
+
+    // SIGHUP reloads even when the file's time did not change.
+    let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+    std::fs::write(&f, http_monitor("a", addr) + &http_monitor("c", addr)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    d.signal("-HUP");
+    poll("monitor c checked after SIGHUP", || count("/c") > 0);
+    let b1 = count("/b");
+    let c1 = count("/c");
+    poll("monitor c checked again", || count("/c") > c1 + 1);
+    assert!(count("/b") <= b1 + 1, "b left the configuration");
+    let status = d.stop();
+    assert!(status.success(), "{status:?}");
+}
+
 /// `POST url` with an empty body, by hand: (status, body).
 fn post_empty(addr: SocketAddr, path: &str) -> (u16, String) {
     http_request(
@@ -602,6 +656,41 @@ fn sample(text: &str, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
+}
+
+#[test]
+fn heartbeat_push_marks_up_unknown_token_is_404_and_silence_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("monitor.toml");
+    std::fs::write(
+        &f,
+        "[[monitor]]\nname = \"nightly\"\nkind = \"heartbeat\"\ntoken = \"nightly-job-token\"\ninterval = \"1s\"\ngrace = \"500ms\"\n",
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("m.db").display());
+    let d = Daemon::start(&f, &db, &["--listen", "127.0.0.1:0"], &[]);
+    let addr = d.listening();
+    let up = "opskit_monitor_up{monitor=\"nightly\",group=\"\",kind=\"heartbeat\"}";
+    let state = |s: &str| format!("opskit_monitor_state{{monitor=\"nightly\",state=\"{s}\"}}");
+    let metric = |series: &str| sample(&get_text(addr, "/metrics").1, series);
+
+    // No push since start: down once the period and grace have passed.
+    poll("down without a push", || {
+        metric(&state("down")) == Some(1.0)
+    });
+    // A push marks it up (at its next check).
+    assert_eq!(post_empty(addr, "/heartbeat/nightly-job-token").0, 200);
+    poll("up after a push", || metric(up) == Some(1.0));
+    // An unknown token is refused.
+    let (code, body) = post_empty(addr, "/heartbeat/not-a-configured-token");
+    assert_eq!(code, 404, "{body}");
+    // No further push within period + grace: down again.
+    poll("down after the silence", || {
+        metric(&state("down")) == Some(1.0)
+    });
+    assert_eq!(metric(up), Some(0.0));
+    let status = d.stop();
+    assert!(status.success(), "{status:?}");
 }
 
 /// Checks a Prometheus text exposition: comment and sample syntax, one TYPE per family before
