@@ -880,3 +880,44 @@ fn metrics_endpoint_serves_prometheus_text_per_monitor() {
     let status = d.stop();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn opskit_log_is_honoured_by_every_monitor_subcommand() {
+    let rt = runtime();
+    let (addr, _hits) = recording_service(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("monitor.toml");
+    std::fs::write(&f, http_monitor("api", addr)).unwrap();
+    let db = format!("sqlite://{}", dir.path().join("m.db").display());
+    let gatus = dir.path().join("gatus.yaml");
+    std::fs::write(&gatus, "endpoints:\n  - name: a\n    url: http://127.0.0.1:1/\n    conditions: [\"[STATUS] == 200\"]\n").unwrap();
+    let runs: Vec<Vec<String>> = vec![
+        vec!["check".into(), "--config".into(), f.display().to_string()],
+        vec!["status".into(), "--database".into(), db.clone()],
+        vec!["validate".into(), f.display().to_string()],
+        vec!["import-gatus".into(), gatus.display().to_string()],
+    ];
+    for args in runs {
+        // Quiet by default (warnings only)…
+        let out = opskit()
+            .arg("monitor")
+            .args(&args)
+            .env_remove("OPSKIT_LOG")
+            .output()
+            .unwrap();
+        let quiet = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!quiet.contains("TRACE"), "{args:?}: {quiet}");
+        // …and OPSKIT_LOG turns the log on.
+        let out = opskit()
+            .arg("monitor")
+            .args(&args)
+            .env("OPSKIT_LOG", "trace")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            log.contains("TRACE") || log.contains("DEBUG"),
+            "{args:?}: OPSKIT_LOG=trace logged nothing:\n{log}"
+        );
+    }
+}

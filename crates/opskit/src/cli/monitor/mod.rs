@@ -47,6 +47,15 @@ pub enum MonitorCommand {
 
 impl MonitorArgs {
     pub fn run(self) -> anyhow::Result<u8> {
+        // `run` installs its own subscriber (default level info); the others log warnings
+        // only, unless OPSKIT_LOG says otherwise.
+        if !matches!(self.command, MonitorCommand::Run(_)) {
+            crate::logging::init(
+                crate::logging::LogFormat::Text,
+                crate::logging::DEFAULT_FILTER,
+            );
+        }
+        tracing::debug!(command = ?self.command, "opskit monitor");
         match self.command {
             MonitorCommand::Validate { file } => {
                 let cfg = load(&file)?;
