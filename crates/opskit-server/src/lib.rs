@@ -30,6 +30,10 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database could not be reached or refused the login; the text names `HOST:PORT`
+    /// and never the password.
+    #[error("{0}")]
+    DatabaseConnect(String),
     #[error("bad database URL {0}")]
     BadDatabaseUrl(String),
     /// A command that must not create a database (the admin commands) found none at `path`

@@ -2,6 +2,7 @@
 //! SQL (runtime queries built with `QueryBuilder`, so one code path serves both databases).
 
 pub mod events;
+pub mod pg_connect;
 mod sql;
 
 use std::future::Future;
@@ -193,7 +194,10 @@ impl Db {
             Ok(Db::Sqlite(SqliteStore::new(pool)))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)
-                .map_err(|e| Error::BadDatabaseUrl(format!("{url}: {e}")))?;
+                .map_err(|e| Error::BadDatabaseUrl(format!("{}: {e}", redact_url(url))))?;
+            // one real connection first: a refusal is said at once, not after the pool's
+            // silent retries end in "pool timed out"
+            pg_connect::check(&opts).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
@@ -202,7 +206,8 @@ impl Db {
             Ok(Db::Postgres(PgStore::new(pool)))
         } else {
             Err(Error::BadDatabaseUrl(format!(
-                "{url}: use sqlite://FILE (e.g. sqlite://opskit.db) or postgres://USER@HOST/DB"
+                "{}: use sqlite://FILE (e.g. sqlite://opskit.db) or postgres://USER@HOST/DB",
+                redact_url(url)
             )))
         }
     }
@@ -308,6 +313,17 @@ impl Store for Db {
     }
     async fn init_setting(&self, name: &str, value: &str) -> Result<String, Error> {
         delegate!(self, s => s.init_setting(name, value))
+    }
+}
+
+/// A database URL with its password hidden, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
     }
 }
 

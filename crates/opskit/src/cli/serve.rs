@@ -256,6 +256,9 @@ fn server_error(e: opskit_server::Error) -> anyhow::Error {
         E::Bind { .. } => Failure::new(code::FAILURE, e.to_string())
             .with_hint("another process may be using the port; pick another with --bind")
             .into(),
+        E::DatabaseConnect(_) => Failure::new(code::NETWORK, e.to_string())
+            .with_hint("check --database / OPSKIT_DATABASE (host, port, user, password, database name) and that PostgreSQL is running there")
+            .into(),
         E::Database(_) => Failure::new(code::NETWORK, e.to_string())
             .with_hint("check --database / OPSKIT_DATABASE and that the database is running")
             .into(),
@@ -301,7 +304,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         }
         tracing::info!(
             addr = %app.local_addr(),
-            database = %redact_url(&config.database_url),
+            database = %opskit_server::store::redact_url(&config.database_url),
             docs = %format!("http://{}/docs", app.local_addr()),
             "opskit serve listening"
         );
@@ -311,17 +314,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         tracing::info!("stopped");
         Ok(code::OK)
     })?
-}
-
-/// Hides a password in a database URL.
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Where the admin commands find the database.
@@ -385,7 +377,7 @@ fn describe_database(url: &str) -> String {
         return std::path::absolute(file)
             .map_or_else(|_| file.to_owned(), |p| p.display().to_string());
     }
-    redact_url(url)
+    opskit_server::store::redact_url(url)
 }
 
 /// How a new password is given.

@@ -955,3 +955,84 @@ fn db_init_creates_the_database_for_the_admin_commands() {
         .success()
         .stdout(predicate::str::contains("alice"));
 }
+
+/// A loopback port with nothing listening on it.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Issue 12, defect 15: an unreachable PostgreSQL gave 10 s of silence, then "pool timed out".
+/// `serve` and the admin commands say "connection refused to HOST:PORT" (exit 3), and never
+/// print the password.
+#[test]
+fn unreachable_postgres_is_named_at_once() {
+    let port = closed_port();
+    let url = format!("postgres://ops:S3cret-pw@127.0.0.1:{port}/inv");
+    let refused = format!("connection refused to 127.0.0.1:{port}");
+    for args in [
+        vec!["serve", "--bind", "127.0.0.1:0", "--database", &url],
+        vec!["user", "--database", &url, "list"],
+        vec!["apikey", "--database", &url, "list"],
+        vec!["db", "init", "--database", &url],
+    ] {
+        opskit()
+            .args(&args)
+            .timeout(Duration::from_secs(60))
+            .assert()
+            .code(3)
+            .stderr(
+                predicate::str::contains(refused.as_str())
+                    .and(predicate::str::contains("S3cret-pw").not())
+                    .and(predicate::str::contains("timed out").not()),
+            );
+    }
+}
+
+/// A missing database name and an unknown user on a real PostgreSQL: clear messages naming
+/// HOST:PORT, exit 3, the password never printed.
+#[test]
+fn postgres_refusals_are_explained() {
+    let Ok(base) = std::env::var("OPSKIT_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "OPSKIT_TEST_POSTGRES_URL is not set (CI=true): run scripts/test"
+        );
+        eprintln!("skipped: OPSKIT_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let u = url::Url::parse(&base).unwrap();
+    let target = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap_or(5432));
+    let mut missing_db = u.clone();
+    missing_db.set_path("/opskit_no_such_db");
+    let _ = missing_db.set_password(Some("S3cret-pw"));
+    let mut bad_user = u.clone();
+    let _ = bad_user.set_username("opskit_no_such_role");
+    let _ = bad_user.set_password(Some("S3cret-pw"));
+    for (url, says) in [
+        (
+            missing_db.to_string(),
+            format!("database \"opskit_no_such_db\" does not exist on {target}"),
+        ),
+        (
+            bad_user.to_string(),
+            "refused user \"opskit_no_such_role\"".to_owned(),
+        ),
+    ] {
+        for args in [
+            vec!["serve", "--bind", "127.0.0.1:0", "--database", &url],
+            vec!["user", "--database", &url, "list"],
+        ] {
+            opskit()
+                .args(&args)
+                .timeout(Duration::from_secs(60))
+                .assert()
+                .code(3)
+                .stderr(
+                    predicate::str::contains(says.as_str())
+                        .and(predicate::str::contains(target.as_str()))
+                        .and(predicate::str::contains("S3cret-pw").not()),
+                );
+        }
+    }
+}
