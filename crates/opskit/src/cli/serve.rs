@@ -13,6 +13,7 @@ use opskit_server::{Application, ServerConfig, users};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::duration::parse_duration;
 use crate::exit::{Failure, code};
 use crate::logging::{self, LogFormat};
 
@@ -52,28 +53,28 @@ pub struct ServeArgs {
     /// Largest request body in bytes [default: 65536].
     #[arg(long, env = "OPSKIT_BODY_LIMIT")]
     pub body_limit: Option<usize>,
-    /// Seconds a request may take: 408 when its body has not arrived by then, 503 when the
-    /// server was too slow [default: 30].
-    #[arg(long, env = "OPSKIT_REQUEST_TIMEOUT")]
-    pub request_timeout: Option<u64>,
-    /// Seconds a client may take to send a request's headers; slower connections are closed
-    /// (slowloris) [default: 10].
-    #[arg(long, env = "OPSKIT_HEADER_TIMEOUT")]
-    pub header_timeout: Option<u64>,
-    /// Seconds a connection may stay silent (no bytes, no request in progress) before it is
-    /// closed [default: 60].
-    #[arg(long, env = "OPSKIT_IDLE_TIMEOUT")]
-    pub idle_timeout: Option<u64>,
+    /// How long a request may take (30s, 1m, 500ms, …): 408 when its body has not arrived by
+    /// then, 503 when the server was too slow [default: 30s].
+    #[arg(long, env = "OPSKIT_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// How long a client may take to send a request's headers; slower connections are closed
+    /// (slowloris) [default: 10s].
+    #[arg(long, env = "OPSKIT_HEADER_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub header_timeout: Option<Duration>,
+    /// How long a connection may stay silent (no bytes, no request in progress) before it is
+    /// closed [default: 60s].
+    #[arg(long, env = "OPSKIT_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
     /// Most connections open at once; past that a new connection gets a 503 and is closed
     /// [default: 1024].
     #[arg(long, env = "OPSKIT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Access token lifetime in seconds [default: 900].
-    #[arg(long, env = "OPSKIT_ACCESS_TOKEN_TTL")]
-    pub access_token_ttl: Option<u64>,
-    /// Refresh token lifetime in seconds [default: 2592000].
-    #[arg(long, env = "OPSKIT_REFRESH_TOKEN_TTL")]
-    pub refresh_token_ttl: Option<u64>,
+    /// Access token lifetime, 1s to 1d [default: 15m].
+    #[arg(long, env = "OPSKIT_ACCESS_TOKEN_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub access_token_ttl: Option<Duration>,
+    /// Refresh token lifetime, up to 365d [default: 30d].
+    #[arg(long, env = "OPSKIT_REFRESH_TOKEN_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub refresh_token_ttl: Option<Duration>,
     /// Accept HTTP Basic credentials (true/false) [default: true].
     #[arg(long, env = "OPSKIT_BASIC_AUTH")]
     pub basic_auth: Option<bool>,
@@ -89,9 +90,9 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub events_secrets: Vec<String>,
-    /// Seconds a signed event's webhook-timestamp may differ from now [default: 300].
-    #[arg(long, env = "OPSKIT_EVENTS_TOLERANCE")]
-    pub events_tolerance: Option<u64>,
+    /// How far a signed event's webhook-timestamp may differ from now [default: 5m].
+    #[arg(long, env = "OPSKIT_EVENTS_TOLERANCE", value_name = "DURATION", value_parser = parse_duration)]
+    pub events_tolerance: Option<Duration>,
     /// Cache rendered servers in memory, emptied on every write (true/false). Only safe when this
     /// process is the only writer [default: true on SQLite, false on PostgreSQL].
     #[arg(long, env = "OPSKIT_SERVER_CACHE")]
@@ -108,17 +109,39 @@ struct FileConfig {
     rate_limit: Option<u32>,
     login_rate_limit: Option<u32>,
     body_limit: Option<usize>,
-    request_timeout: Option<u64>,
-    header_timeout: Option<u64>,
-    idle_timeout: Option<u64>,
+    #[serde(default, deserialize_with = "file_duration")]
+    request_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "file_duration")]
+    header_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "file_duration")]
+    idle_timeout: Option<Duration>,
     max_connections: Option<usize>,
-    access_token_ttl: Option<u64>,
-    refresh_token_ttl: Option<u64>,
+    #[serde(default, deserialize_with = "file_duration")]
+    access_token_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "file_duration")]
+    refresh_token_ttl: Option<Duration>,
     basic_auth: Option<bool>,
     log_format: Option<String>,
     events_secrets: Option<Vec<String>>,
-    events_tolerance: Option<u64>,
+    #[serde(default, deserialize_with = "file_duration")]
+    events_tolerance: Option<Duration>,
     server_cache: Option<bool>,
+}
+
+/// A duration in the config file: the flags' syntax (`"90s"`, `"1.5m"`), or a number of seconds.
+fn file_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Seconds(n) => parse_duration(&n.to_string()),
+        Raw::Text(t) => parse_duration(&t),
+    }
+    .map(Some)
+    .map_err(serde::de::Error::custom)
 }
 
 fn secret_env(name: &str) -> Option<SecretString> {
@@ -169,7 +192,7 @@ impl ServeArgs {
             }
         }
         let request_timeout = self.request_timeout.or(file.request_timeout);
-        let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
+        let secs = |v: Option<Duration>, default: Duration| v.unwrap_or(default);
         let event_specs = if self.events_secrets.is_empty() {
             file.events_secrets.unwrap_or_default()
         } else {

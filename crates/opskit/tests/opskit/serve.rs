@@ -1036,3 +1036,87 @@ fn postgres_refusals_are_explained() {
         }
     }
 }
+
+/// Issue 12, defect 12 for `serve`: its duration flags take the one duration syntax of every
+/// command (`90s`, `1.5m`, `300ms`), in flags, env vars and the config file; a bad value is a
+/// usage error naming the flag.
+#[test]
+fn serve_durations_take_the_common_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    let pw = [("OPSKIT_ADMIN_PASSWORD", "admin-password-1")];
+    for value in ["90s", "1.5m", "2h"] {
+        let mut served = spawn_serve(
+            &[
+                "--bind",
+                "127.0.0.1:0",
+                "--database",
+                &db,
+                "--log-format",
+                "json",
+                "--idle-timeout",
+                value,
+                "--access-token-ttl",
+                "15m",
+                "--refresh-token-ttl",
+                "7d",
+            ],
+            &pw,
+        );
+        served.child.kill().unwrap();
+        let _ = served.child.wait();
+    }
+    // the unit is honoured: 300ms (not 300 s) closes a silent connection
+    let conf = dir.path().join("serve.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "bind = \"127.0.0.1:0\"\ndatabase = \"{db}\"\nlog_format = \"json\"\nidle_timeout = \"300ms\"\nheader_timeout = 5\n"
+        ),
+    )
+    .unwrap();
+    let mut served = spawn_serve(&["--config", conf.to_str().unwrap()], &pw);
+    let mut conn = std::net::TcpStream::connect(&served.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut conn, &mut buf).expect("closed before the 30 s deadline");
+    assert_eq!(n, 0, "the idle connection is closed without an answer");
+    served.child.kill().unwrap();
+    let _ = served.child.wait();
+    // a bad value names the flag (or the env var's flag), exit 2
+    for (flag, value) in [
+        ("--idle-timeout", "90x"),
+        ("--header-timeout", "soon"),
+        ("--request-timeout", "0s"),
+    ] {
+        opskit()
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--database",
+                &db,
+                flag,
+                value,
+            ])
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag).and(predicate::str::contains(value)));
+    }
+    opskit()
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+        .env("OPSKIT_IDLE_TIMEOUT", "5 parsecs")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--idle-timeout"));
+    std::fs::write(&conf, "idle_timeout = \"90x\"\n").unwrap();
+    opskit()
+        .args(["serve", "--config", conf.to_str().unwrap()])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("idle_timeout").and(predicate::str::contains("90x")));
+}
