@@ -328,6 +328,34 @@ fn prepare(conn: &ConnArgs, mut specs: Vec<String>) -> anyhow::Result<Prepared> 
 }
 
 /// Splits `TARGET:PATH`; the target may carry `:port` (`host:2222:/tmp/x`) or be `[v6]:port`.
+/// The targets and remote paths of `put`/`ls`: each `TARGET:PATH`, then every host of
+/// `--hosts-file` with the first path (or `default_path` when no `TARGET:PATH` was given).
+fn remotes(
+    remotes: &[String],
+    conn: &ConnArgs,
+    default_path: Option<&str>,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut specs = Vec::new();
+    let mut paths = Vec::new();
+    for r in remotes {
+        let (t, p) = split_remote(r)?;
+        specs.push(t);
+        paths.push(p);
+    }
+    if let Some(file) = &conn.hosts_file {
+        let Some(path) = paths
+            .first()
+            .cloned()
+            .or_else(|| default_path.map(str::to_owned))
+        else {
+            return Err(Failure::usage("give at least one TARGET:PATH with --hosts-file").into());
+        };
+        let more = opskit_ssh::target::read_hosts_file(file).map_err(crate::failure::ssh)?;
+        paths.extend(std::iter::repeat_n(path, more.len()));
+    }
+    Ok((specs, paths))
+}
+
 fn split_remote(spec: &str) -> anyhow::Result<(String, String)> {
     let bad = || {
         Failure::usage(format!("{spec:?} is not TARGET:PATH"))
@@ -605,20 +633,7 @@ fn put(args: PutArgs) -> anyhow::Result<u8> {
             Failure::usage(format!("{} is not a regular file", args.local.display())).into(),
         );
     }
-    let mut specs = Vec::new();
-    let mut paths = Vec::new();
-    for r in &args.remotes {
-        let (t, p) = split_remote(r)?;
-        specs.push(t);
-        paths.push(p);
-    }
-    if let Some(file) = &args.conn.hosts_file {
-        let Some(path) = paths.first().cloned() else {
-            return Err(Failure::usage("give at least one TARGET:PATH with --hosts-file").into());
-        };
-        let more = opskit_ssh::target::read_hosts_file(file).map_err(crate::failure::ssh)?;
-        paths.extend(std::iter::repeat_n(path, more.len()));
-    }
+    let (specs, paths) = remotes(&args.remotes, &args.conn, None)?;
     let p = prepare(&args.conn, specs)?;
     let labels: Vec<String> = p.targets.iter().map(|t| t.label.clone()).collect();
     let (sink, _multi) = progress(&labels, args.conn.output);
@@ -728,18 +743,7 @@ fn mode_string(mode: Option<u32>, kind: &str) -> String {
 }
 
 fn ls(args: LsArgs) -> anyhow::Result<u8> {
-    let mut specs = Vec::new();
-    let mut paths = Vec::new();
-    for r in &args.remotes {
-        let (t, p) = split_remote(r)?;
-        specs.push(t);
-        paths.push(p);
-    }
-    if let Some(file) = &args.conn.hosts_file {
-        let path = paths.first().cloned().unwrap_or_else(|| ".".into());
-        let more = opskit_ssh::target::read_hosts_file(file).map_err(crate::failure::ssh)?;
-        paths.extend(std::iter::repeat_n(path, more.len()));
-    }
+    let (specs, paths) = remotes(&args.remotes, &args.conn, Some("."))?;
     let p = prepare(&args.conn, specs)?;
     let reports = crate::block_on(sftp::ls(p.targets, paths, p.opts, p.fan, None))?;
     let mut out = crate::output::stdout();

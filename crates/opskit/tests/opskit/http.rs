@@ -1335,7 +1335,9 @@ fn profile_errors_name_the_key_and_line() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("retires"))
-        .stderr(predicate::str::contains("config.toml:3: profiles.x.retires"));
+        .stderr(predicate::str::contains(
+            "config.toml:3: profiles.x.retires",
+        ));
     opskit(tmp.path())
         .env("OPSKIT_CONFIG", &cfg)
         .args(["get", "/echo", "--profile", "x"])
@@ -2036,4 +2038,26 @@ fn config_check_reports_every_error() {
         );
     }
     assert!(err.contains("4 errors"), "{err}");
+}
+
+/// Issue 12 (one output rendering): `opskit http` writes through the one stdout and renderer,
+/// like net and ssh: every format into a closed pipe ends quietly with 0, onto a full disk it is
+/// "cannot write to stdout" with exit 1.
+#[test]
+fn http_output_into_a_closed_pipe_or_a_full_disk_in_every_format() {
+    use crate::basics::{
+        assert_quiet_success, assert_stdout_failure, bin, with_closed_stdout, with_full_stdout,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for format in ["json", "ndjson", "csv", "table", "raw"] {
+        let cmd = || {
+            let mut c = bin();
+            c.args(["get", &url("/users"), "--output", format])
+                .env("OPSKIT_CONFIG", tmp.path().join("none.toml"))
+                .env("NO_COLOR", "1");
+            c
+        };
+        assert_quiet_success(&with_closed_stdout(&mut cmd()));
+        assert_stdout_failure(&with_full_stdout(&mut cmd()));
+    }
 }

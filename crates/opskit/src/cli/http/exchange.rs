@@ -13,12 +13,12 @@ use serde_json::Value;
 use super::filter::Filter;
 use super::plan::{AuthPlan, PagePlan, Parts, Plan};
 use super::profile::{AuthConfig, KeyLocation};
-use super::render::{OutputFormat, Sink};
+use super::render::OutputFormat;
 use super::request::{Body, Part};
 use super::show;
 use super::values::PageStyle;
 use crate::exit::{Failure, code};
-use crate::output::plural;
+use crate::output::{Sink, plural};
 
 /// Sends the request and writes the outcome; returns the exit code.
 pub async fn run(plan: Plan) -> anyhow::Result<u8> {
@@ -293,7 +293,7 @@ fn refuse_overwrite(path: &Path) -> Failure {
 /// created when the first byte is written (a failed request leaves none), or by
 /// [`BodyOut::finish`] for an empty body, and never over an existing file without --overwrite.
 enum BodyOut {
-    Stdout(std::io::Stdout),
+    Stdout(crate::output::Stdout),
     File {
         path: PathBuf,
         overwrite: bool,
@@ -309,7 +309,7 @@ impl BodyOut {
                 overwrite: plan.overwrite,
                 file: None,
             },
-            _ => BodyOut::Stdout(std::io::stdout()),
+            _ => BodyOut::Stdout(crate::output::stdout()),
         }
     }
 
@@ -488,7 +488,7 @@ fn write_body_to(
         None => vec![value],
     };
     let mut sink = Sink::new(
-        plan.format.unwrap_or(OutputFormat::Json),
+        plan.format.unwrap_or(OutputFormat::Json).rows(),
         plan.color,
         false,
         plan.stdout_tty,
@@ -539,10 +539,7 @@ async fn paginate(rb: engine::RequestBuilder, plan: &Plan, pages: &PagePlan) -> 
         Some(f) => Some(Filter::new(f).map_err(Failure::usage)?),
         None => None,
     };
-    let format = match plan.format {
-        None | Some(OutputFormat::Raw) => OutputFormat::Json,
-        Some(f) => f,
-    };
+    let format = plan.format.unwrap_or(OutputFormat::Json).rows();
     let mut out = BodyOut::new(plan);
     let mut sink = Sink::new(format, plan.color, true, plan.stdout_tty, &mut out);
     let mut stream = Box::pin(rb.paginate(paginator(pages)?));

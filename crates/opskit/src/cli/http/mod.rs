@@ -40,7 +40,7 @@ impl HttpCommand {
 
 fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
     let plan = plan::build(method, &a.url, &a.items, a.opts)?;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::output::stdout();
     if plan.offline_or_curl() {
         if plan.curl {
             let (cmd, redacted) = show::curl_command(&plan);
@@ -65,9 +65,9 @@ fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
         }
         return Ok(exit::code::OK);
     }
-    drop(stdout);
     let max_time = plan.max_time;
-    let outcome = crate::block_on(async move {
+    // a closed or full stdout is decided by the one reporter (`crate::exit::report`)
+    crate::block_on(async move {
         let limit = async {
             match max_time {
                 Some(d) => tokio::time::sleep(d).await,
@@ -86,19 +86,7 @@ fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
                 Err(Failure::new(exit::code::INTERRUPTED, "interrupted").into())
             }
         }
-    })?;
-    match outcome {
-        // `opskit get … | head`: the reader left; stop quietly like other Unix tools
-        Err(e) if is_broken_pipe(&e) => Ok(exit::code::OK),
-        other => other,
-    }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    })?
 }
 
 fn config_command(action: ConfigAction) -> anyhow::Result<u8> {
