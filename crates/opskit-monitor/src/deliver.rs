@@ -159,7 +159,48 @@ impl Dispatcher {
             .min())
     }
 
+    /// Claims `p` for delivery. With a fence (a leader among replicas), the claim checks the
+    /// fencing token in the same transaction and records it on the row, so a deposed leader can
+    /// send nothing; a row claimed by an earlier leader and not finished is claimed again here
+    /// (same row, same webhook id). `Ok(None)`: already delivered or given up meanwhile.
+    async fn claim(&self, p: &Pending, now_ms: i64) -> Result<Option<Option<i64>>> {
+        let Some(fence) = &self.db.fence else {
+            return Ok(Some(None));
+        };
+        let Some(token) = fence.token() else {
+            return Err(fence.refused("this process does not hold the leader lease"));
+        };
+        let mut tx = self.db.pool.begin().await?;
+        // The write first: on SQLite it takes the write lock before the fence is read.
+        let claimed = sqlx::query(
+            "UPDATE outbox SET claim_token = $1, claimed_ms = $2 \
+             WHERE id = $3 AND delivered_ms IS NULL AND failed_ms IS NULL",
+        )
+        .bind(token)
+        .bind(now_ms)
+        .bind(&p.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if fence.check(&mut tx).await? != token {
+            return Err(Error::Fenced(
+                "the fencing token changed during a claim".into(),
+            ));
+        }
+        tx.commit().await?;
+        Ok((claimed == 1).then_some(Some(token)))
+    }
+
     async fn deliver_one(&self, config: &Config, p: &Pending, now_ms: i64) -> Result<bool> {
+        let Some(token) = self.claim(p, now_ms).await? else {
+            return Ok(false);
+        };
+        // Retry bookkeeping only while the row is still ours (a successor may have claimed it).
+        let ours = if token.is_some() {
+            " AND claim_token = $5"
+        } else {
+            ""
+        };
         let attempt = match config.destinations.get(&p.destination) {
             None => Attempt::GiveUp(format!(
                 "destination {:?} is no longer in the configuration",
@@ -170,9 +211,10 @@ impl Dispatcher {
         let attempts = p.attempts + 1;
         match attempt {
             Attempt::Delivered { external_key } => {
+                // Delivered is a fact, whoever learns it: recorded even after losing the lease.
                 sqlx::query(
                     "UPDATE outbox SET delivered_ms = $1, attempts = $2, external_key = $3, \
-                     last_error = NULL WHERE id = $4",
+                     last_error = NULL WHERE id = $4 AND delivered_ms IS NULL",
                 )
                 .bind(now_ms)
                 .bind(attempts)
@@ -198,28 +240,36 @@ impl Dispatcher {
             Attempt::Retry(e) if attempts < MAX_ATTEMPTS => {
                 let next = now_ms + backoff(attempts - 1).as_millis() as i64;
                 tracing::warn!(id = %p.id, destination = %p.destination, error = %e, attempts, "alert delivery failed; will retry");
-                sqlx::query(
-                    "UPDATE outbox SET attempts = $1, next_attempt_ms = $2, last_error = $3 WHERE id = $4",
-                )
-                .bind(attempts)
-                .bind(next)
-                .bind(&e)
-                .bind(&p.id)
-                .execute(&self.db.pool)
-                .await?;
+                let sql = format!(
+                    "UPDATE outbox SET attempts = $1, next_attempt_ms = $2, last_error = $3 \
+                     WHERE id = $4{ours}"
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(attempts)
+                    .bind(next)
+                    .bind(&e)
+                    .bind(&p.id);
+                if let Some(t) = token {
+                    q = q.bind(t);
+                }
+                q.execute(&self.db.pool).await?;
                 Ok(false)
             }
             Attempt::Retry(e) | Attempt::GiveUp(e) => {
                 tracing::error!(id = %p.id, destination = %p.destination, error = %e, attempts, "alert delivery given up");
-                sqlx::query(
-                    "UPDATE outbox SET attempts = $1, failed_ms = $2, last_error = $3 WHERE id = $4",
-                )
-                .bind(attempts)
-                .bind(now_ms)
-                .bind(&e)
-                .bind(&p.id)
-                .execute(&self.db.pool)
-                .await?;
+                let sql = format!(
+                    "UPDATE outbox SET attempts = $1, failed_ms = $2, last_error = $3 \
+                     WHERE id = $4{ours}"
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(attempts)
+                    .bind(now_ms)
+                    .bind(&e)
+                    .bind(&p.id);
+                if let Some(t) = token {
+                    q = q.bind(t);
+                }
+                q.execute(&self.db.pool).await?;
                 Ok(false)
             }
         }

@@ -81,6 +81,11 @@ pub async fn record(
     .bind(report.reason.as_deref())
     .execute(&mut *tx)
     .await?;
+    // Fencing: only the current leader's results count (the write above holds SQLite's lock;
+    // on PostgreSQL the check locks the lease row until commit).
+    if let Some(fence) = &db.fence {
+        fence.check(&mut tx).await?;
+    }
     let (up, down, unknown) = match status {
         Status::Up => (1i64, 0i64, 0i64),
         Status::Down => (0, 1, 0),

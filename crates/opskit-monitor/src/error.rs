@@ -19,6 +19,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// PostgreSQL's address refused or did not answer (`connection refused to HOST:PORT`).
+    #[error("{0}")]
+    Unreachable(String),
+    /// A write of a process that no longer holds the leader lease was refused (fencing).
+    #[error("not the leader: {0}")]
+    Fenced(String),
     /// Anything else with a message (a bad Gatus file, a stored row that cannot be read).
     #[error("{0}")]
     Other(String),

@@ -10,6 +10,7 @@ pub mod condition;
 pub mod config;
 pub mod deliver;
 pub mod engine;
+pub mod lease;
 mod error;
 pub mod gatus;
 pub mod maintenance;

@@ -2,6 +2,7 @@
 //! placeholders). Migrations are embedded and kept in their own table
 //! (`_opskit_monitor_migrations`), so `opskit serve` can run them in its database too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -9,6 +10,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor as _, Row as _};
 
 use crate::Result;
+use crate::lease::Fence;
 
 /// The table where the monitor's applied migrations are recorded.
 pub const MIGRATIONS_TABLE: &str = "_opskit_monitor_migrations";
@@ -34,6 +36,8 @@ pub enum Backend {
 pub struct Db {
     pub(crate) pool: AnyPool,
     pub backend: Backend,
+    /// Set on the leader's handle: state writes and delivery claims check its fencing token.
+    pub(crate) fence: Option<Arc<Fence>>,
 }
 
 /// Turns what the user wrote (`sqlite://x.db`, `x.db`, `postgres://…`) into a URL.
@@ -66,6 +70,44 @@ pub fn normalise_url(url: &str) -> Result<(String, Backend)> {
     Ok((url, Backend::Sqlite))
 }
 
+/// How long the first connection to PostgreSQL may take before it is reported.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Fails at once, naming `HOST:PORT`, when PostgreSQL's address refuses or does not answer,
+/// instead of waiting for the pool's acquire timeout (the pool retries a refused connection
+/// until then). Other errors (authentication, a missing database) are reported as they are.
+async fn first_connection(url: &str) -> Result<()> {
+    use sqlx::Connection as _;
+    let shown = url::Url::parse(url).ok().map_or_else(
+        || "the PostgreSQL server".to_string(),
+        |u| {
+            let port = u.port().unwrap_or(5432);
+            match u.host() {
+                Some(url::Host::Ipv6(a)) => format!("[{a}]:{port}"),
+                Some(h) => format!("{h}:{port}"),
+                None => format!("localhost:{port}"),
+            }
+        },
+    );
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(sqlx::Error::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(
+            crate::Error::Unreachable(format!("connection refused to {shown}")),
+        ),
+        Ok(Err(sqlx::Error::Io(e))) => Err(crate::Error::Unreachable(format!(
+            "cannot connect to {shown}: {e}"
+        ))),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(crate::Error::Unreachable(format!(
+            "no answer from {shown} within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 impl Db {
     /// Connects and applies the migrations.
     pub async fn open(url: &str) -> Result<Self> {
@@ -81,12 +123,25 @@ impl Db {
                         conn.execute("PRAGMA journal_mode=WAL").await?;
                         conn.execute("PRAGMA synchronous=NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout=10000").await?;
+                    } else {
+                        // Our transactions never wait on us between statements; one that does
+                        // belongs to a paused process (SIGSTOP), whose locks would hold up a
+                        // leader takeover: the server ends it.
+                        conn.execute("SET idle_in_transaction_session_timeout = '5s'")
+                            .await?;
                     }
                     Ok(())
                 })
             });
+        if backend == Backend::Postgres {
+            first_connection(&url).await?;
+        }
         let pool = opts.connect(&url).await?;
-        let db = Self { pool, backend };
+        let db = Self {
+            pool,
+            backend,
+            fence: None,
+        };
         migrator().run(&db.pool).await?;
         Ok(db)
     }
@@ -94,6 +149,15 @@ impl Db {
     /// The pool (for callers with queries of their own, e.g. tests and `opskit serve`).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The same pool, with `fence` checked by every state write and delivery claim (see
+    /// [`crate::lease`]).
+    pub fn with_fence(&self, fence: Arc<Fence>) -> Self {
+        Self {
+            fence: Some(fence),
+            ..self.clone()
+        }
     }
 
     /// Closes the pool (waits for connections in use).

@@ -8,6 +8,7 @@ mod support;
 
 mod checks;
 mod delivery;
+mod lease;
 mod state;
 mod tls;
 

@@ -5,6 +5,7 @@ mod basics;
 mod hostile;
 mod http;
 mod monitor;
+mod monitor_ha;
 mod net;
 mod net_transfer;
 mod notify;

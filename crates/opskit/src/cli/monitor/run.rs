@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use clap::Args;
 use opskit_monitor::check::Checker;
 use opskit_monitor::config::Check;
+use opskit_monitor::lease;
 use opskit_monitor::scheduler::{self, Stats};
 use opskit_monitor::store::Db;
 use tokio::sync::watch;
@@ -32,6 +33,11 @@ pub struct RunArgs {
     /// 127.0.0.1:9464. Without one, neither is served.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// The leader lease (several instances on one database: one leads, the others take over
+    /// when its lease runs out). Renewed every third of it; at least 1s.
+    #[arg(long, value_name = "DURATION", env = "OPSKIT_MONITOR_LEASE", default_value = "15s",
+          value_parser = crate::duration::parse_duration)]
+    pub lease: Duration,
 }
 
 #[derive(Clone)]
@@ -85,6 +91,41 @@ async fn heartbeat(State(r): State<Receiver>, Path(token): Path<String>) -> (Sta
     (StatusCode::OK, "{\"ok\":true}\n".into())
 }
 
+/// Adds the pings stored in the database (by any instance) to the checker's, newest wins.
+async fn merge_heartbeats(db: &Db, checker: &Checker) {
+    match db.heartbeats().await {
+        Ok(pings) => {
+            if let Ok(mut h) = checker.heartbeats().lock() {
+                for (token, at) in pings {
+                    let e = h.entry(token).or_insert(at);
+                    *e = (*e).max(at);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading heartbeats failed"),
+    }
+}
+
+/// Says on stderr what the leader election does.
+fn report(event: lease::Event) {
+    match event {
+        lease::Event::Leading(l) => eprintln!(
+            "opskit monitor: leading (fencing token {}): this instance runs the checks and sends the alerts",
+            l.token
+        ),
+        lease::Event::Following(l) => eprintln!(
+            "opskit monitor: following {} (fencing token {}): standing by, taking over if its lease runs out",
+            l.holder, l.token
+        ),
+        lease::Event::SteppedDown { token, why } => eprintln!(
+            "opskit monitor: stepped down (fencing token {token}): {why}; this instance no longer checks or alerts"
+        ),
+        lease::Event::Unreachable(e) => {
+            eprintln!("opskit monitor: the leader lease cannot be read or taken: {e}")
+        }
+    }
+}
+
 fn mtime(p: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
@@ -92,6 +133,13 @@ fn mtime(p: &std::path::Path) -> Option<SystemTime> {
 impl RunArgs {
     pub fn run(self) -> anyhow::Result<u8> {
         crate::logging::init(crate::logging::LogFormat::Text, "info");
+        if self.lease < lease::MIN_LEASE || self.lease > Duration::from_secs(3600) {
+            return Err(Failure::usage(format!(
+                "--lease {:?}: give a lease between 1s and 1h",
+                self.lease
+            ))
+            .into());
+        }
         let cfg = load(&self.config)?;
         let url = database_url(self.database.clone(), Some(&cfg))?;
         let listen = self.listen.clone().or_else(|| cfg.settings.listen.clone());
@@ -106,13 +154,7 @@ impl RunArgs {
     ) -> anyhow::Result<u8> {
         let db = open_db(&url).await?;
         let checker = Arc::new(Checker::default());
-        if let Ok(pings) = db.heartbeats().await {
-            for (token, at) in pings {
-                if let Ok(mut h) = checker.heartbeats().lock() {
-                    h.insert(token, at);
-                }
-            }
-        }
+        merge_heartbeats(&db, &checker).await;
         let token_set = Arc::new(RwLock::new(tokens(&cfg)));
         let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -224,11 +266,44 @@ impl RunArgs {
             });
         }
 
+        // One leader among the instances sharing the database runs checks and delivers alerts;
+        // the others keep the configuration loaded (and reloading) and take over when its
+        // lease runs out.
+        let elector = Arc::new(lease::Elector::new(
+            db.clone(),
+            lease::default_holder(),
+            self.lease,
+        ));
         eprintln!(
-            "opskit monitor: running {} monitors",
-            cfg_rx.borrow().monitors.len()
+            "opskit monitor: instance {} (lease {:?})",
+            elector.holder(),
+            self.lease
         );
-        let result = scheduler::run(db.clone(), checker, cfg_rx, stop_rx, stats).await;
+        let result = lease::lead(elector, stop_rx.clone(), report, {
+            let (checker, cfg_rx, stats) = (checker.clone(), cfg_rx.clone(), stats.clone());
+            move |fenced: Db, stop| {
+                let (checker, cfg_rx, stats) = (checker.clone(), cfg_rx.clone(), stats.clone());
+                eprintln!(
+                    "opskit monitor: running {} monitors",
+                    cfg_rx.borrow().monitors.len()
+                );
+                async move {
+                    // Heartbeats pushed to any instance are in the database: the leader reads
+                    // them on taking over, then every few seconds.
+                    let sync = async {
+                        loop {
+                            merge_heartbeats(&fenced, &checker).await;
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                    };
+                    tokio::select! {
+                        r = scheduler::run(fenced.clone(), checker.clone(), cfg_rx, stop, stats) => r,
+                        () = sync => Ok(()),
+                    }
+                }
+            }
+        })
+        .await;
         let _ = stop_tx.send(true);
         reload.abort();
         if let Some(s) = server {

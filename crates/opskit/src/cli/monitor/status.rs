@@ -36,17 +36,42 @@ fn ago(now_ms: i64, at_ms: i64) -> String {
     }
 }
 
+/// Who leads, by the database's clock.
+fn leader_line(l: Option<&opskit_monitor::lease::LeaseInfo>) -> String {
+    let Some(l) = l else {
+        return "leader: none yet (no `opskit monitor run` has taken the lease)".into();
+    };
+    let secs = |ms: i64| format!("{:.1}s", ms as f64 / 1000.0);
+    if l.is_live() {
+        format!(
+            "leader: {} (fencing token {}) since {}, lease expires in {}",
+            l.holder,
+            l.token,
+            ago(l.db_now_ms, l.since_ms),
+            secs(l.expires_ms - l.db_now_ms)
+        )
+    } else {
+        format!(
+            "leader: none: the lease of {} (fencing token {}) ran out {} ago",
+            l.holder,
+            l.token,
+            secs(l.db_now_ms - l.expires_ms)
+        )
+    }
+}
+
 impl StatusArgs {
     pub fn run(self) -> anyhow::Result<u8> {
         let cfg = self.config.as_deref().map(load).transpose()?;
         let url = database_url(self.database.clone(), cfg.as_ref())?;
         let now = opskit_monitor::now_ms();
-        let (rows, (pending, failed)) = crate::block_on(async move {
+        let (rows, (pending, failed), leader) = crate::block_on(async move {
             let db = open_db(&url).await?;
             let rows = opskit_monitor::status::status(&db, now).await?;
             let counts = opskit_monitor::status::outbox_counts(&db).await?;
+            let leader = opskit_monitor::lease::current(&db).await?;
             db.close().await;
-            anyhow::Ok((rows, counts))
+            anyhow::Ok((rows, counts, leader))
         })??;
         let mut out = std::io::stdout().lock();
         match self.output {
@@ -54,6 +79,14 @@ impl StatusArgs {
                 let doc = serde_json::json!({
                     "monitors": rows,
                     "outbox": {"pending": pending, "failed": failed},
+                    "leader": leader.as_ref().map(|l| serde_json::json!({
+                        "holder": l.holder,
+                        "fencing_token": l.token,
+                        "since_ms": l.since_ms,
+                        "renewed_ms": l.renewed_ms,
+                        "expires_ms": l.expires_ms,
+                        "live": l.is_live(),
+                    })),
                 });
                 serde_json::to_writer_pretty(&mut out, &doc)?;
                 writeln!(out)?;
@@ -91,6 +124,7 @@ impl StatusArgs {
                     "{} monitors, {open} open incidents, {pending} alerts waiting for delivery, {failed} given up",
                     rows.len()
                 )?;
+                writeln!(out, "{}", leader_line(leader.as_ref()))?;
             }
         }
         out.flush()?;

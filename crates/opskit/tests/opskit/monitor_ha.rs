@@ -1,0 +1,483 @@
+//! Two `opskit monitor run` on one PostgreSQL database: one leader checks and alerts, the other
+//! stands by; kill -9 or SIGSTOP of the leader hands the incident over without a lost or doubled
+//! alert. Real binaries, a real PostgreSQL (OPSKIT_TEST_POSTGRES_URL), a local endpoint that the
+//! test switches down and up, and a local webhook receiver.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use serde_json::Value;
+use sqlx::Connection as _;
+
+/// The PostgreSQL URL, or None (skipped) outside CI; under CI=true a missing one fails.
+fn pg_url() -> Option<String> {
+    match std::env::var("OPSKIT_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "OPSKIT_TEST_POSTGRES_URL is not set (CI=true): run scripts/test, which starts PostgreSQL"
+                );
+            }
+            eprintln!("skipped: OPSKIT_TEST_POSTGRES_URL is not set");
+            None
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A fresh database for one test, dropped at the end.
+struct PgDb {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    fn new(rt: &tokio::runtime::Runtime) -> Option<PgDb> {
+        let base = pg_url()?;
+        let name = format!("opskit_ha_{:016x}", rand_u64());
+        rt.block_on(async {
+            let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        });
+        let mut u = url::Url::parse(&base).unwrap();
+        u.set_path(&format!("/{name}"));
+        Some(PgDb {
+            base,
+            name,
+            url: u.to_string(),
+        })
+    }
+
+    fn drop_with(&self, rt: &tokio::runtime::Runtime) {
+        rt.block_on(async {
+            if let Ok(mut c) = sqlx::PgConnection::connect(&self.base).await {
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                )))
+                .execute(&mut c)
+                .await;
+            }
+        });
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// The endpoint under watch: `/switch` answers with the status the test sets.
+fn service(rt: &tokio::runtime::Runtime, code: Arc<AtomicU16>) -> SocketAddr {
+    rt.block_on(async move {
+        let app = axum::Router::new().route(
+            "/switch",
+            get(move || {
+                let c = code.load(Ordering::SeqCst);
+                async move { StatusCode::from_u16(c).unwrap() }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        addr
+    })
+}
+
+/// One alert the receiver got: (webhook id, event, incident id).
+type Alerts = Arc<Mutex<Vec<(String, String, String)>>>;
+
+fn receiver(rt: &tokio::runtime::Runtime) -> (SocketAddr, Alerts) {
+    let log: Alerts = Arc::default();
+    let l2 = log.clone();
+    let addr = rt.block_on(async move {
+        let app = axum::Router::new().route(
+            "/hook",
+            post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let log = l2.clone();
+                async move {
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let id = headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    log.lock().unwrap().push((
+                        id,
+                        v["event"].as_str().unwrap_or_default().to_string(),
+                        v["incident_id"].as_str().unwrap_or_default().to_string(),
+                    ));
+                    StatusCode::OK
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        addr
+    });
+    (addr, log)
+}
+
+fn poll(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `opskit monitor run`, killed when dropped (also when the test fails).
+struct Instance {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Instance {
+    fn start(dir: &Path, n: &str, config: &Path, db: &str) -> Instance {
+        let log = dir.join(format!("{n}.log"));
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+            .args([
+                "monitor",
+                "run",
+                "--lease",
+                "2s",
+                "--database",
+                db,
+                "--config",
+            ])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Instance { child, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {}", self.pid());
+    }
+
+    fn is_holder(&self, holder: &str) -> bool {
+        holder.contains(&format!(":{}:", self.pid()))
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status(db: &str) -> Value {
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+        .args(["monitor", "status", "-o", "json", "--database", db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn leader(db: &str) -> Option<(String, i64)> {
+    let v = status(db);
+    let l = &v["leader"];
+    (l["live"] == true).then(|| {
+        (
+            l["holder"].as_str().unwrap().to_string(),
+            l["fencing_token"].as_i64().unwrap(),
+        )
+    })
+}
+
+fn counter(db: &str, field: &str) -> i64 {
+    status(db)["monitors"][0][field].as_i64().unwrap_or(0)
+}
+
+/// Waits until `n` more checks of the same kind were recorded (the monitor keeps running).
+fn more_checks(db: &str, field: &str, n: i64) {
+    let from = counter(db, field);
+    poll(&format!("{n} more results ({field})"), || {
+        counter(db, field) >= from + n
+    });
+}
+
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    pg: PgDb,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    code: Arc<AtomicU16>,
+    alerts: Alerts,
+}
+
+fn setup() -> Option<Setup> {
+    let rt = runtime();
+    let pg = PgDb::new(&rt)?;
+    let code = Arc::new(AtomicU16::new(503));
+    let svc = service(&rt, code.clone());
+    let (hook, alerts) = receiver(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("monitor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[destinations.hook]\ntype = \"webhook\"\nurl = \"http://{hook}/hook\"\n\
+             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\n\
+             [[monitor]]\nname = \"api\"\nkind = \"http\"\ntarget = \"http://{svc}/switch\"\n\
+             interval = \"500ms\"\ntimeout = \"400ms\"\nconditions = [\".status == 200\"]\n\
+             alerts = [{{ destination = \"hook\", failure_threshold = 2, success_threshold = 2 }}]\n"
+        ),
+    )
+    .unwrap();
+    Some(Setup {
+        rt,
+        pg,
+        dir,
+        config,
+        code,
+        alerts,
+    })
+}
+
+impl Setup {
+    fn start(&self, n: &str) -> Instance {
+        Instance::start(self.dir.path(), n, &self.config, &self.pg.url)
+    }
+
+    fn alerts(&self) -> Vec<(String, String, String)> {
+        self.alerts.lock().unwrap().clone()
+    }
+
+    fn events(&self, event: &str) -> usize {
+        self.alerts().iter().filter(|a| a.1 == event).count()
+    }
+
+    /// Both instances up: one leads, the other follows.
+    fn leader_of<'a>(&self, a: &'a Instance, b: &'a Instance) -> (&'a Instance, &'a Instance) {
+        poll("a leader and a follower", || {
+            leader(&self.pg.url).is_some()
+                && (a.log().contains("following") || b.log().contains("following"))
+        });
+        let (holder, _) = leader(&self.pg.url).unwrap();
+        if a.is_holder(&holder) {
+            (a, b)
+        } else {
+            assert!(b.is_holder(&holder), "{holder} is neither instance");
+            (b, a)
+        }
+    }
+
+    /// Up again: exactly one "resolved" reaches the receiver, then nothing more.
+    fn resolve_once(&self) {
+        self.code.store(200, Ordering::SeqCst);
+        poll("the resolved alert", || self.events("resolve") == 1);
+        more_checks(&self.pg.url, "consecutive_successes", 4);
+        poll("an empty outbox", || {
+            status(&self.pg.url)["outbox"]["pending"] == 0
+        });
+        let alerts = self.alerts();
+        assert_eq!(
+            alerts.iter().map(|a| a.1.as_str()).collect::<Vec<_>>(),
+            ["trigger", "resolve"],
+            "one down and one resolved alert: {alerts:?}"
+        );
+        assert_ne!(alerts[0].0, alerts[1].0, "two alerts, two webhook ids");
+        assert_eq!(
+            alerts[0].2, alerts[1].2,
+            "the resolve closes the same incident"
+        );
+        assert!(status(&self.pg.url)["monitors"][0]["incident"].is_null());
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.pg.drop_with(&self.rt);
+    }
+}
+
+#[test]
+fn monitor_ha_two_instances_on_one_database_send_one_alert() {
+    let Some(s) = setup() else { return };
+    let a = s.start("a");
+    let b = s.start("b");
+    let (lead, follow) = s.leader_of(&a, &b);
+    poll("the down alert", || s.events("trigger") == 1);
+    // The incident goes on: more failures are recorded, no second alert.
+    more_checks(&s.pg.url, "consecutive_failures", 4);
+    assert_eq!(s.alerts().len(), 1, "{:?}", s.alerts());
+    assert!(
+        lead.log().contains("leading (fencing token 1)"),
+        "{}",
+        lead.log()
+    );
+    assert!(
+        !follow.log().contains("leading"),
+        "the follower never led: {}",
+        follow.log()
+    );
+    // The status says who leads, since when and with which token.
+    let v = status(&s.pg.url);
+    assert_eq!(v["leader"]["fencing_token"], 1);
+    assert!(lead.is_holder(v["leader"]["holder"].as_str().unwrap()));
+    assert!(v["leader"]["expires_ms"].as_i64() > v["leader"]["since_ms"].as_i64());
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+        .args(["monitor", "status", "--database", &s.pg.url])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(&format!(":{}:", lead.pid())) && table.contains("fencing token 1"),
+        "{table}"
+    );
+    s.resolve_once();
+}
+
+#[test]
+fn monitor_ha_kill_9_of_the_leader_mid_incident_hands_it_over() {
+    let Some(s) = setup() else { return };
+    let a = s.start("a");
+    let b = s.start("b");
+    let (lead, follow) = s.leader_of(&a, &b);
+    poll("the down alert", || s.events("trigger") == 1);
+    poll("the delivery recorded", || {
+        status(&s.pg.url)["outbox"]["pending"] == 0
+    });
+    let incident = status(&s.pg.url)["monitors"][0]["incident"]["id"].clone();
+    assert!(incident.is_string());
+
+    lead.signal("-KILL");
+    let killed = Instant::now();
+    poll("the follower to take over", || {
+        leader(&s.pg.url).is_some_and(|(h, t)| follow.is_holder(&h) && t == 2)
+    });
+    eprintln!(
+        "failover after kill -9: {} ms (lease 2 s)",
+        killed.elapsed().as_millis()
+    );
+    // The new leader goes on with the same incident, without alerting again.
+    more_checks(&s.pg.url, "consecutive_failures", 4);
+    assert_eq!(status(&s.pg.url)["monitors"][0]["incident"]["id"], incident);
+    assert_eq!(
+        s.alerts().len(),
+        1,
+        "no second down alert: {:?}",
+        s.alerts()
+    );
+    assert!(follow.log().contains("leading (fencing token 2)"));
+    s.resolve_once();
+}
+
+#[test]
+fn monitor_ha_a_leader_paused_past_its_lease_steps_down_when_resumed() {
+    let Some(s) = setup() else { return };
+    let a = s.start("a");
+    let b = s.start("b");
+    let (lead, follow) = s.leader_of(&a, &b);
+    poll("the down alert", || s.events("trigger") == 1);
+    poll("the delivery recorded", || {
+        status(&s.pg.url)["outbox"]["pending"] == 0
+    });
+
+    lead.signal("-STOP");
+    poll("the follower to take over", || {
+        leader(&s.pg.url).is_some_and(|(h, t)| follow.is_holder(&h) && t == 2)
+    });
+    more_checks(&s.pg.url, "consecutive_failures", 2);
+    lead.signal("-CONT");
+    poll("the old leader to step down", || {
+        lead.log().contains("stepped down (fencing token 1)")
+    });
+    let (holder, token) = leader(&s.pg.url).unwrap();
+    assert!(follow.is_holder(&holder), "the new leader keeps the lease");
+    assert_eq!(token, 2);
+    assert_eq!(s.alerts().len(), 1, "nothing doubled: {:?}", s.alerts());
+    s.resolve_once();
+    assert!(
+        !lead.log().contains("leading (fencing token 3)"),
+        "{}",
+        lead.log()
+    );
+}
+
+#[test]
+fn monitor_unreachable_postgres_is_reported_at_once() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("monitor.toml");
+    std::fs::write(
+        &config,
+        "[[monitor]]\nname = \"api\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let url = format!("postgres://opskit@{closed}/x");
+    for args in [
+        vec!["monitor", "status", "--database", &url],
+        vec![
+            "monitor",
+            "run",
+            "--database",
+            &url,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    ] {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("connection refused to {closed}")),
+            "{args:?}: {err}"
+        );
+    }
+}
