@@ -146,7 +146,7 @@ part_a() {
   sleep 1.5 # nginx flushes its log buffer every second
   stop_nginx
   local d_p99 d_skipped d_checks
-  if echo "$metrics" | grep -q '^opskit_monitor_schedule_lateness_seconds{quantile="0.99"}'; then
+  if grep -q '^opskit_monitor_schedule_lateness_seconds{quantile="0.99"}' <<<"$metrics"; then # no pipe: grep -q would SIGPIPE echo under pipefail
     d_p99=$(echo "$metrics" | awk '/^opskit_monitor_schedule_lateness_seconds\{quantile="0.99"\}/ {printf "%.1f", $2 * 1000}')
     d_skipped=$(echo "$metrics" | awk '/^opskit_monitor_checks_skipped_total/ {print $2}')
     d_checks=$(echo "$metrics" | awk '/^opskit_monitor_checks_total/ {s += $2} END {print s}')
