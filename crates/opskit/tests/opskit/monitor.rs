@@ -743,34 +743,34 @@ fn check_exposition(text: &str) {
                         .any(|s| name == format!("{f}{s}"))
             })
             .unwrap_or_else(|| panic!("no TYPE before {line}"));
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                let inner = labels
-                    .strip_prefix('{')
-                    .and_then(|l| l.strip_suffix('}'))
-                    .unwrap();
-                // label="value" pairs with \\ \" \n escapes only
-                let mut chars = inner.chars().peekable();
-                while chars.peek().is_some() {
-                    let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-                    assert!(
-                        key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-                        "{line}"
-                    );
-                    assert_eq!(chars.next(), Some('"'), "{line}");
-                    loop {
-                        match chars.next().unwrap() {
-                            '\\' => {
-                                assert!(matches!(chars.next(), Some('\\' | '"' | 'n')), "{line}")
-                            }
-                            '"' => break,
-                            '\n' => panic!("raw newline in {line}"),
-                            _ => {}
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            let inner = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .unwrap();
+            // label="value" pairs with \\ \" \n escapes only
+            let mut chars = inner.chars().peekable();
+            while chars.peek().is_some() {
+                let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                assert!(
+                    key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "{line}"
+                );
+                assert_eq!(chars.next(), Some('"'), "{line}");
+                loop {
+                    match chars.next().unwrap() {
+                        '\\' => {
+                            assert!(matches!(chars.next(), Some('\\' | '"' | 'n')), "{line}")
                         }
+                        '"' => break,
+                        '\n' => panic!("raw newline in {line}"),
+                        _ => {}
                     }
-                    if chars.peek() == Some(&',') {
-                        chars.next();
-                    }
+                }
+                if chars.peek() == Some(&',') {
+                    chars.next();
                 }
             }
         }
