@@ -2006,7 +2006,7 @@ fn gave_up_after_one_attempt_is_singular() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(!err.contains("1 attempts"), "{err}");
+    assert!(err.contains("gave up after 1 attempt: "), "{err}");
 }
 
 /// Issue 12 (defect 19): `opskit config check` reports every error of the file, each with
