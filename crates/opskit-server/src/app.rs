@@ -28,129 +28,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{JwtKeys, TokenCache, random_token};
-use crate::cache::ServerCache;
 use crate::config::ServerConfig;
-use crate::metrics::Metrics;
-use crate::middleware::{Limiter, auth_and_rate_limit, finish_response};
+use crate::middleware::{auth_and_rate_limit, finish_response};
 use crate::openapi::ApiDoc;
 use crate::problem::AppError;
 use crate::routes::{events, ops, servers, session};
-use crate::store::{Db, Store};
-use crate::throttle::Throttle;
+pub use crate::state::AppState;
 use crate::{Error, users};
-
-struct Inner {
-    db: Db,
-    config: ServerConfig,
-    jwt: JwtKeys,
-    limiter: Option<Limiter>,
-    throttle: Option<Throttle>,
-    metrics: Metrics,
-    server_cache: Option<ServerCache>,
-    tokens: TokenCache,
-    /// Route → its methods, for the detail of a 405.
-    allowed: std::collections::HashMap<String, String>,
-}
-
-/// Shared state of the running API.
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("db", &self.0.db)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    /// Builds the state; the JWT secret comes from the config or, failing that, from the
-    /// database (generated on first use, so tokens survive restarts and are shared by replicas).
-    pub async fn new(db: Db, config: ServerConfig) -> Result<AppState, Error> {
-        let secret = match &config.jwt_secret {
-            Some(s) => s.clone(),
-            None => SecretString::from(db.init_setting("jwt_secret", &random_token(48)).await?),
-        };
-        Ok(AppState(Arc::new(Inner {
-            jwt: JwtKeys::new(&secret, config.access_token_ttl),
-            limiter: Limiter::per_minute(config.rate_limit_per_minute),
-            throttle: Throttle::per_minute(config.login_rate_limit_per_minute),
-            metrics: Metrics::default(),
-            server_cache: config
-                .server_cache
-                .unwrap_or(matches!(db, Db::Sqlite(_)))
-                .then(ServerCache::default),
-            tokens: TokenCache::default(),
-            allowed: allowed_methods(&openapi()),
-            db,
-            config,
-        })))
-    }
-
-    pub fn db(&self) -> &Db {
-        &self.0.db
-    }
-    pub fn config(&self) -> &ServerConfig {
-        &self.0.config
-    }
-    pub fn jwt(&self) -> &JwtKeys {
-        &self.0.jwt
-    }
-    pub fn limiter(&self) -> Option<&Limiter> {
-        self.0.limiter.as_ref()
-    }
-    /// The guessing throttle in front of every password and API-key check.
-    pub fn throttle(&self) -> Option<&Throttle> {
-        self.0.throttle.as_ref()
-    }
-    /// Access tokens already verified.
-    pub fn tokens(&self) -> &TokenCache {
-        &self.0.tokens
-    }
-    pub fn metrics(&self) -> &Metrics {
-        &self.0.metrics
-    }
-    /// The response cache, when on (see [`ServerCache`]).
-    pub fn server_cache(&self) -> Option<&ServerCache> {
-        self.0.server_cache.as_ref()
-    }
-    /// The methods a route answers (`GET, HEAD, POST`), for the detail of a 405.
-    pub fn allowed_methods(&self, route: &str) -> Option<&str> {
-        self.0.allowed.get(route).map(String::as_str)
-    }
-    /// Call after every write to the servers table, whatever its outcome.
-    pub fn servers_changed(&self) {
-        if let Some(c) = self.server_cache() {
-            c.invalidate();
-        }
-    }
-}
-
-fn allowed_methods(doc: &utoipa::openapi::OpenApi) -> std::collections::HashMap<String, String> {
-    doc.paths
-        .paths
-        .iter()
-        .map(|(path, item)| {
-            let mut methods = Vec::new();
-            if item.get.is_some() {
-                methods.extend(["GET", "HEAD"]);
-            }
-            for (op, name) in [
-                (&item.post, "POST"),
-                (&item.put, "PUT"),
-                (&item.patch, "PATCH"),
-                (&item.delete, "DELETE"),
-            ] {
-                if op.is_some() {
-                    methods.push(name);
-                }
-            }
-            (path.clone(), methods.join(", "))
-        })
-        .collect()
-}
 
 /// The OpenAPI document, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {

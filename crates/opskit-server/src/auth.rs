@@ -21,10 +21,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::app::AppState;
 use crate::metrics::{AuthFailure, AuthMethod};
 use crate::model::{ApiKey, Role, User};
 use crate::problem::AppError;
+use crate::state::AppState;
 use crate::store::{Store, now};
 
 /// Prefix of every API key, so they are easy to spot (and to tell from a JWT).

@@ -20,10 +20,10 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::app::AppState;
 use crate::auth::authenticate;
 use crate::metrics::method_label;
 use crate::problem::{AppError, PROBLEM_JSON, ThrottledResponse, problem_response};
+use crate::state::AppState;
 
 type Keyed = RateLimiter<
     Arc<str>,

@@ -297,7 +297,9 @@ fn check_ip(value: &str, _: &()) -> garde::Result {
         .map_err(|_| garde::Error::new("not a valid IPv4 or IPv6 address"))
 }
 
-fn is_token(value: &str) -> bool {
+/// An `env` or `os_type` value: 1-32 lower-case letters, digits, `_` or `-`, starting with a
+/// letter or digit (the one check, for bodies and for list filters).
+pub fn is_token(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 32
         && value

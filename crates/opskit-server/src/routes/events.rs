@@ -15,10 +15,10 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Auth, Principal};
 use crate::problem::{AppError, FieldError, PROBLEM_JSON};
 use crate::routes::json_body;
+use crate::state::AppState;
 use crate::store::events::{EventQuery, EventStore, InsertEvent, StoredEvent};
 use crate::store::now;
 

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::auth::Auth;
+use crate::state::AppState;
 use crate::store::Store;
 
 /// Health of the service.

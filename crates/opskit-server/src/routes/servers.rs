@@ -8,15 +8,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Auth, sha256_hex};
 use crate::cache::Rendered;
 use crate::model::{
     IdempotencyRecord, ListQuery, Server, ServerInput, ServerPage, ServerPatch, SortField, Status,
-    is_tag, merge_patch,
+    is_tag, is_token, merge_patch,
 };
 use crate::problem::{AppError, FieldError};
 use crate::routes::json_body;
+use crate::state::AppState;
 use crate::store::{CreateOutcome, ServerRef, Store, WriteOutcome, now};
 
 /// Path of the collection.
@@ -57,14 +57,6 @@ pub struct ListParams {
     sort: Option<String>,
 }
 
-fn token_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 32
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-}
-
 fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, AppError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|e| AppError::bad_request(format!("malformed query string: {e}")))?;
@@ -97,9 +89,9 @@ fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, AppError> {
                 Ok(n) if (1..=MAX_PER_PAGE).contains(&n) => q.per_page = n,
                 _ => bad("per_page", "must be an integer from 1 to 200"),
             },
-            "env" if token_ok(v) => q.env = Some(v.clone()),
+            "env" if is_token(v) => q.env = Some(v.clone()),
             "env" => bad("env", "must be 1-32 lower-case letters, digits, '_' or '-'"),
-            "os_type" if token_ok(v) => q.os_type = Some(v.clone()),
+            "os_type" if is_token(v) => q.os_type = Some(v.clone()),
             "os_type" => bad(
                 "os_type",
                 "must be 1-32 lower-case letters, digits, '_' or '-'",

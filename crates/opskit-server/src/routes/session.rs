@@ -11,13 +11,13 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Auth, PrincipalKind, login, random_token, sha256_hex};
 use crate::metrics::AuthMethod;
 use crate::middleware::ClientIp;
 use crate::model::{RefreshToken, Role, User};
 use crate::problem::{AppError, FieldError};
 use crate::routes::json_body;
+use crate::state::AppState;
 use crate::store::{RefreshUse, Store, now};
 
 /// Credentials for `POST /auth/login`.
