@@ -8,7 +8,8 @@
 //!   `token` that increases on every takeover, when the holder took it, and when it expires.
 //!   Expiry is computed with the **database's clock** (`clock_timestamp()` on PostgreSQL), so
 //!   the hosts' clocks do not matter.
-//! - The leader renews every lease/3. A follower takes over only after expiry.
+//! - The leader renews every lease/3. A follower takes over only after expiry, except from a
+//!   holder on the same host whose process is gone (a restart after kill -9 leads at once).
 //! - A leader that cannot renew before its lease runs out (by its own monotonic clock, counted
 //!   from the start of its last successful renewal) steps down at once: its [`Fence`] refuses
 //!   every write from then on, and its work is told to stop.
@@ -50,19 +51,53 @@ fn now_sql(backend: Backend) -> &'static str {
     }
 }
 
-/// An identity for this process: `host:pid:random`.
-pub fn default_holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| "localhost".into());
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// This process's PID namespace (`/proc/self/ns/pid`), so that a PID is only compared with
+/// PIDs of the same namespace (two containers may share a host name).
+fn pid_namespace() -> Option<String> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let text = link.to_string_lossy();
+    let inode = text.strip_prefix("pid:[")?.strip_suffix(']')?;
+    inode.parse::<u64>().ok().map(|n| n.to_string())
+}
+
+/// An identity for this process: `host:pid:random` (the random part carries the PID
+/// namespace, `random.namespace`, where it can be read).
+pub fn default_holder() -> String {
+    let ns = pid_namespace().map_or_else(String::new, |n| format!(".{n}"));
     format!(
-        "{host}:{}:{:08x}",
+        "{}:{}:{:08x}{ns}",
+        this_host(),
         std::process::id(),
         rand::random::<u32>()
     )
+}
+
+/// Is `holder` a process of this host that no longer exists (killed, crashed)? Then its lease
+/// need not be waited out: a restart after kill -9 leads at once. Anything uncertain is `false`.
+fn holder_is_gone_here(holder: &str) -> bool {
+    let mut parts = holder.rsplitn(3, ':');
+    let (Some(tail), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    let (Some((_, ns)), Some(ours)) = (tail.split_once('.'), pid_namespace()) else {
+        return false;
+    };
+    ns == ours
+        && host == this_host()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The lease as stored, with the database's clock at the time it was read.
@@ -266,6 +301,9 @@ impl Elector {
         let info = current(&self.db)
             .await?
             .ok_or_else(|| Error::Other("the leader lease row vanished".into()))?;
+        if won.is_none() && info.is_live() && holder_is_gone_here(&info.holder) {
+            return self.take_over_from_gone(&info).await;
+        }
         Ok(match won {
             Some(t) if info.token == t && info.holder == self.holder => Acquired::Won(info),
             Some(_) => {
@@ -275,6 +313,40 @@ impl Elector {
             }
             None => Acquired::Held(info),
         })
+    }
+
+    /// Takes a live lease whose holder process no longer exists on this host.
+    async fn take_over_from_gone(&self, gone: &LeaseInfo) -> Result<Acquired> {
+        let now = now_sql(self.db.backend);
+        let sql = format!(
+            "UPDATE leader_lease SET holder = $1, token = token + 1, since_ms = {now}, \
+             renewed_ms = {now}, expires_ms = {now} + $2 \
+             WHERE name = $3 AND holder = $4 AND token = $5 RETURNING token"
+        );
+        let started = Instant::now();
+        let won = sqlx::query(AssertSqlSafe(sql))
+            .bind(&self.holder)
+            .bind(self.ms())
+            .bind(LEASE_NAME)
+            .bind(&gone.holder)
+            .bind(gone.token)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .map(|r| r.get::<i64, _>(0));
+        let info = current(&self.db)
+            .await?
+            .ok_or_else(|| Error::Other("the leader lease row vanished".into()))?;
+        match won {
+            Some(token) if info.token == token && info.holder == self.holder => {
+                tracing::info!(gone = %gone.holder, "the previous leader's process is gone: taking over without waiting for its lease");
+                self.fence.set(Some(Held {
+                    token,
+                    deadline: started + self.duration,
+                }));
+                Ok(Acquired::Won(info))
+            }
+            _ => Ok(Acquired::Held(info)),
+        }
     }
 
     /// Extends the lease; `false` when it was lost (expired or taken over), and this process

@@ -169,3 +169,61 @@ alerts = [{{ destination = "hook", failure_threshold = 1 }}]
         results + 1
     );
 }
+
+both!(lease::a_restart_on_the_same_host_after_a_crash_leads_at_once);
+pub async fn a_restart_on_the_same_host_after_a_crash_leads_at_once(b: Backend) {
+    let Some(tdb) = TestDb::new(b).await else {
+        return;
+    };
+    let db = tdb.open().await;
+    // `host:pid:random.pidns`, as default_holder() writes it.
+    let me = opskit_monitor::lease::default_holder();
+    let mut parts = me.splitn(3, ':');
+    let host = parts.next().unwrap().to_string();
+    let ns = parts.nth(1).unwrap().split_once('.').unwrap().1.to_string();
+    // A live process of this host holds the lease: it is waited out.
+    let mut alive = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let held = Elector::new(db.clone(), format!("{host}:{}:aa.{ns}", alive.id()), LONG);
+    assert!(matches!(
+        held.try_acquire().await.unwrap(),
+        Acquired::Won(_)
+    ));
+    let next = Elector::new(db.clone(), format!("{host}:1:bb.{ns}"), LONG);
+    assert!(matches!(
+        next.try_acquire().await.unwrap(),
+        Acquired::Held(_)
+    ));
+    // The holder is killed: the next instance on this host takes over without waiting.
+    alive.kill().unwrap();
+    alive.wait().unwrap();
+    match next.try_acquire().await.unwrap() {
+        Acquired::Won(l) => assert_eq!(l.token, 2),
+        other => panic!("the crashed holder's lease is taken at once: {other:?}"),
+    }
+    // A holder on another host is never presumed dead.
+    expire(&db).await;
+    let remote = Elector::new(db.clone(), format!("elsewhere:1:cc.{ns}"), LONG);
+    assert!(matches!(
+        remote.try_acquire().await.unwrap(),
+        Acquired::Won(_)
+    ));
+    let local = Elector::new(db.clone(), format!("{host}:1:dd.{ns}"), LONG);
+    assert!(matches!(
+        local.try_acquire().await.unwrap(),
+        Acquired::Held(_)
+    ));
+    // Nor is one of this host name in another PID namespace (another container).
+    expire(&db).await;
+    let other_ns = Elector::new(db.clone(), format!("{host}:1:ee.1"), LONG);
+    assert!(matches!(
+        other_ns.try_acquire().await.unwrap(),
+        Acquired::Won(_)
+    ));
+    assert!(matches!(
+        local.try_acquire().await.unwrap(),
+        Acquired::Held(_)
+    ));
+}
