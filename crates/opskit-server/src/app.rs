@@ -25,7 +25,6 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::ServerConfig;
@@ -45,25 +44,17 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     crate::openapi::finish(doc)
 }
 
+/// Every route that needs a credential, each module's router merged.
 fn protected_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(servers::list_servers, servers::create_server))
-        .routes(routes!(
-            servers::get_server,
-            servers::put_server,
-            servers::patch_server,
-            servers::delete_server
-        ))
-        .routes(routes!(session::login_handler))
-        .routes(routes!(session::refresh_handler))
-        .routes(routes!(session::logout_handler))
-        .routes(routes!(session::me_handler))
-        .routes(routes!(ops::metrics))
-        .routes(routes!(events::list_events, events::post_event))
+        .merge(servers::router())
+        .merge(session::router())
+        .merge(ops::router())
+        .merge(events::router())
 }
 
 fn public_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(ops::health))
+    ops::public_router()
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {

@@ -21,6 +21,8 @@ use crate::routes::json_body;
 use crate::state::AppState;
 use crate::store::events::{EventQuery, EventStore, InsertEvent, StoredEvent};
 use crate::store::now;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Path of the collection.
 pub const EVENTS: &str = "/api/v1/events";
@@ -434,4 +436,9 @@ pub async fn list_events(
         resp.headers_mut().insert(header::LINK, v);
     }
     Ok(resp)
+}
+
+/// The `/api/v1/events` routes (behind the auth middleware).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_events, post_event))
 }

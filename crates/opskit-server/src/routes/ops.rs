@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 use crate::auth::Auth;
 use crate::state::AppState;
 use crate::store::Store;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Health of the service.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -54,4 +56,14 @@ pub async fn metrics(State(state): State<AppState>, Auth(_p): Auth) -> Response 
         state.metrics().render(),
     )
         .into_response()
+}
+
+/// `/metrics` (behind the auth middleware: any credential).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
+}
+
+/// `/health`, open to anyone.
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health))
 }

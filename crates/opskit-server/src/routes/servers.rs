@@ -18,6 +18,8 @@ use crate::problem::{AppError, FieldError};
 use crate::routes::json_body;
 use crate::state::AppState;
 use crate::store::{CreateOutcome, ServerRef, Store, WriteOutcome, now};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Path of the collection.
 pub const SERVERS: &str = "/api/v1/servers";
@@ -531,4 +533,11 @@ pub async fn delete_server(
         ))),
         WriteOutcome::VersionMismatch => Err(AppError::precondition_failed()),
     }
+}
+
+/// The `/api/v1/servers` routes (behind the auth middleware).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_servers, create_server))
+        .routes(routes!(get_server, put_server, patch_server, delete_server))
 }

@@ -19,6 +19,8 @@ use crate::problem::{AppError, FieldError};
 use crate::routes::json_body;
 use crate::state::AppState;
 use crate::store::{RefreshUse, Store, now};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Credentials for `POST /auth/login`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -237,4 +239,13 @@ pub async fn me_handler(Auth(p): Auth) -> Json<Me> {
         }
         .into(),
     })
+}
+
+/// The `/auth/*` routes (behind the auth middleware, which lets the login through).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login_handler))
+        .routes(routes!(refresh_handler))
+        .routes(routes!(logout_handler))
+        .routes(routes!(me_handler))
 }
