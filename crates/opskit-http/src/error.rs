@@ -90,7 +90,7 @@ pub enum Error {
     #[error("HTTP {} from {}: {}", .0.status, .0.url, .0.body_excerpt)]
     Status(Box<StatusError>),
     /// Retries were attempted and all failed; `last` is the final failure.
-    #[error("gave up after {attempts} attempts: {last}")]
+    #[error("gave up after {attempts} {}: {last}", if *.attempts == 1 { "attempt" } else { "attempts" })]
     RetriesExhausted {
         /// How many attempts were made in total (first try included).
         attempts: u32,

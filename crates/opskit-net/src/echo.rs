@@ -256,7 +256,10 @@ pub async fn send_udp(
         }
     }
     Err(Error::Timeout {
-        what: format!("waiting for the UDP echo from {addr} ({attempts} attempt(s))"),
+        what: format!(
+            "waiting for the UDP echo from {addr} ({attempts} {})",
+            if attempts == 1 { "attempt" } else { "attempts" }
+        ),
         after: timeout,
     })
 }
