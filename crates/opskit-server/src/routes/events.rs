@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::auth::{Auth, Principal};
 use crate::problem::{AppError, FieldError, PROBLEM_JSON};
-use crate::routes::json_body;
+use crate::routes::parse_json;
 use crate::state::AppState;
 use crate::store::events::{EventQuery, EventStore, InsertEvent, StoredEvent};
 use crate::store::now;
@@ -300,7 +300,7 @@ pub async fn post_event(
         ));
     }
     let source = event_source(raw.as_deref(), &headers)?;
-    json_body(&headers, &body, false)?;
+    parse_json(headers.get(header::CONTENT_TYPE), &body, false)?;
     let payload = String::from_utf8(body.to_vec())
         .map_err(|_| AppError::bad_request("the body is not valid UTF-8 JSON"))?;
     let event = StoredEvent {

@@ -15,7 +15,7 @@ use crate::model::{
     is_tag, is_token, merge_patch,
 };
 use crate::problem::{AppError, FieldError};
-use crate::routes::json_body;
+use crate::routes::JsonBody;
 use crate::state::AppState;
 use crate::store::{CreateOutcome, ServerRef, Store, WriteOutcome, now};
 use utoipa_axum::router::OpenApiRouter;
@@ -265,10 +265,9 @@ pub async fn create_server(
     State(state): State<AppState>,
     Auth(principal): Auth,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(value): JsonBody,
 ) -> Result<Response, AppError> {
     principal.require_write()?;
-    let value = json_body(&headers, &body, false)?;
     let input = ServerInput::from_json(&value).map_err(AppError::Validation)?;
     let idem_key = match headers.get("idempotency-key") {
         None => None,
@@ -461,10 +460,9 @@ pub async fn put_server(
     Auth(principal): Auth,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(value): JsonBody,
 ) -> Result<Response, AppError> {
     principal.require_write()?;
-    let value = json_body(&headers, &body, false)?;
     let input = ServerInput::from_json(&value).map_err(AppError::Validation)?;
     write_new_state(&state, &headers, &id, |_| Ok(input.clone())).await
 }
@@ -483,10 +481,9 @@ pub async fn patch_server(
     Auth(principal): Auth,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(patch): JsonBody,
 ) -> Result<Response, AppError> {
     principal.require_write()?;
-    let patch = json_body(&headers, &body, true)?;
     if !patch.is_object() {
         return Err(AppError::Validation(vec![FieldError::new(
             vec!["body".into()],

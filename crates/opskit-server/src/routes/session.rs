@@ -1,8 +1,7 @@
 //! `/auth/*`: log in, refresh (with rotation and reuse detection), log out, who am I.
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use secrecy::SecretString;
@@ -16,7 +15,7 @@ use crate::metrics::AuthMethod;
 use crate::middleware::ClientIp;
 use crate::model::{RefreshToken, Role, User};
 use crate::problem::{AppError, FieldError};
-use crate::routes::json_body;
+use crate::routes::JsonBody;
 use crate::state::AppState;
 use crate::store::{RefreshUse, Store, now};
 use utoipa_axum::router::OpenApiRouter;
@@ -140,10 +139,8 @@ async fn issue_tokens(
 pub async fn login_handler(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(value): JsonBody,
 ) -> Result<Response, AppError> {
-    let value = json_body(&headers, &body, false)?;
     let fields = string_fields(&value, &[("username", 64), ("password", 1024)])?;
     let [username, password] =
         <[String; 2]>::try_from(fields).map_err(|_| AppError::Internal("login fields".into()))?;
@@ -167,10 +164,8 @@ pub async fn login_handler(
     responses((status = 200, description = "New tokens", body = TokenResponse)))]
 pub async fn refresh_handler(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(value): JsonBody,
 ) -> Result<Response, AppError> {
-    let value = json_body(&headers, &body, false)?;
     let token = string_fields(&value, &[("refresh_token", 256)])?.remove(0);
     match state.db().use_refresh(&sha256_hex(&token), now()).await? {
         RefreshUse::Valid(rt) => {
@@ -208,10 +203,8 @@ pub async fn refresh_handler(
     responses((status = 204, description = "Revoked")))]
 pub async fn logout_handler(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(value): JsonBody,
 ) -> Result<Response, AppError> {
-    let value = json_body(&headers, &body, false)?;
     let token = string_fields(&value, &[("refresh_token", 256)])?.remove(0);
     if let Some(family) = state
         .db()
