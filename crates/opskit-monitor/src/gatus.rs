@@ -1123,6 +1123,23 @@ fn condition(text: &str, kind: Kind) -> Result<Cond, String> {
     );
     let cert = matches!(&l, Operand::Value { cert: true, .. })
         || matches!(&r, Operand::Value { cert: true, .. });
+    // Our DNS check stops at NXDOMAIN, SERVFAIL or an empty answer (down, with the reason): only
+    // NOERROR can be asked for; anything else would silently never hold.
+    if text.to_ascii_uppercase().contains("[DNS_RCODE]") {
+        let other = if matches!(&l, Operand::Value { .. }) {
+            &r
+        } else {
+            &l
+        };
+        if !matches!(other, Operand::Lit(c) if c.eq_ignore_ascii_case("NOERROR"))
+            || op.trim() != "=="
+        {
+            return Err(
+                "only [DNS_RCODE] == NOERROR has an equivalent (our DNS check is down on NXDOMAIN, SERVFAIL or no answer)"
+                    .into(),
+            );
+        }
+    }
     let op = op.trim();
     let jq = match op {
         "==" | "!=" => equality(&l, &r, op == "!=")?,
@@ -1630,6 +1647,11 @@ mod tests {
             condition("[STATUS]", Kind::Http)
                 .unwrap_err()
                 .contains("comparison")
+        );
+        assert!(
+            condition("[DNS_RCODE] == NXDOMAIN", Kind::Dns)
+                .unwrap_err()
+                .contains("NOERROR")
         );
         assert!(
             condition("[FOO] == 1", Kind::Http)
