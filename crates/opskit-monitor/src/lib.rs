@@ -14,6 +14,7 @@ pub mod lease;
 mod error;
 pub mod gatus;
 pub mod maintenance;
+pub mod query;
 pub mod metrics;
 pub mod scheduler;
 pub mod status;

@@ -9,6 +9,7 @@ mod support;
 mod checks;
 mod delivery;
 mod lease;
+mod query;
 mod state;
 mod tls;
 
