@@ -481,3 +481,25 @@ fn monitor_unreachable_postgres_is_reported_at_once() {
         );
     }
 }
+
+#[test]
+fn monitor_run_refuses_a_lease_outside_1s_to_1h() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("monitor.toml");
+    std::fs::write(
+        &config,
+        "[[monitor]]\nname = \"api\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    for lease in ["500ms", "2h", "soon"] {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+            .args(["monitor", "run", "--lease", lease, "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--lease {lease}: {err}");
+        assert!(err.contains("lease"), "--lease {lease}: {err}");
+    }
+}
