@@ -81,6 +81,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     }
 }
 
+/// The principal of a request that writes: a read-only role is refused (403) here, before the
+/// handler's body extractor, so a viewer's bad body is a 403 and not a 415/400.
+#[derive(Debug)]
+pub struct Writer(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Writer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Auth(principal) = Auth::from_request_parts(parts, state).await?;
+        principal.require_write()?;
+        Ok(Writer(principal))
+    }
+}
+
 /// Issuer (`iss`) and audience (`aud`) of every access token: a token minted for something else
 /// with the same key is refused.
 pub const ISSUER: &str = "opskit";

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::auth::{Auth, sha256_hex};
+use crate::auth::{Auth, Writer, sha256_hex};
 use crate::cache::Rendered;
 use crate::model::{
     IdempotencyRecord, ListQuery, Server, ServerInput, ServerPage, ServerPatch, SortField, Status,
@@ -263,11 +263,10 @@ fn replay(rec: &IdempotencyRecord, request_hash: &str) -> Result<Response, AppEr
         headers(("Location" = String, description = "URL of the new server"), ("ETag" = String, description = "Entity tag")))))]
 pub async fn create_server(
     State(state): State<AppState>,
-    Auth(principal): Auth,
+    Writer(principal): Writer,
     headers: HeaderMap,
     JsonBody(value): JsonBody,
 ) -> Result<Response, AppError> {
-    principal.require_write()?;
     let input = ServerInput::from_json(&value).map_err(AppError::Validation)?;
     let idem_key = match headers.get("idempotency-key") {
         None => None,
@@ -457,12 +456,11 @@ async fn write_new_state(
         headers(("ETag" = String, description = "New entity tag")))))]
 pub async fn put_server(
     State(state): State<AppState>,
-    Auth(principal): Auth,
+    _writer: Writer,
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(value): JsonBody,
 ) -> Result<Response, AppError> {
-    principal.require_write()?;
     let input = ServerInput::from_json(&value).map_err(AppError::Validation)?;
     write_new_state(&state, &headers, &id, |_| Ok(input.clone())).await
 }
@@ -478,12 +476,11 @@ pub async fn put_server(
         headers(("ETag" = String, description = "New entity tag")))))]
 pub async fn patch_server(
     State(state): State<AppState>,
-    Auth(principal): Auth,
+    _writer: Writer,
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(patch): JsonBody,
 ) -> Result<Response, AppError> {
-    principal.require_write()?;
     if !patch.is_object() {
         return Err(AppError::Validation(vec![FieldError::new(
             vec!["body".into()],
