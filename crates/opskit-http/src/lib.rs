@@ -29,6 +29,7 @@ mod cache;
 mod client;
 mod config;
 mod download;
+pub mod duration;
 mod error;
 mod observe;
 mod paginate;

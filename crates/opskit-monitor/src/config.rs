@@ -356,39 +356,9 @@ struct MonitorToml {
     grace: Option<String>,
 }
 
-/// Parses a duration: `500ms`, `30s`, `5m`, `4h`, `7d` or a bare number of seconds.
-///
-/// ```
-/// use std::time::Duration;
-/// use opskit_monitor::config::parse_duration;
-/// assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-/// assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
-/// assert!(parse_duration("3 weeks").is_err());
-/// ```
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let t = s.trim();
-    let i = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(i);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 30s, 5m, 4h, 7d)"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        u => return Err(format!("unknown unit {u:?} in {s:?}: use ms, s, m, h or d")),
-    };
-    if !(secs > 0.0 && secs.is_finite() && secs <= 86_400.0 * 400.0) {
-        return Err(format!(
-            "{s:?}: a duration must be above zero and at most 400 days"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+/// Parses a duration (`500ms`, `30s`, `5m`, `4h`, `7d` or a bare number of seconds, above
+/// zero): the one syntax of every opskit flag and setting.
+pub use opskit_http::duration::parse_duration;
 
 /// A URL as shown in tables and alerts: without user info, and with query values hidden
 /// (they may carry a key).

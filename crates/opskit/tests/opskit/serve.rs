@@ -1045,7 +1045,7 @@ fn serve_durations_take_the_common_syntax() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_url(&dir);
     let pw = [("OPSKIT_ADMIN_PASSWORD", "admin-password-1")];
-    for value in ["90s", "1.5m", "2h"] {
+    for value in ["90s", "1.5m", "1m30s", "2h"] {
         let mut served = spawn_serve(
             &[
                 "--bind",

@@ -254,9 +254,9 @@ mod tests {
         );
         assert!("ten".parse::<Span>().unwrap_err().contains("500ms"));
         assert!("5 parsecs".parse::<Span>().is_err());
-        // the one parser's rules: more than zero, at most a year
+        // the one parser's rules: more than zero, at most 400 days
         assert!("0".parse::<Span>().is_err());
-        assert!("400d".parse::<Span>().is_err());
+        assert!("401d".parse::<Span>().is_err());
     }
 
     #[test]
