@@ -5,11 +5,37 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
 use jaq_json::Val;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 /// A compiled condition.
 pub struct Condition {
     text: String,
-    filter: JqFilter,
+    filter: Arc<JqFilter>,
+}
+
+/// Compiled conditions by their text, shared while some monitor uses them: compiling carries
+/// jaq's whole standard library, so 10,000 monitors that all say `.status == 200` compile it
+/// once and hold one copy (a reload reuses what the old configuration compiled).
+static COMPILED: Mutex<Option<HashMap<String, Weak<JqFilter>>>> = Mutex::new(None);
+
+fn compile_shared(code: &str) -> Result<Arc<JqFilter>, String> {
+    let cached = |map: &HashMap<String, Weak<JqFilter>>| map.get(code).and_then(Weak::upgrade);
+    if let Ok(guard) = COMPILED.lock()
+        && let Some(f) = guard.as_ref().and_then(cached)
+    {
+        return Ok(f);
+    }
+    let filter = Arc::new(compile_jq(code, "condition")?);
+    if let Ok(mut guard) = COMPILED.lock() {
+        let map = guard.get_or_insert_with(HashMap::new);
+        // forget the texts no configuration uses any more, now and then
+        if map.len() >= 1024 && map.len().is_power_of_two() {
+            map.retain(|_, f| f.strong_count() > 0);
+        }
+        map.insert(code.to_string(), Arc::downgrade(&filter));
+    }
+    Ok(filter)
 }
 
 impl std::fmt::Debug for Condition {
@@ -41,7 +67,7 @@ impl Condition {
         if code.trim().is_empty() {
             return Err("the condition is empty".into());
         }
-        let filter = compile_jq(code, "condition")?;
+        let filter = compile_shared(code)?;
         Ok(Self {
             text: code.to_string(),
             filter,
