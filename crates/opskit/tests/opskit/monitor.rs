@@ -130,6 +130,38 @@ fn check_runs_every_monitor_once_with_exit_codes() {
         .arg(&f)
         .assert()
         .code(2);
+    // one check at a time gives the same verdicts, in file order; 0 at once is refused
+    let out = opskit()
+        .args([
+            "monitor",
+            "check",
+            "--concurrency",
+            "1",
+            "-o",
+            "json",
+            "--config",
+        ])
+        .arg(&f)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        (&v[0]["monitor"], &v[0]["status"]),
+        (&"api".into(), &"up".into())
+    );
+    assert_eq!(
+        (&v[1]["monitor"], &v[1]["status"]),
+        (&"web".into(), &"down".into())
+    );
+    opskit()
+        .args(["monitor", "check", "--concurrency", "0", "--config"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--concurrency"));
 }
 
 /// Requests a webhook receiver got: (webhook id, answered 2xx).
