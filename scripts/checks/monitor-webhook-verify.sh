@@ -18,10 +18,13 @@ command -v python3 >/dev/null 2>&1 || missing "python3 is required"
 work=$(mktemp -d /tmp/opskit-monitor-webhook.XXXXXX)
 daemon=""
 receiver=""
+# Runs on every exit: a killed child's status (143) must not become the script's (set -e).
 stop() {
-  [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
-  [ -n "$receiver" ] && kill "$receiver" 2>/dev/null && wait "$receiver" 2>/dev/null
+  local rc=$?
+  if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
+  if [ -n "$receiver" ]; then kill "$receiver" 2>/dev/null || true; wait "$receiver" 2>/dev/null || true; fi
   rm -rf "$work"
+  exit "$rc"
 }
 trap stop EXIT
 
