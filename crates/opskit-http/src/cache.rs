@@ -285,8 +285,29 @@ async fn read_disk(dir: &Path, key: &str) -> Option<Entry> {
     })
 }
 
+/// Cached bodies may be answers to authenticated requests (a token, a secret from Vault): the
+/// directories the cache creates are its owner's only (0700), and so is every file (0600).
+async fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = tokio::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    b.mode(0o700);
+    b.create(dir).await
+}
+
+async fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut o = tokio::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    let mut f = o.open(path).await?;
+    f.write_all(data).await?;
+    f.flush().await
+}
+
 async fn write_disk(dir: &Path, key: &str, e: &Entry) -> std::io::Result<()> {
-    tokio::fs::create_dir_all(dir).await?;
+    create_private_dir(dir).await?;
     let meta = DiskMeta {
         status: e.status.as_u16(),
         headers: e
@@ -304,10 +325,10 @@ async fn write_disk(dir: &Path, key: &str, e: &Entry) -> std::io::Result<()> {
     };
     let meta = serde_json::to_vec(&meta).map_err(std::io::Error::other)?;
     let tmp_body = dir.join(format!("{key}.body.tmp{}", std::process::id()));
-    tokio::fs::write(&tmp_body, &e.body).await?;
+    write_private(&tmp_body, &e.body).await?;
     tokio::fs::rename(&tmp_body, dir.join(format!("{key}.body"))).await?;
     let tmp_meta = dir.join(format!("{key}.json.tmp{}", std::process::id()));
-    tokio::fs::write(&tmp_meta, meta).await?;
+    write_private(&tmp_meta, &meta).await?;
     tokio::fs::rename(&tmp_meta, dir.join(format!("{key}.json"))).await?;
     Ok(())
 }

@@ -108,6 +108,22 @@ async fn first_connection(url: &str) -> Result<()> {
     }
 }
 
+/// A new SQLite file is created readable by its owner only (0600; SQLite gives its `-wal` and
+/// `-shm` files the same mode): it holds alert payloads, incident keys and heartbeat pings. An
+/// existing file keeps its mode; a path that cannot be created is left to SQLite to report.
+fn create_owner_only(url: &str) {
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') || url.contains("mode=memory") {
+        return;
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let _ = o.open(path);
+}
+
 impl Db {
     /// Connects and applies the migrations.
     pub async fn open(url: &str) -> Result<Self> {
@@ -135,6 +151,8 @@ impl Db {
             });
         if backend == Backend::Postgres {
             first_connection(&url).await?;
+        } else {
+            create_owner_only(&url);
         }
         let pool = opts.connect(&url).await?;
         let db = Self {
@@ -221,5 +239,22 @@ impl Db {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, unix))]
+mod owner_only {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[tokio::test]
+    async fn a_new_sqlite_database_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monitor.db");
+        let db = super::Db::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        drop(db);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

@@ -104,6 +104,31 @@ async fn the_disk_cache_survives_a_restart() {
     assert_eq!(fx.state.count("whoami"), 1);
 }
 
+/// A cached answer to an authenticated request is nobody else's to read: the directory the
+/// cache creates is 0700 and every file in it 0600, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_disk_cache_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let fx = Fixture::start().await;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("opskit").join("http");
+    let cache = CacheConfig::new(Duration::from_secs(600)).dir(&dir);
+    let c = Client::new(config(&fx.base()).cache(cache)).unwrap();
+    get(&c, "whoami").await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&parent.path().join("opskit")), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.len() >= 2, "{files:?}");
+    for f in files {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+}
+
 #[tokio::test]
 async fn no_store_is_respected() {
     let fx = Fixture::start().await;
