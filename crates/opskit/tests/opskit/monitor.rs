@@ -373,7 +373,7 @@ fn import_gatus_converts_lists_what_it_cannot_and_the_output_validates() {
             "output lacks {item:?}:\n{toml}"
         );
     }
-    assert!(stderr.contains("item(s) not converted"), "{stderr}");
+    assert!(stderr.contains(" 6 items not converted"), "{stderr}");
     // Secrets from ${ENV} become env: references; thresholds, defaults and overrides apply.
     for line in [
         "[destinations.slack]\ntype = \"slack\"\nwebhook = \"env:SLACK_WEBHOOK_URL\"",

@@ -36,8 +36,9 @@ impl ImportGatusArgs {
         let skipped = conv.not_converted();
         if skipped > 0 {
             eprintln!(
-                "{}: {skipped} item(s) not converted (listed above and at the top of the output); exit {SOME_NOT_CONVERTED}",
-                self.file.display()
+                "{}: {} not converted (listed above and at the top of the output); exit {SOME_NOT_CONVERTED}",
+                self.file.display(),
+                crate::output::plural(skipped as u64, "item", "items")
             );
             return Ok(SOME_NOT_CONVERTED);
         }
