@@ -18,6 +18,8 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::cli::parse_duration;
+#[path = "ssh_inventory.rs"]
+mod inventory;
 use crate::exit::{Failure, code};
 use crate::output::{Format, render_rows};
 use crate::secret_arg::{self, Literal};
@@ -148,6 +150,14 @@ struct RunArgs {
     /// Print output lines as they arrive, prefixed with the target.
     #[arg(long)]
     stream: bool,
+    /// Targets from the `opskit serve` inventory: `env=prod,tag=web` (comma = and; keys env,
+    /// status, os_type, tag). Each server is reached at its `ip` (unless the ssh config gives its
+    /// hostname a `HostName`) and shown under its hostname.
+    #[arg(long, value_name = "SELECTOR")]
+    inventory: Option<String>,
+    /// http profile of the inventory API (its base_url and auth), for --inventory.
+    #[arg(long, value_name = "NAME", env = "OPSKIT_PROFILE")]
+    profile: Option<String>,
     /// Run the command on a pseudo-terminal (like `ssh -t`): stdout and stderr arrive merged,
     /// and at the --timeout deadline the hang-up ends the command even where the server refuses
     /// the TERM signal.
@@ -206,14 +216,18 @@ struct Prepared {
     fan: FanOut,
 }
 
-fn prepare(conn: &ConnArgs, mut specs: Vec<String>) -> anyhow::Result<Prepared> {
+fn prepare(
+    conn: &ConnArgs,
+    mut specs: Vec<String>,
+    inventory: Vec<inventory::InventoryHost>,
+) -> anyhow::Result<Prepared> {
     if let Some(file) = &conn.hosts_file {
         let more = opskit_ssh::target::read_hosts_file(file).map_err(crate::failure::ssh)?;
         specs.extend(more);
     }
-    if specs.is_empty() {
+    if specs.is_empty() && inventory.is_empty() {
         return Err(Failure::usage("no targets given")
-            .with_hint("name hosts as [user@]host[:port] or use --hosts-file FILE")
+            .with_hint("name hosts as [user@]host[:port], or use --hosts-file FILE or --inventory SELECTOR")
             .into());
     }
     let config = match &conn.config {
@@ -236,6 +250,21 @@ fn prepare(conn: &ConnArgs, mut specs: Vec<String>) -> anyhow::Result<Prepared> 
             if warned.insert(d.clone()) {
                 eprintln!("warning: {d} is not supported by opskit ssh and has no effect");
             }
+        }
+        targets.push(t);
+    }
+    for h in &inventory {
+        let mut t = config
+            .resolve(&h.hostname, &defaults)
+            .map_err(crate::failure::ssh)?;
+        for d in &t.ignored_directives {
+            if warned.insert(d.clone()) {
+                eprintln!("warning: {d} is not supported by opskit ssh and has no effect");
+            }
+        }
+        // no HostName for it in the ssh config: the inventory's address
+        if t.host.eq_ignore_ascii_case(&h.hostname) {
+            t.host = h.ip.clone();
         }
         targets.push(t);
     }
@@ -509,7 +538,11 @@ fn safe_name(label: &str) -> String {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<u8> {
-    let p = prepare(&args.conn, args.targets)?;
+    let hosts = match &args.inventory {
+        Some(selector) => inventory::fetch(args.profile.as_deref(), selector)?,
+        None => Vec::new(),
+    };
+    let p = prepare(&args.conn, args.targets, hosts)?;
     let command = args.command.join(" ");
     if command.trim().is_empty() {
         return Err(Failure::usage("the command after `--` is empty").into());
@@ -634,7 +667,7 @@ fn put(args: PutArgs) -> anyhow::Result<u8> {
         );
     }
     let (specs, paths) = remotes(&args.remotes, &args.conn, None)?;
-    let p = prepare(&args.conn, specs)?;
+    let p = prepare(&args.conn, specs, Vec::new())?;
     let labels: Vec<String> = p.targets.iter().map(|t| t.label.clone()).collect();
     let (sink, _multi) = progress(&labels, args.conn.output);
     let reports = crate::block_on(sftp::put(
@@ -708,7 +741,7 @@ fn get(args: GetArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let mut p = prepare(&args.conn, vec![t])?;
+    let mut p = prepare(&args.conn, vec![t], Vec::new())?;
     let target = p.targets.remove(0);
     let (sink, _multi) = progress(std::slice::from_ref(&target.label), args.conn.output);
     let finish = sink.clone();
@@ -744,7 +777,7 @@ fn mode_string(mode: Option<u32>, kind: &str) -> String {
 
 fn ls(args: LsArgs) -> anyhow::Result<u8> {
     let (specs, paths) = remotes(&args.remotes, &args.conn, Some("."))?;
-    let p = prepare(&args.conn, specs)?;
+    let p = prepare(&args.conn, specs, Vec::new())?;
     let reports = crate::block_on(sftp::ls(p.targets, paths, p.opts, p.fan, None))?;
     let mut out = crate::output::stdout();
     let entry = |e: &opskit_ssh::RemoteEntry| json!({"name": e.name, "type": e.kind, "size": e.size, "mode": e.mode, "mtime": e.mtime});

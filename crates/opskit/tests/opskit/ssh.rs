@@ -688,3 +688,168 @@ fn password_from_a_file_or_command_and_never_literal() {
             "never taken from the command line",
         ));
 }
+
+/// A running `opskit serve` on a temp SQLite database, killed on drop.
+struct Inventory {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+    db: String,
+}
+
+impl Drop for Inventory {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `opskit serve` on 127.0.0.1:0 and waits (with a deadline) for its "listening" line.
+fn start_inventory() -> Inventory {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("inv.db").display());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+        .args(["--log-format", "json", "--rate-limit", "0"])
+        .env("OPSKIT_ADMIN_PASSWORD", "admin-password-1")
+        .env_remove("OPSKIT_DATABASE")
+        .env_remove("OPSKIT_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // read to the end: a closed pipe would make serve's next log line fail
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let addr = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("opskit serve did not start");
+        };
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["fields"]["message"] == "opskit serve listening"
+        {
+            break v["fields"]["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    Inventory {
+        child,
+        addr,
+        _dir: dir,
+        db,
+    }
+}
+
+#[test]
+fn run_on_inventory_servers_selected_from_opskit_serve() {
+    let Some(e) = Env::new() else { return };
+    // a bad selector is refused before anything is contacted
+    for (bad, says) in [
+        ("env", "`env` has no `=`"),
+        ("env=prod,colour=red", "unknown key `colour`"),
+    ] {
+        e.keyed("run")
+            .args(["--profile", "none", "--inventory", bad, "--", "true"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!("`{bad}`")))
+            .stderr(predicate::str::contains(says));
+    }
+
+    let inv = start_inventory();
+    let out = Command::cargo_bin("opskit")
+        .unwrap()
+        .args(["apikey", "--database", &inv.db, "create", "ssh-test"])
+        .env_remove("OPSKIT_DATABASE")
+        .assert()
+        .success();
+    let key = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let config = e.home.path().join("opskit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.inv]\nbase_url = \"http://{}\"\nquery = {{ per_page = \"1\" }}\nauth = {{ type = \"api_key\", name = \"X-API-Key\", value = \"env:INV_KEY\" }}\n",
+            inv.addr
+        ),
+    )
+    .unwrap();
+    for (host, env, tags) in [
+        ("web1", "prod", r#"["web"]"#),
+        ("web2", "prod", r#"["web","linux"]"#),
+        ("dev1", "dev", r#"["web"]"#),
+        ("db1", "prod", r#"["db"]"#),
+    ] {
+        Command::cargo_bin("opskit")
+            .unwrap()
+            .env("OPSKIT_CONFIG", &config)
+            .env("INV_KEY", key.trim())
+            .args([
+                "post",
+                "/api/v1/servers",
+                "--profile",
+                "inv",
+                "--check-status",
+            ])
+            .args([
+                format!("hostname={host}"),
+                "ip=127.0.0.1".into(),
+                format!("env={env}"),
+                format!("tags:={tags}"),
+            ])
+            .assert()
+            .success();
+    }
+
+    // one server per page (the profile's per_page): every page is followed
+    let port = e.s.ports[0].to_string();
+    let out = e
+        .keyed("run")
+        .env("OPSKIT_CONFIG", &config)
+        .env("INV_KEY", key.trim())
+        .args(["--profile", "inv", "--inventory", "env=prod,tag=web"])
+        .args(["-p", &port, "--output", "json", "--", "echo", "hi"])
+        .assert()
+        .code(0);
+    let reports = json(&out.get_output().stdout);
+    let mut hosts: Vec<&str> = reports
+        .iter()
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    hosts.sort_unstable();
+    assert_eq!(hosts, ["web1", "web2"], "{reports:?}");
+    for r in &reports {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["stdout"], "hi\n", "{r}");
+    }
+
+    // nothing matches: an error naming the selector
+    e.keyed("run")
+        .env("OPSKIT_CONFIG", &config)
+        .env("INV_KEY", key.trim())
+        .args([
+            "--profile",
+            "inv",
+            "--inventory",
+            "env=staging",
+            "-p",
+            &port,
+        ])
+        .args(["--", "echo", "hi"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "no server in the inventory matches `env=staging`",
+        ));
+}

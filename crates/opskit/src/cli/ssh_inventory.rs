@@ -1,0 +1,257 @@
+//! `--inventory SELECTOR`: ssh targets from the `opskit serve` servers API, reached with an http
+//! profile (`--profile NAME`: its base URL and auth) through the `opskit-http` engine, every page
+//! followed (`Link` header).
+
+use futures::StreamExt;
+use opskit_http as engine;
+use serde_json::Value;
+use url::Url;
+
+use crate::cli::http::profile::{self, AuthConfig, KeyLocation, Profile};
+use crate::exit::{Failure, code};
+
+/// The list filters of `GET /api/v1/servers` a selector may use.
+const KEYS: &[&str] = &["env", "status", "os_type", "tag"];
+
+/// One server of the inventory, as ssh needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryHost {
+    pub hostname: String,
+    pub ip: String,
+}
+
+/// Parses `env=prod,tag=web` (comma = AND) into query pairs; a bad selector is a usage error
+/// naming it.
+pub fn parse_selector(selector: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let bad = |why: String| {
+        anyhow::Error::from(
+            Failure::usage(format!("bad --inventory selector `{selector}`: {why}")).with_hint(
+                format!(
+                    "write KEY=VALUE[,KEY=VALUE…] with keys {} (comma = and)",
+                    KEYS.join(", ")
+                ),
+            ),
+        )
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for part in selector.split(',') {
+        let part = part.trim();
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(bad(format!("`{part}` has no `=`")));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if !KEYS.contains(&k) {
+            return Err(bad(format!("unknown key `{k}`")));
+        }
+        if v.is_empty() {
+            return Err(bad(format!("`{k}` has no value")));
+        }
+        if pairs.iter().any(|(pk, _)| pk == k) {
+            return Err(bad(format!("`{k}` is given twice")));
+        }
+        pairs.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(pairs)
+}
+
+/// The servers list URL: `BASE/api/v1/servers`, or `BASE/servers` when the profile's base URL
+/// already ends in `/api/v1`.
+fn list_url(base: &Url) -> anyhow::Result<Url> {
+    let trimmed = base.as_str().trim_end_matches('/');
+    let text = if base.path().trim_end_matches('/').ends_with("/api/v1") {
+        format!("{trimmed}/servers")
+    } else {
+        format!("{trimmed}/api/v1/servers")
+    };
+    Url::parse(&text).map_err(|e| Failure::usage(format!("bad inventory URL `{text}`: {e}")).into())
+}
+
+fn engine_auth(a: &AuthConfig) -> engine::Auth {
+    match a {
+        AuthConfig::Basic { username, password } => engine::Auth::Basic {
+            username: username.clone(),
+            password: password
+                .as_ref()
+                .map(|p| p.to_secret())
+                .unwrap_or_else(|| engine::Secret::value("")),
+        },
+        AuthConfig::Bearer { token } => engine::Auth::Bearer(token.to_secret()),
+        AuthConfig::ApiKey {
+            name,
+            value,
+            location,
+        } => engine::Auth::ApiKey {
+            name: name.clone(),
+            value: value.to_secret(),
+            location: match location {
+                KeyLocation::Header => engine::ApiKeyLocation::Header,
+                KeyLocation::Query => engine::ApiKeyLocation::Query,
+            },
+        },
+        AuthConfig::Oauth2ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scopes,
+            audience,
+            client_secret_in_body,
+        } => {
+            let mut o = engine::OAuth2ClientCredentials::new(
+                token_url.as_str(),
+                client_id.clone(),
+                client_secret.to_secret(),
+            );
+            if !scopes.is_empty() {
+                o = o.scope(scopes.join(" "));
+            }
+            o.audience = audience.clone();
+            if *client_secret_in_body {
+                o.client_auth = engine::ClientAuthMethod::Body;
+            }
+            engine::Auth::OAuth2(o)
+        }
+        AuthConfig::Oauth2RefreshToken {
+            token_url,
+            refresh_token,
+            access_token,
+            client_id,
+        } => {
+            let mut r = engine::RefreshTokenAuth::new(
+                access_token.as_ref().map(|s| s.to_secret()),
+                refresh_token.to_secret(),
+                token_url.as_str(),
+            );
+            r.client_id = client_id.clone();
+            engine::Auth::RefreshToken(r)
+        }
+    }
+}
+
+fn client_config(p: &Profile) -> engine::ClientConfig {
+    let mut cfg = engine::ClientConfig::default();
+    if let Some(t) = &p.timeout {
+        cfg.timeouts.request = t.0;
+        cfg.timeouts.read_idle = t.0;
+    }
+    if let Some(t) = &p.connect_timeout {
+        cfg.timeouts.connect = t.0;
+    }
+    if let Some(n) = p.retries {
+        cfg.retry = if n == 0 {
+            engine::RetryPolicy::none()
+        } else {
+            engine::RetryPolicy::default().total(n)
+        };
+    }
+    if let Some(ca) = &p.ca_bundle {
+        cfg.tls.ca_bundle = Some(ca.clone());
+    }
+    if let Some(a) = &p.auth {
+        cfg.auth = engine_auth(a);
+    }
+    cfg.secret_headers = p.secret_headers.clone();
+    cfg.secret_query = p.secret_query.clone();
+    cfg
+}
+
+/// Every server matching `selector`, through the profile `profile_name` (or the config file's
+/// default profile). An empty match is an error (exit 1) naming the selector.
+pub fn fetch(profile_name: Option<&str>, selector: &str) -> anyhow::Result<Vec<InventoryHost>> {
+    let filters = parse_selector(selector)?;
+    let selected = profile::select(profile_name).map_err(|e| {
+        let f = Failure::usage(e.message);
+        match e.hint {
+            Some(h) => f.with_hint(h),
+            None => f,
+        }
+    })?;
+    let Some((name, prof)) = selected else {
+        return Err(Failure::usage("--inventory needs an http profile")
+            .with_hint("give --profile NAME (a [profiles.NAME] with base_url and auth in the opskit config file)")
+            .into());
+    };
+    let Some(base) = &prof.base_url else {
+        return Err(Failure::usage(format!("profile `{name}` has no base_url"))
+            .with_hint("set base_url to the `opskit serve` address, e.g. http://inventory:8080")
+            .into());
+    };
+    let url = list_url(base)?;
+    let client = engine::Client::new(client_config(&prof))
+        .map_err(|e| crate::cli::http::exchange::failure(e, true))?;
+    let servers = crate::block_on(async move {
+        let mut rb = client
+            .request(engine::Method::GET, url.as_str())
+            .header("Accept", "application/json");
+        for (k, v) in &prof.headers {
+            rb = rb.header(k, v);
+        }
+        for (k, v) in &prof.query {
+            rb = rb.query_pair(k, v);
+        }
+        for (k, v) in &filters {
+            rb = rb.query_pair(k, v);
+        }
+        // the largest page the API gives, unless the profile sets its own
+        if !prof.query.contains_key("per_page") {
+            rb = rb.query_pair("per_page", "200");
+        }
+        let pages = engine::Paginator::new(engine::PageStyle::LinkHeader).items_at("/data");
+        let mut stream = Box::pin(rb.paginate(pages));
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            let v = item.map_err(|e| crate::cli::http::exchange::failure(e, true))?;
+            out.push(host(&v)?);
+        }
+        anyhow::Ok(out)
+    })??;
+    if servers.is_empty() {
+        return Err(Failure::new(
+            code::FAILURE,
+            format!("no server in the inventory matches `{selector}`"),
+        )
+        .with_hint(format!(
+            "list them with `opskit get /api/v1/servers --profile {name}`"
+        ))
+        .into());
+    }
+    Ok(servers)
+}
+
+fn host(v: &Value) -> anyhow::Result<InventoryHost> {
+    let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    match (field("hostname"), field("ip")) {
+        (Some(hostname), Some(ip)) => Ok(InventoryHost { hostname, ip }),
+        _ => Err(Failure::new(
+            code::FAILURE,
+            format!("the inventory returned a server without hostname and ip: {v}"),
+        )
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors() {
+        assert_eq!(
+            parse_selector("env=prod,tag=web").unwrap(),
+            vec![
+                ("env".to_owned(), "prod".to_owned()),
+                ("tag".to_owned(), "web".to_owned())
+            ]
+        );
+        for bad in ["env", "color=red", "env=", "env=a,env=b", ""] {
+            assert!(parse_selector(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn list_urls() {
+        let u = |s: &str| list_url(&Url::parse(s).unwrap()).unwrap().to_string();
+        assert_eq!(u("http://h:1"), "http://h:1/api/v1/servers");
+        assert_eq!(u("http://h:1/api/v1/"), "http://h:1/api/v1/servers");
+        assert_eq!(u("http://h/inv/"), "http://h/inv/api/v1/servers");
+    }
+}
