@@ -7,7 +7,8 @@ use opskit_http as engine;
 use serde_json::Value;
 use url::Url;
 
-use crate::cli::http::profile::{self, AuthConfig, KeyLocation, Profile};
+use crate::cli::http::exchange::{deadlines_and_retries, profile_auth};
+use crate::cli::http::profile::{self, Profile};
 use crate::exit::{Failure, code};
 
 /// The list filters of `GET /api/v1/servers` a selector may use.
@@ -66,88 +67,17 @@ fn list_url(base: &Url) -> anyhow::Result<Url> {
     Url::parse(&text).map_err(|e| Failure::usage(format!("bad inventory URL `{text}`: {e}")).into())
 }
 
-fn engine_auth(a: &AuthConfig) -> engine::Auth {
-    match a {
-        AuthConfig::Basic { username, password } => engine::Auth::Basic {
-            username: username.clone(),
-            password: password
-                .as_ref()
-                .map(|p| p.to_secret())
-                .unwrap_or_else(|| engine::Secret::value("")),
-        },
-        AuthConfig::Bearer { token } => engine::Auth::Bearer(token.to_secret()),
-        AuthConfig::ApiKey {
-            name,
-            value,
-            location,
-        } => engine::Auth::ApiKey {
-            name: name.clone(),
-            value: value.to_secret(),
-            location: match location {
-                KeyLocation::Header => engine::ApiKeyLocation::Header,
-                KeyLocation::Query => engine::ApiKeyLocation::Query,
-            },
-        },
-        AuthConfig::Oauth2ClientCredentials {
-            token_url,
-            client_id,
-            client_secret,
-            scopes,
-            audience,
-            client_secret_in_body,
-        } => {
-            let mut o = engine::OAuth2ClientCredentials::new(
-                token_url.as_str(),
-                client_id.clone(),
-                client_secret.to_secret(),
-            );
-            if !scopes.is_empty() {
-                o = o.scope(scopes.join(" "));
-            }
-            o.audience = audience.clone();
-            if *client_secret_in_body {
-                o.client_auth = engine::ClientAuthMethod::Body;
-            }
-            engine::Auth::OAuth2(o)
-        }
-        AuthConfig::Oauth2RefreshToken {
-            token_url,
-            refresh_token,
-            access_token,
-            client_id,
-        } => {
-            let mut r = engine::RefreshTokenAuth::new(
-                access_token.as_ref().map(|s| s.to_secret()),
-                refresh_token.to_secret(),
-                token_url.as_str(),
-            );
-            r.client_id = client_id.clone();
-            engine::Auth::RefreshToken(r)
-        }
-    }
-}
-
 fn client_config(p: &Profile) -> engine::ClientConfig {
-    let mut cfg = engine::ClientConfig::default();
-    if let Some(t) = &p.timeout {
-        cfg.timeouts.request = t.0;
-        cfg.timeouts.read_idle = t.0;
-    }
-    if let Some(t) = &p.connect_timeout {
-        cfg.timeouts.connect = t.0;
-    }
-    if let Some(n) = p.retries {
-        cfg.retry = if n == 0 {
-            engine::RetryPolicy::none()
-        } else {
-            engine::RetryPolicy::default().total(n)
-        };
-    }
+    let mut cfg = deadlines_and_retries(
+        p.timeout.as_ref().map(|t| t.0),
+        p.connect_timeout.as_ref().map(|t| t.0),
+        p.retries,
+    );
     if let Some(ca) = &p.ca_bundle {
         cfg.tls.ca_bundle = Some(ca.clone());
     }
     if let Some(a) = &p.auth {
-        cfg.auth = engine_auth(a);
+        cfg.auth = profile_auth(a);
     }
     cfg.secret_headers = p.secret_headers.clone();
     cfg.secret_query = p.secret_query.clone();

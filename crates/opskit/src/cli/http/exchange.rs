@@ -93,24 +93,33 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
     Ok(code::OK)
 }
 
-fn client_config(plan: &Plan, printer: Arc<HeadPrinter>) -> anyhow::Result<engine::ClientConfig> {
+/// A client configuration with the `--timeout` (whole request and read idle),
+/// `--connect-timeout` and `--retries` a command or its profile gives; the rest default.
+pub(crate) fn deadlines_and_retries(
+    timeout: Option<std::time::Duration>,
+    connect_timeout: Option<std::time::Duration>,
+    retries: Option<u32>,
+) -> engine::ClientConfig {
     let mut cfg = engine::ClientConfig::default();
-    let mut t = engine::Timeouts::default();
-    if let Some(d) = plan.timeout {
-        t.request = d;
-        t.read_idle = d;
+    if let Some(d) = timeout {
+        cfg.timeouts.request = d;
+        cfg.timeouts.read_idle = d;
     }
-    if let Some(d) = plan.connect_timeout {
-        t.connect = d;
+    if let Some(d) = connect_timeout {
+        cfg.timeouts.connect = d;
     }
-    cfg.timeouts = t;
-    if let Some(n) = plan.retries {
+    if let Some(n) = retries {
         cfg.retry = if n == 0 {
             engine::RetryPolicy::none()
         } else {
             engine::RetryPolicy::default().total(n)
         };
     }
+    cfg
+}
+
+fn client_config(plan: &Plan, printer: Arc<HeadPrinter>) -> anyhow::Result<engine::ClientConfig> {
+    let mut cfg = deadlines_and_retries(plan.timeout, plan.connect_timeout, plan.retries);
     if let Some(d) = plan.retry_max_wait {
         // a Retry-After is waited for whole or not at all: never cut below what the server asked
         cfg.retry.deadline = Some(d);
@@ -173,14 +182,22 @@ fn auth(a: &AuthPlan) -> engine::Auth {
                 KeyLocation::Query => engine::ApiKeyLocation::Query,
             },
         },
-        AuthPlan::Profile(AuthConfig::Oauth2ClientCredentials {
+        AuthPlan::Profile(c) => profile_auth(c),
+    }
+}
+
+/// A profile's `[auth]` as the engine's auth: the one mapping (`opskit http` and `opskit ssh run
+/// --inventory` use it).
+pub(crate) fn profile_auth(a: &AuthConfig) -> engine::Auth {
+    match a {
+        AuthConfig::Oauth2ClientCredentials {
             token_url,
             client_id,
             client_secret,
             scopes,
             audience,
             client_secret_in_body,
-        }) => {
+        } => {
             let mut o = engine::OAuth2ClientCredentials::new(
                 token_url.as_str(),
                 client_id.clone(),
@@ -195,12 +212,12 @@ fn auth(a: &AuthPlan) -> engine::Auth {
             }
             engine::Auth::OAuth2(o)
         }
-        AuthPlan::Profile(AuthConfig::Oauth2RefreshToken {
+        AuthConfig::Oauth2RefreshToken {
             token_url,
             refresh_token,
             access_token,
             client_id,
-        }) => {
+        } => {
             let mut r = engine::RefreshTokenAuth::new(
                 access_token.as_ref().map(|s| s.to_secret()),
                 refresh_token.to_secret(),
@@ -209,20 +226,19 @@ fn auth(a: &AuthPlan) -> engine::Auth {
             r.client_id = client_id.clone();
             engine::Auth::RefreshToken(r)
         }
-        // flag and simple profile kinds were mapped to their own AuthPlan variants
-        AuthPlan::Profile(AuthConfig::Basic { username, password }) => engine::Auth::Basic {
+        AuthConfig::Basic { username, password } => engine::Auth::Basic {
             username: username.clone(),
             password: password
                 .as_ref()
                 .map(|p| p.to_secret())
                 .unwrap_or_else(|| engine::Secret::value("")),
         },
-        AuthPlan::Profile(AuthConfig::Bearer { token }) => engine::Auth::Bearer(token.to_secret()),
-        AuthPlan::Profile(AuthConfig::ApiKey {
+        AuthConfig::Bearer { token } => engine::Auth::Bearer(token.to_secret()),
+        AuthConfig::ApiKey {
             name,
             value,
             location,
-        }) => auth(&AuthPlan::ApiKey {
+        } => auth(&AuthPlan::ApiKey {
             name: name.clone(),
             value: value.clone(),
             location: *location,
