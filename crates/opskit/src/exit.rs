@@ -30,6 +30,9 @@ pub mod code {
     pub const SSH_REMOTE: u8 = 22;
     /// `opskit net wait`: a target was not ready before `--timeout` (the command was not run).
     pub const WAIT_TIMEOUT: u8 = 124;
+    /// `opskit monitor import-gatus`: the output was written, but some items were not converted
+    /// (each is listed).
+    pub const PARTLY_CONVERTED: u8 = 6;
 }
 
 /// Text shown at the end of `opskit --help`.
@@ -47,7 +50,8 @@ Exit codes:
   22   ssh: a remote command or transfer failed (hosts were reached)
   opskit ssh exits with the first that applies of 20, 21, 3 (unreachable or timeout), 22, 0.
   124  net wait: a target was not ready before --timeout (the command was not run)
-  opskit net check exits 1 when a target is not open, 3 when no target answered at all.";
+  opskit net check exits 1 when a target is not open, 3 when no target answered at all.
+  6    monitor import-gatus: written, but some items were not converted (listed)";
 
 /// An error that knows its exit code and, optionally, how to fix it.
 #[derive(Debug)]

@@ -12,6 +12,7 @@ pub mod net;
 pub mod notify;
 pub mod serve;
 pub mod ssh;
+mod ssh_inventory;
 
 /// The one duration parser (see [`crate::duration`]), re-exported for the command families.
 pub use crate::duration::{parse_duration, zero_or_duration};

@@ -17,9 +17,8 @@ use opskit_ssh::{
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use super::ssh_inventory as inventory;
 use crate::cli::parse_duration;
-#[path = "ssh_inventory.rs"]
-mod inventory;
 use crate::exit::{Failure, code};
 use crate::output::{Format, render_rows};
 use crate::secret_arg::{self, Literal};

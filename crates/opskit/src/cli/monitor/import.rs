@@ -7,9 +7,6 @@ use clap::Args;
 
 use crate::exit::{Failure, code};
 
-/// Exit status when the output was written but some items were not converted.
-pub const SOME_NOT_CONVERTED: u8 = 6;
-
 #[derive(Debug, Args)]
 pub struct ImportGatusArgs {
     /// The Gatus configuration (YAML); `-` reads stdin.
@@ -36,11 +33,12 @@ impl ImportGatusArgs {
         let skipped = conv.not_converted();
         if skipped > 0 {
             eprintln!(
-                "{}: {} not converted (listed above and at the top of the output); exit {SOME_NOT_CONVERTED}",
+                "{}: {} not converted (listed above and at the top of the output); exit {}",
                 self.file.display(),
-                crate::output::plural(skipped as u64, "item", "items")
+                crate::output::plural(skipped as u64, "item", "items"),
+                code::PARTLY_CONVERTED
             );
-            return Ok(SOME_NOT_CONVERTED);
+            return Ok(code::PARTLY_CONVERTED);
         }
         Ok(code::OK)
     }
