@@ -24,6 +24,27 @@ pub async fn listener() -> Listener {
     from_listener(l)
 }
 
+/// A listener on `ip` (a loopback address of the test's own, where no other test listens).
+pub async fn listener_at(ip: std::net::Ipv4Addr) -> Listener {
+    let l = TcpListener::bind((ip, 0)).await.unwrap();
+    from_listener(l)
+}
+
+/// A loopback address of this test run's own (127.x.y.z, not 127.0.0.1): only wildcard
+/// listeners of other processes can answer there, so a scan of it sees little but ours.
+pub fn private_loopback() -> std::net::Ipv4Addr {
+    let n = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    std::net::Ipv4Addr::new(
+        127,
+        100 + (n % 100) as u8,
+        (n >> 8) as u8,
+        1 + (n >> 16) as u8 % 250,
+    )
+}
+
 pub fn from_listener(l: TcpListener) -> Listener {
     let port = l.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
@@ -69,6 +90,7 @@ pub fn dns_server() -> Option<SocketAddr> {
 /// background thread while a scan runs. Other tests (of this and other crates) open listeners at
 /// random times; a scan that reports one of those is right, not a false positive.
 pub struct ListenWatch {
+    ip: std::net::Ipv4Addr,
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<BTreeSet<u16>>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -76,17 +98,23 @@ pub struct ListenWatch {
 
 impl ListenWatch {
     pub fn start() -> ListenWatch {
+        ListenWatch::start_on(std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// Watches the ports reachable on `ip` (its own listeners and wildcard ones).
+    pub fn start_on(ip: std::net::Ipv4Addr) -> ListenWatch {
         let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(listening_ports()));
+        let seen = Arc::new(Mutex::new(listening_ports(ip)));
         let (s, st) = (seen.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
-                let now = listening_ports();
+                let now = listening_ports(ip);
                 s.lock().unwrap().extend(now);
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         });
         ListenWatch {
+            ip,
             stop,
             seen,
             thread: Some(thread),
@@ -100,12 +128,15 @@ impl ListenWatch {
             t.join().unwrap();
         }
         let mut seen = self.seen.lock().unwrap().clone();
-        seen.extend(listening_ports());
+        seen.extend(listening_ports(self.ip));
         seen
     }
 }
 
-fn listening_ports() -> BTreeSet<u16> {
+/// The ports listening on `ip` or on every address.
+fn listening_ports(ip: std::net::Ipv4Addr) -> BTreeSet<u16> {
+    // /proc/net/tcp shows the address as the little-endian hex of the 32-bit word.
+    let hex = format!("{:08X}", u32::from_le_bytes(ip.octets()));
     let mut out = BTreeSet::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(file) else {
@@ -119,7 +150,7 @@ fn listening_ports() -> BTreeSet<u16> {
             let Some((addr, port)) = f[1].split_once(':') else {
                 continue;
             };
-            let reachable = addr.chars().all(|c| c == '0') || addr.ends_with("0100007F");
+            let reachable = addr.chars().all(|c| c == '0') || addr.ends_with(&hex);
             if let (true, Ok(p)) = (reachable, u16::from_str_radix(port, 16)) {
                 out.insert(p);
             }
