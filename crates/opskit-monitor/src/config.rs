@@ -32,6 +32,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::condition::Condition;
+use crate::inventory::{
+    InventoryServer, PLACEHOLDERS, Selector, SelectorError, placeholders, sample_server, substitute,
+};
 use crate::maintenance::Maintenance;
 use crate::{Error, Result};
 
@@ -238,6 +241,10 @@ struct FileToml {
     monitor: Vec<Spanned<MonitorToml>>,
     #[serde(default)]
     maintenance: Vec<Spanned<crate::maintenance::MaintenanceToml>>,
+    /// `[[template]]`: the keys of `[[monitor]]` plus `selector`, read as a table (placeholders
+    /// are replaced before the monitor's keys are checked).
+    #[serde(default)]
+    template: Vec<Spanned<toml::Table>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -442,6 +449,11 @@ pub fn load(path: &Path) -> Result<Config> {
 
 /// Parses and checks the text of a `monitor.toml` (`path` is used in messages).
 pub fn parse(path: &str, text: &str) -> Result<Config> {
+    parse_all(path, text).map(|(c, _)| c)
+}
+
+/// Parses and checks the text of a `monitor.toml`, with its `[[template]]`s.
+pub fn parse_all(path: &str, text: &str) -> Result<(Config, Vec<Template>)> {
     let raw: FileToml = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(0, |s| line_of(text, s.start));
         let msg = e.message().trim().to_string();
@@ -589,6 +601,13 @@ pub fn parse(path: &str, text: &str) -> Result<Config> {
     }
 
     // monitors
+    let defaults = Arc::new(Defaults {
+        interval: def_interval,
+        timeout: def_timeout,
+        rule: def_rule,
+        alerts: d.alerts,
+        destinations: destinations.keys().cloned().collect(),
+    });
     let mut monitors = Vec::new();
     let mut names = BTreeSet::new();
     let mut tokens = BTreeSet::new();
@@ -604,93 +623,31 @@ pub fn parse(path: &str, text: &str) -> Result<Config> {
         if !names.insert(name.clone()) {
             return Err(cx.err(line, &key("name"), "another monitor has this name"));
         }
-        let interval = cx
-            .dur(line, &key("interval"), &m.interval)?
-            .unwrap_or(def_interval);
-        let timeout = cx
-            .dur(line, &key("timeout"), &m.timeout)?
-            .unwrap_or(def_timeout.min(interval));
-        let check = build_check(&cx, line, &name, &m, interval)?;
-        if let Check::Heartbeat { token, .. } = &check
+        let label = format!("monitor[{name}]");
+        let monitor = build_monitor(&cx, line, &label, name.clone(), &m, &defaults)?;
+        if let Check::Heartbeat { token, .. } = &monitor.check
             && !tokens.insert(token.clone())
         {
             return Err(cx.err(line, &key("token"), "another monitor uses this token"));
         }
-        let mut conditions = Vec::new();
-        for (i, c) in m.conditions.iter().enumerate() {
-            let cond = Condition::new(c)
-                .map_err(|e| cx.err(line, &format!("{}[{i}]", key("conditions")), e))?;
-            conditions.push(Arc::new(cond));
-        }
-        if let Check::Dns(dns) = &check
-            && !dns.expected.is_empty()
-        {
-            let list = serde_json::to_string(&dns.expected).unwrap_or_default();
-            let code = format!("{list} - .answers | length == 0");
-            conditions.push(Arc::new(
-                Condition::new(&code).map_err(|e| cx.err(line, &key("expected"), e))?,
+        monitors.push(monitor);
+    }
+
+    // templates: one monitor per inventory server a selector matches (see inventory.rs)
+    let mut templates: Vec<Template> = Vec::new();
+    let mut lines = Lines::new(text);
+    let file: Arc<str> = Arc::from(path);
+    for t in raw.template {
+        let line = lines.line(t.span().start);
+        let t = build_template(&cx, line, t.into_inner(), &defaults, &file)?;
+        if let Some(other) = templates.iter().find(|o| o.name == t.name) {
+            return Err(cx.err(
+                line,
+                &format!("template[{}].name", t.name),
+                format!("the template of line {} has this name", other.line),
             ));
         }
-        let raw_alerts = m.alerts.clone().unwrap_or_else(|| d.alerts.clone());
-        let mut alerts = Vec::new();
-        for a in raw_alerts {
-            let rule = match a {
-                AlertToml::Name(n) => AlertRule {
-                    destination: n,
-                    ..def_rule.clone()
-                },
-                AlertToml::Rule(r) => AlertRule {
-                    destination: r.destination,
-                    failure_threshold: r.failure_threshold.unwrap_or(def_rule.failure_threshold),
-                    success_threshold: r.success_threshold.unwrap_or(def_rule.success_threshold),
-                    remind_every: cx
-                        .dur(line, &key("alerts.remind_every"), &r.remind_every)?
-                        .or(def_rule.remind_every),
-                    send_resolved: r.send_resolved.unwrap_or(def_rule.send_resolved),
-                    description: r.description.filter(|d| !d.trim().is_empty()),
-                },
-            };
-            if !destinations.contains_key(&rule.destination) {
-                let known: Vec<&str> = destinations.keys().map(String::as_str).collect();
-                return Err(cx.err(
-                    line,
-                    &key("alerts"),
-                    format!(
-                        "no destination named {:?} (defined: {})",
-                        rule.destination,
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
-            }
-            if rule.failure_threshold == 0 || rule.success_threshold == 0 {
-                return Err(cx.err(line, &key("alerts"), "thresholds must be at least 1"));
-            }
-            if alerts
-                .iter()
-                .any(|a: &AlertRule| a.destination == rule.destination)
-            {
-                return Err(cx.err(
-                    line,
-                    &key("alerts"),
-                    format!("destination {:?} is listed twice", rule.destination),
-                ));
-            }
-            alerts.push(rule);
-        }
-        monitors.push(Monitor {
-            name,
-            group: m.group,
-            check,
-            interval,
-            timeout,
-            conditions,
-            alerts,
-            line,
-        });
+        templates.push(t);
     }
 
     let mut maintenance = Vec::new();
@@ -699,7 +656,10 @@ pub fn parse(path: &str, text: &str) -> Result<Config> {
         let win = Maintenance::build(w.into_inner())
             .map_err(|(k, e)| cx.err(line, &format!("maintenance.{k}"), e))?;
         for m in &win.monitors {
-            if !names.contains(m) && !monitors.iter().any(|x| x.group.as_deref() == Some(m)) {
+            if !names.contains(m)
+                && !monitors.iter().any(|x| x.group.as_deref() == Some(m))
+                && !templates.iter().any(|t| t.group.as_deref() == Some(m))
+            {
                 return Err(cx.err(
                     line,
                     "maintenance.monitors",
@@ -710,11 +670,295 @@ pub fn parse(path: &str, text: &str) -> Result<Config> {
         maintenance.push(win);
     }
 
-    Ok(Config {
-        settings,
-        monitors,
-        destinations,
-        maintenance,
+    Ok((
+        Config {
+            settings,
+            monitors,
+            destinations,
+            maintenance,
+        },
+        templates,
+    ))
+}
+
+/// What `[defaults]` and `[destinations]` give every monitor (templates keep a copy to make
+/// their monitors later).
+struct Defaults {
+    interval: Duration,
+    timeout: Duration,
+    rule: AlertRule,
+    alerts: Vec<AlertToml>,
+    /// The destinations' names.
+    destinations: BTreeSet<String>,
+}
+
+/// A `[[template]]`: the keys of a `[[monitor]]` with placeholders (`{hostname}`, `{ip}`,
+/// `{env}`, `{id}`), and a `selector`; one monitor per inventory server the selector matches
+/// (made by [`crate::inventory::expand`]). Checked at load as a monitor is, over a stand-in
+/// server.
+#[derive(Clone)]
+pub struct Template {
+    /// The name as written, e.g. `ssh {hostname}`.
+    pub name: String,
+    /// The group, when it has no placeholder (a maintenance window may name it).
+    pub group: Option<String>,
+    pub selector: Selector,
+    /// Line of the `[[template]]` table.
+    pub line: usize,
+    file: Arc<str>,
+    /// The table without `selector`.
+    raw: toml::Table,
+    defaults: Arc<Defaults>,
+}
+
+impl std::fmt::Debug for Template {
+    // the raw table may hold a literal secret: only what identifies the template
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("name", &self.name)
+            .field("selector", &self.selector.to_string())
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Template {
+    /// The monitor this template makes for `server`; an error names the file, the line, the
+    /// key and the server.
+    pub fn instantiate(&self, server: &InventoryServer) -> Result<Monitor> {
+        self.make(server).map_err(|e| match e {
+            Error::Config(msg) => Error::Config(format!("{msg} (server {})", server.hostname)),
+            other => other,
+        })
+    }
+
+    /// `FILE:LINE: template[NAME] for HOSTNAME: what`.
+    pub fn problem(&self, server: &InventoryServer, what: impl std::fmt::Display) -> String {
+        format!(
+            "{}:{}: template[{}] for {}: {what}",
+            self.file, self.line, self.name, server.hostname
+        )
+    }
+
+    fn make(&self, server: &InventoryServer) -> Result<Monitor> {
+        let cx = Ctx {
+            path: &self.file,
+            text: "",
+        };
+        let label = format!("template[{}]", self.name);
+        let table = substitute_table(&self.raw, server);
+        let m: MonitorToml = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| cx.err(self.line, &label, e.message().trim()))?;
+        let name = m.name.trim().to_string();
+        build_monitor(&cx, self.line, &label, name, &m, &self.defaults)
+    }
+}
+
+fn substitute_table(t: &toml::Table, server: &InventoryServer) -> toml::Table {
+    t.iter()
+        .map(|(k, v)| (k.clone(), substitute_value(v, server)))
+        .collect()
+}
+
+fn substitute_value(v: &toml::Value, server: &InventoryServer) -> toml::Value {
+    match v {
+        toml::Value::String(s) => toml::Value::String(substitute(s, server)),
+        toml::Value::Array(a) => {
+            toml::Value::Array(a.iter().map(|x| substitute_value(x, server)).collect())
+        }
+        toml::Value::Table(t) => toml::Value::Table(substitute_table(t, server)),
+        other => other.clone(),
+    }
+}
+
+/// Every placeholder in `v` is one of [`PLACEHOLDERS`].
+fn check_placeholders(cx: &Ctx<'_>, line: usize, key: &str, v: &toml::Value) -> Result<()> {
+    match v {
+        toml::Value::String(s) => {
+            if let Some(p) = placeholders(s)
+                .into_iter()
+                .find(|p| !PLACEHOLDERS.contains(p))
+            {
+                let known: Vec<String> = PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect();
+                return Err(cx.err(
+                    line,
+                    key,
+                    format!("unknown placeholder {{{p}}}: use {}", known.join(", ")),
+                ));
+            }
+            Ok(())
+        }
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, x)| check_placeholders(cx, line, &format!("{key}[{i}]"), x)),
+        toml::Value::Table(t) => t
+            .iter()
+            .try_for_each(|(k, x)| check_placeholders(cx, line, &format!("{key}.{k}"), x)),
+        _ => Ok(()),
+    }
+}
+
+fn build_template(
+    cx: &Ctx<'_>,
+    line: usize,
+    mut raw: toml::Table,
+    defaults: &Arc<Defaults>,
+    file: &Arc<str>,
+) -> Result<Template> {
+    let name = match raw.get("name") {
+        Some(toml::Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => return Err(cx.err(line, "template.name", "is missing")),
+    };
+    let label = format!("template[{name}]");
+    let key = |k: &str| format!("{label}.{k}");
+    let selector = match raw.remove("selector") {
+        Some(toml::Value::String(s)) => Selector::parse(&s).map_err(|e| {
+            cx.err(
+                line,
+                &key("selector"),
+                format!("{e}; {}", SelectorError::hint()),
+            )
+        })?,
+        Some(_) => {
+            return Err(cx.err(
+                line,
+                &key("selector"),
+                "is not a string; write e.g. selector = \"env=prod,tag=web\"",
+            ));
+        }
+        None => {
+            return Err(cx.err(
+                line,
+                &key("selector"),
+                "is missing: say which servers, e.g. selector = \"env=prod\"",
+            ));
+        }
+    };
+    for (k, v) in &raw {
+        check_placeholders(cx, line, &key(k), v)?;
+    }
+    if !placeholders(&name)
+        .iter()
+        .any(|p| *p == "hostname" || *p == "id")
+    {
+        return Err(cx.err(
+            line,
+            &key("name"),
+            "needs {hostname} or {id}, so that each server's monitor has a name of its own",
+        ));
+    }
+    let group = match raw.get("group") {
+        Some(toml::Value::String(g)) if placeholders(g).is_empty() => Some(g.clone()),
+        _ => None,
+    };
+    let t = Template {
+        name,
+        group,
+        selector,
+        line,
+        file: file.clone(),
+        raw,
+        defaults: defaults.clone(),
+    };
+    // what a server's values cannot change is checked now, over a stand-in server
+    t.make(&sample_server())?;
+    Ok(t)
+}
+
+/// One monitor from its table; `label` (`monitor[NAME]` or `template[NAME]`) starts each key
+/// named in an error.
+fn build_monitor(
+    cx: &Ctx<'_>,
+    line: usize,
+    label: &str,
+    name: String,
+    m: &MonitorToml,
+    d: &Defaults,
+) -> Result<Monitor> {
+    let key = |k: &str| format!("{label}.{k}");
+    let interval = cx
+        .dur(line, &key("interval"), &m.interval)?
+        .unwrap_or(d.interval);
+    let timeout = cx
+        .dur(line, &key("timeout"), &m.timeout)?
+        .unwrap_or(d.timeout.min(interval));
+    let check = build_check(cx, line, label, m, interval)?;
+    let mut conditions = Vec::new();
+    for (i, c) in m.conditions.iter().enumerate() {
+        let cond = Condition::new(c)
+            .map_err(|e| cx.err(line, &format!("{}[{i}]", key("conditions")), e))?;
+        conditions.push(Arc::new(cond));
+    }
+    if let Check::Dns(dns) = &check
+        && !dns.expected.is_empty()
+    {
+        let list = serde_json::to_string(&dns.expected).unwrap_or_default();
+        let code = format!("{list} - .answers | length == 0");
+        conditions.push(Arc::new(
+            Condition::new(&code).map_err(|e| cx.err(line, &key("expected"), e))?,
+        ));
+    }
+    let raw_alerts = m.alerts.clone().unwrap_or_else(|| d.alerts.clone());
+    let mut alerts = Vec::new();
+    for a in raw_alerts {
+        let rule = match a {
+            AlertToml::Name(n) => AlertRule {
+                destination: n,
+                ..d.rule.clone()
+            },
+            AlertToml::Rule(r) => AlertRule {
+                destination: r.destination,
+                failure_threshold: r.failure_threshold.unwrap_or(d.rule.failure_threshold),
+                success_threshold: r.success_threshold.unwrap_or(d.rule.success_threshold),
+                remind_every: cx
+                    .dur(line, &key("alerts.remind_every"), &r.remind_every)?
+                    .or(d.rule.remind_every),
+                send_resolved: r.send_resolved.unwrap_or(d.rule.send_resolved),
+                description: r.description.filter(|d| !d.trim().is_empty()),
+            },
+        };
+        if !d.destinations.contains(&rule.destination) {
+            let known: Vec<&str> = d.destinations.iter().map(String::as_str).collect();
+            return Err(cx.err(
+                line,
+                &key("alerts"),
+                format!(
+                    "no destination named {:?} (defined: {})",
+                    rule.destination,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+        if rule.failure_threshold == 0 || rule.success_threshold == 0 {
+            return Err(cx.err(line, &key("alerts"), "thresholds must be at least 1"));
+        }
+        if alerts
+            .iter()
+            .any(|a: &AlertRule| a.destination == rule.destination)
+        {
+            return Err(cx.err(
+                line,
+                &key("alerts"),
+                format!("destination {:?} is listed twice", rule.destination),
+            ));
+        }
+        alerts.push(rule);
+    }
+    Ok(Monitor {
+        name,
+        group: m.group.clone(),
+        check,
+        interval,
+        timeout,
+        conditions,
+        alerts,
+        line,
     })
 }
 
@@ -728,11 +972,11 @@ fn check_url(cx: &Ctx<'_>, line: usize, key: &str, url: &str) -> Result<()> {
 fn build_check(
     cx: &Ctx<'_>,
     line: usize,
-    name: &str,
+    label: &str,
     m: &MonitorToml,
     interval: Duration,
 ) -> Result<Check> {
-    let key = |k: &str| format!("monitor[{name}].{k}");
+    let key = |k: &str| format!("{label}.{k}");
     // Keys that only some kinds accept.
     let set: Vec<(&str, bool)> = vec![
         ("method", m.method.is_some()),

@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod engine;
 mod error;
 pub mod gatus;
+pub mod inventory;
 pub mod lease;
 pub mod maintenance;
 pub mod metrics;
