@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod lease;
 pub mod maintenance;
 pub mod metrics;
+pub mod overview;
 pub mod query;
 pub mod scheduler;
 pub mod status;
