@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod overview;
 pub mod query;
 pub mod scheduler;
+pub mod service;
 pub mod status;
 pub mod store;
 

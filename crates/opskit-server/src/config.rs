@@ -56,6 +56,41 @@ pub struct ServerConfig {
     /// How long a verified access token is trusted before its user is looked up again (a
     /// removed user is refused, a changed role applies, within this time).
     pub user_recheck: Duration,
+    /// The monitor engine inside the server (off by default).
+    pub monitor: MonitorSettings,
+}
+
+/// `opskit serve --monitor` / `--monitor-config FILE`: the monitor engine in the same process,
+/// on the server's database.
+#[derive(Debug, Clone)]
+pub struct MonitorSettings {
+    /// Run the engine (also implied by `config_path`).
+    pub enabled: bool,
+    /// A `monitor.toml` whose monitors (and destinations, settings) run besides the stored
+    /// ones; reloaded on SIGHUP or when it changes.
+    pub config_path: Option<std::path::PathBuf>,
+    /// The leader lease among replicas sharing the database (1 s to 1 h).
+    pub lease: Duration,
+    /// How often stored and inventory monitors are re-read.
+    pub refresh: Duration,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            config_path: None,
+            lease: Duration::from_secs(15),
+            refresh: Duration::from_secs(10),
+        }
+    }
+}
+
+impl MonitorSettings {
+    /// Is the engine to run?
+    pub fn on(&self) -> bool {
+        self.enabled || self.config_path.is_some()
+    }
 }
 
 impl Default for ServerConfig {
@@ -80,6 +115,7 @@ impl Default for ServerConfig {
             events_tolerance: opskit_notify::signing::DEFAULT_TOLERANCE,
             server_cache: None,
             user_recheck: Duration::from_secs(10),
+            monitor: MonitorSettings::default(),
         }
     }
 }
@@ -144,6 +180,14 @@ impl ServerConfig {
                     value.as_secs_f64()
                 )));
             }
+        }
+        if self.monitor.on()
+            && (self.monitor.lease < secs(1) || self.monitor.lease > secs(3600))
+        {
+            return Err(crate::Error::Invalid(format!(
+                "--monitor-lease must be between 1 s and 3600 s (got {} s)",
+                self.monitor.lease.as_secs_f64()
+            )));
         }
         if self.max_connections == 0 {
             return Err(crate::Error::Invalid(

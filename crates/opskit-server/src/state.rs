@@ -25,6 +25,8 @@ struct Inner {
     tokens: TokenCache,
     /// Route → its methods, for the detail of a 405.
     allowed: std::collections::HashMap<String, String>,
+    /// The monitor engine, when `opskit serve` runs it (`--monitor`, `--monitor-config`).
+    monitor: Option<opskit_monitor::service::Service>,
 }
 
 /// Shared state of the running API.
@@ -43,6 +45,15 @@ impl AppState {
     /// Builds the state; the JWT secret comes from the config or, failing that, from the
     /// database (generated on first use, so tokens survive restarts and are shared by replicas).
     pub async fn new(db: Db, config: ServerConfig) -> Result<AppState, Error> {
+        AppState::with_monitor(db, config, None).await
+    }
+
+    /// [`AppState::new`], with the monitor engine that runs in this process.
+    pub async fn with_monitor(
+        db: Db,
+        config: ServerConfig,
+        monitor: Option<opskit_monitor::service::Service>,
+    ) -> Result<AppState, Error> {
         let secret = match &config.jwt_secret {
             Some(s) => s.clone(),
             None => SecretString::from(db.init_setting("jwt_secret", &random_token(48)).await?),
@@ -58,6 +69,7 @@ impl AppState {
                 .then(ServerCache::default),
             tokens: TokenCache::default(),
             allowed: allowed_methods(&crate::app::openapi()),
+            monitor,
             db,
             config,
         })))
@@ -68,6 +80,10 @@ impl AppState {
     }
     pub fn config(&self) -> &ServerConfig {
         &self.0.config
+    }
+    /// The monitor engine, when this server runs it.
+    pub fn monitor(&self) -> Option<&opskit_monitor::service::Service> {
+        self.0.monitor.as_ref()
     }
     pub fn jwt(&self) -> &JwtKeys {
         &self.0.jwt

@@ -10,6 +10,7 @@ mod checks;
 mod delivery;
 mod lease;
 mod query;
+mod service;
 mod state;
 mod tls;
 

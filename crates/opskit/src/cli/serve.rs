@@ -251,6 +251,7 @@ impl ServeArgs {
             events_tolerance,
             server_cache: self.server_cache.or(file.server_cache),
             user_recheck: d.user_recheck,
+            monitor: d.monitor.clone(),
         };
         // every duration and size checked here, before anything starts: exit 2, never a panic
         // on the first login
