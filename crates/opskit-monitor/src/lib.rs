@@ -8,6 +8,7 @@
 pub mod check;
 pub mod condition;
 pub mod config;
+pub mod definitions;
 pub mod deliver;
 pub mod engine;
 mod error;
