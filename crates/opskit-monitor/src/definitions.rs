@@ -4,7 +4,8 @@
 //! shape as a `[[monitor]]` table of `monitor.toml`, with a revision number behind its ETag. It
 //! is checked by the file's own parser ([`check`]: the object becomes a `[[monitor]]` table
 //! parsed next to the file's destinations), so the rules and the messages are the file's; a
-//! message names the field.
+//! message names the field. [`ApiMonitors`] hands the stored monitors to the running
+//! [`crate::service::Service`].
 //!
 //! Two rules apply to API monitors only: a secret (`bearer`, `basic_password`, `password`, a
 //! header value) is the value itself, never `env:`, `file:` or `cmd:` (those are read on the
@@ -12,11 +13,15 @@
 //! (`/api/v1/monitors/{id}` takes either). Secrets are shown redacted ([`redacted`]); a client
 //! that sends a redacted value back keeps the stored one ([`keep_secrets`]).
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::config::{Config, Monitor};
+use crate::service::{MonitorSource, Origin};
 use crate::store::Db;
 use crate::{Error, Result};
 
@@ -624,6 +629,45 @@ pub fn keep_secrets(new: &mut Map<String, Value>, old: &Map<String, Value>) {
     }
 }
 
+// ---------------------------------------------------------------- the service's source
+
+/// The stored monitors as a source of the running service (origin [`Origin::Api`]). A stored
+/// monitor that no longer checks against the file (a destination it names was removed from
+/// monitor.toml) is left out and logged; the others run.
+#[derive(Debug, Clone)]
+pub struct ApiMonitors {
+    db: Db,
+}
+
+impl ApiMonitors {
+    pub fn new(db: Db) -> Arc<Self> {
+        Arc::new(Self { db })
+    }
+}
+
+impl MonitorSource for ApiMonitors {
+    fn origin(&self) -> Origin {
+        Origin::Api
+    }
+
+    fn monitors<'a>(&'a self, base: &'a Config) -> BoxFuture<'a, Result<Vec<Monitor>>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for m in list(&self.db).await? {
+                match check(&Value::Object(m.definition), base) {
+                    Ok(monitor) => out.push(monitor),
+                    Err(e) => tracing::warn!(
+                        monitor = %m.name,
+                        error = %e,
+                        "a monitor stored through the API does not check against the configuration; it does not run"
+                    ),
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -839,6 +883,14 @@ mod tests {
             ..m.clone()
         };
         assert_eq!(update(&db, &gone, 1).await.unwrap(), Written::NotFound);
+
+        // the source hands the stored monitors to the service, oldest first
+        let source = ApiMonitors::new(db.clone());
+        assert_eq!(source.origin(), Origin::Api);
+        let got = source.monitors(&base()).await.unwrap();
+        let names: Vec<&str> = got.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["api", "db"]);
+        assert_eq!(got[0].interval, std::time::Duration::from_secs(5));
 
         assert_eq!(
             delete(&db, m.id, Some(1)).await.unwrap(),
