@@ -21,7 +21,7 @@ struct Inner {
     limiter: Option<Limiter>,
     throttle: Option<Throttle>,
     metrics: Metrics,
-    server_cache: Option<ServerCache>,
+    server_cache: Option<Arc<ServerCache>>,
     tokens: TokenCache,
     /// Route → its methods, for the detail of a 405.
     allowed: std::collections::HashMap<String, String>,
@@ -58,15 +58,23 @@ impl AppState {
             Some(s) => s.clone(),
             None => SecretString::from(db.init_setting("jwt_secret", &random_token(48)).await?),
         };
+        // on by default everywhere: on PostgreSQL every replica's cache follows the others'
+        // writes through LISTEN/NOTIFY (and is off while its listener is down)
+        let server_cache = match (config.server_cache.unwrap_or(true), &db) {
+            (false, _) => None,
+            (true, Db::Sqlite(_)) => Some(Arc::new(ServerCache::default())),
+            (true, Db::Postgres(pg)) => {
+                let cache = Arc::new(ServerCache::replicated());
+                crate::store::notify::start(pg.pool(), &cache).await;
+                Some(cache)
+            }
+        };
         Ok(AppState(Arc::new(Inner {
             jwt: JwtKeys::new(&secret, config.access_token_ttl),
             limiter: Limiter::per_minute(config.rate_limit_per_minute),
             throttle: Throttle::per_minute(config.login_rate_limit_per_minute),
             metrics: Metrics::default(),
-            server_cache: config
-                .server_cache
-                .unwrap_or(matches!(db, Db::Sqlite(_)))
-                .then(ServerCache::default),
+            server_cache,
             tokens: TokenCache::default(),
             allowed: allowed_methods(&crate::app::openapi()),
             monitor,
@@ -104,7 +112,7 @@ impl AppState {
     }
     /// The response cache, when on (see [`ServerCache`]).
     pub fn server_cache(&self) -> Option<&ServerCache> {
-        self.0.server_cache.as_ref()
+        self.0.server_cache.as_deref()
     }
     /// The methods a route answers (`GET, HEAD, POST`), for the detail of a 405.
     pub fn allowed_methods(&self, route: &str) -> Option<&str> {

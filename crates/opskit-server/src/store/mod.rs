@@ -2,6 +2,7 @@
 //! SQL (runtime queries built with `QueryBuilder`, so one code path serves both databases).
 
 pub mod events;
+pub mod notify;
 pub mod pg_connect;
 mod sql;
 

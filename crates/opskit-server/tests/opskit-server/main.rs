@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod cache_coherence;
 mod connections;
 mod docs;
 mod events;
