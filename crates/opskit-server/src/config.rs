@@ -49,9 +49,9 @@ pub struct ServerConfig {
     pub events_secrets: Vec<WebhookSecret>,
     /// How far a signed event's `webhook-timestamp` may be from now.
     pub events_tolerance: Duration,
-    /// Cache rendered server responses in memory (emptied on every write by this process).
-    /// Only safe when this process is the only writer: `None` means on for SQLite, off for
-    /// PostgreSQL (where several replicas may write).
+    /// Cache rendered server responses in memory (emptied on every write; on PostgreSQL also on
+    /// every other replica's write, through LISTEN/NOTIFY, and off while that connection is
+    /// down). `None` means on.
     pub server_cache: Option<bool>,
     /// How long a verified access token is trusted before its user is looked up again (a
     /// removed user is refused, a changed role applies, within this time).

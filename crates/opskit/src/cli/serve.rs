@@ -93,8 +93,9 @@ pub struct ServeArgs {
     /// How far a signed event's webhook-timestamp may differ from now [default: 5m].
     #[arg(long, env = "OPSKIT_EVENTS_TOLERANCE", value_name = "DURATION", value_parser = parse_duration)]
     pub events_tolerance: Option<Duration>,
-    /// Cache rendered servers in memory, emptied on every write (true/false). Only safe when this
-    /// process is the only writer [default: true on SQLite, false on PostgreSQL].
+    /// Cache rendered servers in memory, emptied on every write (true/false); on PostgreSQL other
+    /// replicas' writes reach it through LISTEN/NOTIFY, and it is off while that connection is
+    /// down [default: true].
     #[arg(long, env = "OPSKIT_SERVER_CACHE")]
     pub server_cache: Option<bool>,
 }
