@@ -1,20 +1,17 @@
-//! `opskit monitor run`: the daemon, and its heartbeat receiver (`POST /heartbeat/<token>`).
+//! `opskit monitor run`: the daemon ([`opskit_monitor::service::Service`] with the file's
+//! monitors), and its heartbeat receiver (`POST /heartbeat/<token>`) and `/metrics`.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use clap::Args;
-use opskit_monitor::check::Checker;
 use opskit_monitor::config::Check;
 use opskit_monitor::lease;
-use opskit_monitor::scheduler::{self, Stats};
-use opskit_monitor::store::Db;
+use opskit_monitor::service::{self, Service, ServiceEvent, ServiceOptions};
 use tokio::sync::watch;
 
 use super::{database_url, load, open_db};
@@ -40,100 +37,101 @@ pub struct RunArgs {
     pub lease: Duration,
 }
 
+/// `POST /heartbeat/<token>` and `GET /metrics` of `--listen`.
 #[derive(Clone)]
 struct Receiver {
-    checker: Arc<Checker>,
-    db: Db,
-    tokens: Arc<RwLock<HashSet<String>>>,
-    stats: Arc<Stats>,
-    config: watch::Receiver<Arc<opskit_monitor::Config>>,
+    service: Service,
 }
 
 /// `GET /metrics`: Prometheus text format (see `opskit_monitor::metrics`).
 async fn metrics(State(r): State<Receiver>) -> impl axum::response::IntoResponse {
-    let cfg = r.config.borrow().clone();
-    let stats = r.stats.clone();
-    // Sorting the lateness sample may take a while with many monitors: off the reactor.
-    let body = tokio::task::spawn_blocking(move || opskit_monitor::metrics::render(&cfg, &stats))
-        .await
-        .unwrap_or_default();
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        body,
+        r.service.render_metrics().await,
     )
 }
 
-fn tokens(cfg: &opskit_monitor::Config) -> HashSet<String> {
-    cfg.monitors
-        .iter()
-        .filter_map(|m| match &m.check {
-            Check::Heartbeat { token, .. } => Some(token.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 async fn heartbeat(State(r): State<Receiver>, Path(token): Path<String>) -> (StatusCode, String) {
-    let known = r.tokens.read().map(|t| t.contains(&token)).unwrap_or(false);
-    if !known {
-        return (
+    match r.service.heartbeat(&token).await {
+        Ok(true) => (StatusCode::OK, "{\"ok\":true}\n".into()),
+        Ok(false) => (
             StatusCode::NOT_FOUND,
             "{\"error\":\"unknown token\"}\n".into(),
-        );
-    }
-    r.checker.ping(&token);
-    if let Err(e) = r.db.store_heartbeat(&token, opskit_monitor::now_ms()).await {
-        tracing::warn!(error = %e, "storing a heartbeat failed");
-    }
-    (StatusCode::OK, "{\"ok\":true}\n".into())
-}
-
-/// Adds the pings stored in the database (by any instance) to the checker's, newest wins.
-async fn merge_heartbeats(db: &Db, checker: &Checker) {
-    match db.heartbeats().await {
-        Ok(pings) => {
-            if let Ok(mut h) = checker.heartbeats().lock() {
-                for (token, at) in pings {
-                    let e = h.entry(token).or_insert(at);
-                    *e = (*e).max(at);
-                }
-            }
+        ),
+        Err(e) => {
+            // The ping counts in this process; only other instances miss it.
+            tracing::warn!(error = %e, "storing a heartbeat failed");
+            (StatusCode::OK, "{\"ok\":true}\n".into())
         }
-        Err(e) => tracing::warn!(error = %e, "reading heartbeats failed"),
     }
 }
 
-/// Says on stderr what the leader election does.
-fn report(event: lease::Event) {
+/// What the engine reports, as one line (without the `opskit monitor: ` prefix); `opskit
+/// serve` logs the same lines.
+pub(crate) fn event_line(event: &ServiceEvent) -> String {
     match event {
-        lease::Event::Leading(l) => eprintln!(
-            "opskit monitor: leading (fencing token {}): this instance runs the checks and sends the alerts",
+        ServiceEvent::Lease(lease::Event::Leading(l)) => format!(
+            "leading (fencing token {}): this instance runs the checks and sends the alerts",
             l.token
         ),
-        lease::Event::Following(l) => eprintln!(
-            "opskit monitor: following {} (fencing token {}): standing by, taking over if its lease runs out",
+        ServiceEvent::Lease(lease::Event::Following(l)) => format!(
+            "following {} (fencing token {}): standing by, taking over if its lease runs out",
             l.holder, l.token
         ),
-        lease::Event::SteppedDown { token, why } => eprintln!(
-            "opskit monitor: stepped down (fencing token {token}): {why}; this instance no longer checks or alerts"
+        ServiceEvent::Lease(lease::Event::SteppedDown { token, why }) => format!(
+            "stepped down (fencing token {token}): {why}; this instance no longer checks or alerts"
         ),
-        lease::Event::Unreachable(e) => {
-            eprintln!("opskit monitor: the leader lease cannot be read or taken: {e}")
+        ServiceEvent::Lease(lease::Event::Unreachable(e)) => {
+            format!("the leader lease cannot be read or taken: {e}")
         }
+        ServiceEvent::Running { monitors } => format!("running {monitors} monitors"),
+        ServiceEvent::Reloaded { monitors } => {
+            format!("configuration reloaded ({monitors} monitors)")
+        }
+        ServiceEvent::NotApplied { error } => {
+            format!("the new configuration is not applied (the old one keeps running): {error}")
+        }
+        ServiceEvent::SourceFailed {
+            origin,
+            error,
+            kept,
+        } => format!(
+            "reading the {origin} monitors failed (its last {kept} monitors keep running): {error}"
+        ),
+        ServiceEvent::SourceRecovered { origin } => {
+            format!("the {origin} monitors can be read again")
+        }
+        ServiceEvent::NameClash {
+            name,
+            kept,
+            dropped,
+        } => format!(
+            "two monitors are named {name:?}: the {kept} one runs, the {dropped} one does not (rename one)"
+        ),
     }
 }
 
-fn mtime(p: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+/// SIGTERM or SIGINT.
+async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
 }
 
 impl RunArgs {
     pub fn run(self) -> anyhow::Result<u8> {
         crate::logging::init(crate::logging::LogFormat::Text, "info");
-        if self.lease < lease::MIN_LEASE || self.lease > Duration::from_secs(3600) {
+        if self.lease < lease::MIN_LEASE || self.lease > service::MAX_LEASE {
             return Err(Failure::usage(format!(
                 "--lease {:?}: give a lease between 1s and 1h",
                 self.lease
@@ -143,33 +141,34 @@ impl RunArgs {
         let cfg = load(&self.config)?;
         let url = database_url(self.database.clone(), Some(&cfg))?;
         let listen = self.listen.clone().or_else(|| cfg.settings.listen.clone());
-        crate::block_on(self.daemon(cfg, url, listen))?
+        crate::block_on(self.daemon(url, listen))?
     }
 
-    async fn daemon(
-        self,
-        cfg: opskit_monitor::Config,
-        url: String,
-        listen: Option<String>,
-    ) -> anyhow::Result<u8> {
+    async fn daemon(self, url: String, listen: Option<String>) -> anyhow::Result<u8> {
         let db = open_db(&url).await?;
-        let checker = Arc::new(Checker::default());
-        merge_heartbeats(&db, &checker).await;
-        let token_set = Arc::new(RwLock::new(tokens(&cfg)));
-        let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
-        let (stop_tx, stop_rx) = watch::channel(false);
-
-        let stats = Arc::new(Stats::default());
-        if let Err(e) = stats.monitors.seed_from(&db).await {
-            tracing::warn!(error = %e, "reading the monitors' state for /metrics failed");
-        }
+        let listener = match &listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                Failure::new(code::FAILURE, format!("cannot listen on {addr}: {e}"))
+            })?),
+            None => None,
+        };
+        let holder = lease::default_holder();
+        eprintln!("opskit monitor: instance {holder} (lease {:?})", self.lease);
+        let opts = ServiceOptions {
+            config_path: Some(self.config.clone()),
+            lease: self.lease,
+            holder,
+            ..ServiceOptions::new(db.clone())
+        };
+        // The file was read a moment ago; reading it again can only fail if it changed since.
+        let service = Service::start(opts, |e| eprintln!("opskit monitor: {}", event_line(&e)))
+            .await
+            .map_err(|e| Failure::usage(e.to_string()))?;
 
         // The heartbeat receiver and /metrics.
-        let server = match listen {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
-                    Failure::new(code::FAILURE, format!("cannot listen on {addr}: {e}"))
-                })?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = match listener {
+            Some(listener) => {
                 let local = listener.local_addr()?;
                 eprintln!(
                     "opskit monitor: listening on http://{local} (POST /heartbeat/<token>, GET /metrics)"
@@ -178,11 +177,7 @@ impl RunArgs {
                     .route("/heartbeat/{token}", post(heartbeat))
                     .route("/metrics", get(metrics))
                     .with_state(Receiver {
-                        checker: checker.clone(),
-                        db: db.clone(),
-                        tokens: token_set.clone(),
-                        stats: stats.clone(),
-                        config: cfg_rx.clone(),
+                        service: service.clone(),
                     });
                 let mut stop = stop_rx.clone();
                 Some(tokio::spawn(async move {
@@ -194,7 +189,12 @@ impl RunArgs {
                 }))
             }
             None => {
-                if !token_set.read().map(|t| t.is_empty()).unwrap_or(true) {
+                let heartbeats = service
+                    .config()
+                    .monitors
+                    .iter()
+                    .any(|m| matches!(m.check, Check::Heartbeat { .. }));
+                if heartbeats {
                     tracing::warn!(
                         "heartbeat monitors are configured but no listen address is: set settings.listen or --listen"
                     );
@@ -203,109 +203,15 @@ impl RunArgs {
             }
         };
 
-        // Reload on SIGHUP or a changed file; an invalid file is reported and not applied.
-        let reload = {
-            let (path, cfg_tx, token_set) = (self.config.clone(), cfg_tx, token_set.clone());
-            let mut stop = stop_rx.clone();
-            tokio::spawn(async move {
-                let mut hup =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-                let mut seen = mtime(&path);
-                loop {
-                    let by_signal = tokio::select! {
-                        _ = async {
-                            match hup.as_mut() {
-                                Some(h) => { h.recv().await; }
-                                None => std::future::pending::<()>().await,
-                            }
-                        } => true,
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => false,
-                        _ = stop.changed() => return,
-                    };
-                    let now = mtime(&path);
-                    if !by_signal && now == seen {
-                        continue;
-                    }
-                    seen = now;
-                    match opskit_monitor::config::load(&path) {
-                        Ok(c) => {
-                            if let Ok(mut t) = token_set.write() {
-                                *t = tokens(&c);
-                            }
-                            eprintln!(
-                                "opskit monitor: configuration reloaded ({} monitors)",
-                                c.monitors.len()
-                            );
-                            let _ = cfg_tx.send(Arc::new(c));
-                        }
-                        Err(e) => eprintln!(
-                            "opskit monitor: the new configuration is not applied (the old one keeps running): {e}"
-                        ),
-                    }
-                }
-            })
-        };
-
         // SIGTERM / SIGINT: finish in-flight checks and deliveries, then exit.
-        {
-            let stop_tx = stop_tx.clone();
-            tokio::spawn(async move {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = async {
-                        match term.as_mut() {
-                            Some(t) => { t.recv().await; }
-                            None => std::future::pending::<()>().await,
-                        }
-                    } => {}
-                }
+        tokio::select! {
+            () = terminated() => {
                 eprintln!("opskit monitor: stopping after the checks and deliveries in flight");
-                let _ = stop_tx.send(true);
-            });
-        }
-
-        // One leader among the instances sharing the database runs checks and delivers alerts;
-        // the others keep the configuration loaded (and reloading) and take over when its
-        // lease runs out.
-        let elector = Arc::new(lease::Elector::new(
-            db.clone(),
-            lease::default_holder(),
-            self.lease,
-        ));
-        eprintln!(
-            "opskit monitor: instance {} (lease {:?})",
-            elector.holder(),
-            self.lease
-        );
-        let result = lease::lead(elector, stop_rx.clone(), report, {
-            let (checker, cfg_rx, stats) = (checker.clone(), cfg_rx.clone(), stats.clone());
-            move |fenced: Db, stop| {
-                let (checker, cfg_rx, stats) = (checker.clone(), cfg_rx.clone(), stats.clone());
-                eprintln!(
-                    "opskit monitor: running {} monitors",
-                    cfg_rx.borrow().monitors.len()
-                );
-                async move {
-                    // Heartbeats pushed to any instance are in the database: the leader reads
-                    // them on taking over, then every few seconds.
-                    let sync = async {
-                        loop {
-                            merge_heartbeats(&fenced, &checker).await;
-                            tokio::time::sleep(Duration::from_secs(2)).await;
-                        }
-                    };
-                    tokio::select! {
-                        r = scheduler::run(fenced.clone(), checker.clone(), cfg_rx, stop, stats) => r,
-                        () = sync => Ok(()),
-                    }
-                }
             }
-        })
-        .await;
+            () = service.finished() => {}
+        }
+        let result = service.stop().await;
         let _ = stop_tx.send(true);
-        reload.abort();
         if let Some(s) = server {
             let _ = s.await;
         }
