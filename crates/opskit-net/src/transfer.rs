@@ -1,31 +1,42 @@
-//! Framed, checksummed file transfer over TCP: `opskit net send` / `opskit net receive`.
+//! Framed, checksummed, resumable file transfer over TCP: `opskit net send` / `opskit net
+//! receive`.
 //!
-//! The wire format is documented byte by byte in `docs/net-transfer.md`. In short:
+//! The wire format (version 2) is documented byte by byte in `docs/net-transfer.md`. In short:
 //!
 //! ```text
-//! sender → receiver   hello   "OPSKITXF" | version u16 | reserved u16 | file count u32
+//! sender → receiver   hello    "OPSKITXF" | version u16 = 2 | reserved u16 | file count u32
 //! then per file:
-//! sender → receiver   header  len u32 | size u64 | sha256 [32] | name_len u16 | name
-//! receiver → sender   reply   len u32 | 0x00 ACCEPT          (or an error reply, then close)
-//! sender → receiver   chunks  len u32 | bytes   (1 ..= 1 MiB each, exactly `size` bytes in all)
-//! sender → receiver   end     len u32 = 0
-//! receiver → sender   reply   len u32 | 0x01 DONE | sha256 [32]   (or an error reply, then close)
+//! sender → receiver   header   len u32 | size u64 | algorithm u8 | flags u8 | name_len u16 | name
+//! receiver → sender   reply    len u32 | 0x00 ACCEPT | have u64 | algorithm u8 | prefix digest [32]
+//!                              (or an error reply, then close)
+//! sender → receiver   start    from u64      (0, or `have` when the prefix digest matched)
+//! sender → receiver   chunks   len u32 | bytes   (1 ..= 1 MiB each, `size - from` bytes in all)
+//! sender → receiver   end      len u32 = 0
+//! sender → receiver   trailer  digest [32]   (of the whole file, with the header's algorithm)
+//! receiver → sender   reply    len u32 | 0x01 DONE | algorithm u8 | digest [32]  (or an error)
 //! ```
 //!
-//! All integers are big-endian. The receiver writes into a temporary file in the target
-//! directory, fsyncs it and renames it into place only when both the size and the SHA-256 match
-//! the header; any failure (bad name, existing file, corrupt or short stream, dropped connection)
-//! removes the temporary file. Every socket read and write has a deadline.
+//! All integers are big-endian. The digest travels after the data, so both sides hash while the
+//! bytes move (the sender on a thread of its own, overlapped with sending; the receiver on the
+//! thread that writes the file). The receiver writes into a temporary file in the target
+//! directory, fsyncs it and renames it into place only when both the size and the digest match;
+//! any failure removes the temporary file, except that a `--resume` transfer cut in the middle
+//! keeps its partial file (under a hidden name, never the final one) for the next attempt.
+//! Every socket read and write has a deadline.
+
+mod checksum;
+
+pub use checksum::{Checksum, Hasher};
 
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -35,7 +46,7 @@ use crate::{Error, Result};
 /// First bytes of every session.
 pub const MAGIC: [u8; 8] = *b"OPSKITXF";
 /// Protocol version spoken here.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Largest data chunk (frame payload) on the wire; the sender uses exactly this size.
 pub const MAX_CHUNK: usize = 1024 * 1024;
 /// Longest file name, in bytes of UTF-8.
@@ -46,13 +57,25 @@ pub const MAX_FILES: u32 = 100_000;
 pub const MAX_MESSAGE: usize = 1024;
 /// Size of the hello block.
 pub const HELLO_LEN: usize = 16;
-/// Fixed part of a file header (size, SHA-256, name length).
-pub const HEADER_FIXED: usize = 8 + 32 + 2;
+/// Fixed part of a file header (size, algorithm, flags, name length).
+pub const HEADER_FIXED: usize = 8 + 1 + 1 + 2;
+/// Header flag: keep a partial file if the transfer is cut, and continue from one.
+pub const FLAG_RESUME: u8 = 0x01;
+/// Prefix of the hidden partial files that `--resume` transfers keep in the target directory.
+pub const PARTIAL_PREFIX: &str = ".opskit-part-";
 
-/// Reply status: the header is accepted, send the data.
+/// Reply status: the header is accepted, send the data; followed by what the receiver already
+/// has (`have` u64, algorithm u8, digest of those `have` bytes [32]).
 pub const REPLY_ACCEPT: u8 = 0x00;
-/// Reply status: the file is stored; followed by the SHA-256 the receiver computed.
+/// Reply status: the file is stored; followed by the algorithm and the digest the receiver
+/// computed.
 pub const REPLY_DONE: u8 = 0x01;
+/// Body length of an ACCEPT reply.
+const ACCEPT_BODY: usize = 8 + 1 + 32;
+/// Body length of a DONE reply.
+const DONE_BODY: usize = 1 + 32;
+/// Extra time per 32 MiB of file while a peer hashes a prefix or fsyncs before it answers.
+const PER_32_MIB: Duration = Duration::from_secs(1);
 
 /// Number of chunk buffers in flight on each side (reading ahead while the other works).
 const BUFFERS: usize = 4;
@@ -69,7 +92,7 @@ pub enum FailureKind {
     BadName,
     /// A file with that name exists and overwriting was not allowed (0x11).
     Exists,
-    /// The data's SHA-256 is not the one in the header (0x12).
+    /// The data's digest is not the one in the trailer (0x12).
     Checksum,
     /// More or fewer bytes than the header announced (0x13).
     Size,
@@ -132,7 +155,7 @@ impl fmt::Display for FailureKind {
 /// What a transfer is doing, for progress bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Sender: computing the SHA-256 that goes into the header.
+    /// Sender (`--resume`): hashing its file's prefix to compare with what the receiver has.
     Hashing,
     /// Bytes are moving.
     Transferring,
@@ -166,8 +189,15 @@ pub struct FileReport {
     /// Where it was stored (receiver side) or read from (sender side).
     pub path: PathBuf,
     pub size: u64,
-    /// Lowercase hex SHA-256, as verified by the receiver.
-    pub sha256: String,
+    /// The checksum algorithm of `digest`.
+    pub algorithm: Checksum,
+    /// Lowercase hex digest of the whole file, as verified by the receiver.
+    pub digest: String,
+    /// Bytes of the file that went over the wire in this session (`size - resumed_from`).
+    pub sent: u64,
+    /// Where the data of this session started: 0, or the length of the partial file the
+    /// receiver already had (`--resume`).
+    pub resumed_from: u64,
 }
 
 /// Sender settings.
@@ -177,6 +207,11 @@ pub struct SendOptions {
     pub connect_timeout: Duration,
     /// Deadline for each socket read or write.
     pub idle_timeout: Duration,
+    /// The checksum the receiver verifies (default BLAKE3).
+    pub checksum: Checksum,
+    /// Ask the receiver to keep a partial file if the transfer is cut, and continue from the
+    /// partial file it has (after comparing the digests of that prefix).
+    pub resume: bool,
 }
 
 impl Default for SendOptions {
@@ -184,6 +219,8 @@ impl Default for SendOptions {
         Self {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            checksum: Checksum::Blake3,
+            resume: false,
         }
     }
 }
@@ -303,16 +340,32 @@ fn hello(count: u32) -> [u8; HELLO_LEN] {
     h
 }
 
-/// Encodes a file header frame (length prefix included).
-pub fn encode_header(name: &str, size: u64, sha256: &[u8; 32]) -> Vec<u8> {
+/// Encodes a file header frame (length prefix included); `flags` is 0 or [`FLAG_RESUME`].
+pub fn encode_header(name: &str, size: u64, checksum: Checksum, flags: u8) -> Vec<u8> {
     let len = HEADER_FIXED + name.len();
     let mut v = Vec::with_capacity(4 + len);
     v.extend_from_slice(&(len as u32).to_be_bytes());
     v.extend_from_slice(&size.to_be_bytes());
-    v.extend_from_slice(sha256);
+    v.push(checksum.code());
+    v.push(flags);
     v.extend_from_slice(&(name.len() as u16).to_be_bytes());
     v.extend_from_slice(name.as_bytes());
     v
+}
+
+fn encode_accept(have: u64, checksum: Checksum, prefix: &[u8; 32]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(ACCEPT_BODY);
+    body.extend_from_slice(&have.to_be_bytes());
+    body.push(checksum.code());
+    body.extend_from_slice(prefix);
+    encode_reply(REPLY_ACCEPT, &body)
+}
+
+fn encode_done(checksum: Checksum, digest: &[u8; 32]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(DONE_BODY);
+    body.push(checksum.code());
+    body.extend_from_slice(digest);
+    encode_reply(REPLY_DONE, &body)
 }
 
 fn encode_reply(status: u8, body: &[u8]) -> Vec<u8> {
@@ -333,8 +386,13 @@ fn encode_error(kind: FailureKind, message: &str) -> Vec<u8> {
 
 /// A reply from the receiver.
 enum Reply {
-    Accept,
-    Done([u8; 32]),
+    /// Send the data; the receiver has `have` bytes of a partial file whose digest is `prefix`.
+    Accept {
+        have: u64,
+        checksum: Checksum,
+        prefix: [u8; 32],
+    },
+    Done(Checksum, [u8; 32]),
     Failed(FailureKind, String),
 }
 
@@ -345,7 +403,7 @@ async fn read_reply(stream: &mut TcpStream, idle: Duration, peer: SocketAddr) ->
         stream.read_u32(),
     )
     .await? as usize;
-    if len == 0 || len > 1 + MAX_MESSAGE.max(32) {
+    if len == 0 || len > 1 + MAX_MESSAGE.max(ACCEPT_BODY) {
         return Err(Error::Protocol(format!(
             "{peer} sent a reply of {len} bytes"
         )));
@@ -357,12 +415,28 @@ async fn read_reply(stream: &mut TcpStream, idle: Duration, peer: SocketAddr) ->
         stream.read_exact(&mut body),
     )
     .await?;
+    let algorithm = |code: u8| {
+        Checksum::from_code(code).ok_or_else(|| {
+            Error::Protocol(format!(
+                "{peer} named checksum algorithm {code}, unknown here"
+            ))
+        })
+    };
+    let mut digest = [0u8; 32];
     match body[0] {
-        REPLY_ACCEPT if len == 1 => Ok(Reply::Accept),
-        REPLY_DONE if len == 33 => {
-            let mut sha = [0u8; 32];
-            sha.copy_from_slice(&body[1..]);
-            Ok(Reply::Done(sha))
+        REPLY_ACCEPT if len == 1 + ACCEPT_BODY => {
+            let mut have = [0u8; 8];
+            have.copy_from_slice(&body[1..9]);
+            digest.copy_from_slice(&body[10..]);
+            Ok(Reply::Accept {
+                have: u64::from_be_bytes(have),
+                checksum: algorithm(body[9])?,
+                prefix: digest,
+            })
+        }
+        REPLY_DONE if len == 1 + DONE_BODY => {
+            digest.copy_from_slice(&body[2..]);
+            Ok(Reply::Done(algorithm(body[1])?, digest))
         }
         REPLY_ACCEPT | REPLY_DONE => Err(Error::Protocol(format!(
             "{peer} sent a malformed reply (status {}, {len} bytes)",
@@ -373,6 +447,18 @@ async fn read_reply(stream: &mut TcpStream, idle: Duration, peer: SocketAddr) ->
             String::from_utf8_lossy(&body[1..]).into_owned(),
         )),
     }
+}
+
+/// The hidden name under which a `--resume` transfer of `name` keeps its partial file (fixed
+/// length, whatever the name's).
+pub fn partial_name(name: &str) -> String {
+    let h = blake3::hash(name.as_bytes());
+    format!("{PARTIAL_PREFIX}{}", &h.to_hex()[..32])
+}
+
+/// Time allowed for an answer that comes after hashing or syncing `bytes` bytes.
+fn with_hashing(idle: Duration, bytes: u64) -> Duration {
+    idle + PER_32_MIB * u32::try_from(bytes / (32 * 1024 * 1024)).unwrap_or(u32::MAX)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -422,11 +508,11 @@ fn plan(files: &[PathBuf]) -> Result<Vec<Outgoing>> {
     Ok(out)
 }
 
-/// Reads into `buf` until it is full or the file ends; returns the bytes read.
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads into `buf` from `offset` until it is full or the file ends; returns the bytes read.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match file.read(&mut buf[n..]) {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -436,23 +522,35 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// SHA-256 of a whole file, read in 1 MiB blocks (page-cache reads are much faster than the
-/// hashing, so overlapping them would gain little).
-fn hash_file(path: &Path, mut on_progress: impl FnMut(u64)) -> std::io::Result<([u8; 32], u64)> {
-    let mut file = File::open(path)?;
-    let mut buf = vec![0u8; MAX_CHUNK];
-    let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    loop {
-        let n = read_full(&mut file, &mut buf)?;
-        if n == 0 {
-            break;
+fn shrank() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the file shrank while it was being sent",
+    )
+}
+
+/// Feeds bytes `from..to` of `file` to `hasher`, 1 MiB at a time (`on_progress` gets the
+/// offset reached). Fails if the file ends before `to`.
+fn hash_range(
+    file: &File,
+    from: u64,
+    to: u64,
+    hasher: &mut Hasher,
+    mut on_progress: impl FnMut(u64),
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; MAX_CHUNK.min(usize::try_from(to - from).unwrap_or(MAX_CHUNK))];
+    let mut at = from;
+    while at < to {
+        let want = (to - at).min(buf.len() as u64) as usize;
+        let n = read_full_at(file, &mut buf[..want], at)?;
+        if n < want {
+            return Err(shrank());
         }
         hasher.update(&buf[..n]);
-        total += n as u64;
-        on_progress(total);
+        at += n as u64;
+        on_progress(at);
     }
-    Ok((hasher.finalize().into(), total))
+    Ok(())
 }
 
 /// What became of one file of [`send_each`].
@@ -497,7 +595,9 @@ pub async fn send_each(
         let Some((failed, after)) = rest.split_first() else {
             break;
         };
-        let refused = matches!(e, Error::Rejected { .. });
+        // a protocol refusal (another version, a broken stream) ends the send: a new session
+        // would meet the same answer
+        let refused = matches!(&e, Error::Rejected { kind, .. } if *kind != FailureKind::Protocol);
         out.push((failed.clone(), SendOutcome::Failed(e)));
         rest = after;
         if !refused {
@@ -553,7 +653,17 @@ async fn send_files_inner(
     let mut stream = start.await.map_err(|e| (Vec::new(), e))?;
     let idle = options.idle_timeout;
     for (index, out) in plan.into_iter().enumerate() {
-        match send_one(&mut stream, addr, index, count, out, idle, progress.clone()).await {
+        match send_one(
+            &mut stream,
+            addr,
+            index,
+            count,
+            out,
+            options,
+            progress.clone(),
+        )
+        .await
+        {
             Ok(report) => reports.push(report),
             Err(e) => return Err((reports, e)),
         }
@@ -562,52 +672,81 @@ async fn send_files_inner(
     Ok(reports)
 }
 
+/// Reports progress of one file, if anyone listens.
+struct Reporter<'a> {
+    progress: Option<&'a ProgressFn>,
+    peer: SocketAddr,
+    index: usize,
+    count: usize,
+    name: &'a str,
+    size: u64,
+}
+
+impl Reporter<'_> {
+    fn report(&self, done: u64, phase: Phase) {
+        if let Some(p) = self.progress {
+            p(&Progress {
+                peer: self.peer,
+                index: self.index,
+                count: self.count,
+                name: self.name,
+                done,
+                size: self.size,
+                phase,
+            });
+        }
+    }
+}
+
 async fn send_one(
     stream: &mut TcpStream,
     peer: SocketAddr,
     index: usize,
     count: usize,
     out: Outgoing,
-    idle: Duration,
+    options: &SendOptions,
     progress: Option<ProgressFn>,
 ) -> Result<FileReport> {
     let Outgoing { path, name } = out;
-    let size_hint = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-
-    // 1. The SHA-256 for the header (a blocking read of the whole file).
-    let (sha, size) = {
-        let p2 = path.clone();
-        let name = name.clone();
-        let progress = progress.clone();
-        tokio::task::spawn_blocking(move || {
-            hash_file(&p2, |done| {
-                if let Some(p) = &progress {
-                    p(&Progress {
-                        peer,
-                        index,
-                        count,
-                        name: &name,
-                        done,
-                        size: size_hint,
-                        phase: Phase::Hashing,
-                    });
-                }
-            })
-        })
-        .await
-        .map_err(|e| Error::Protocol(format!("hashing task failed: {e}")))?
+    let idle = options.idle_timeout;
+    let checksum = options.checksum;
+    let file = File::open(&path).map_err(io(format!("opening {}", path.display())))?;
+    let size = file
+        .metadata()
         .map_err(io(format!("reading {}", path.display())))?
+        .len();
+    let file = Arc::new(file);
+    let reporter = Reporter {
+        progress: progress.as_ref(),
+        peer,
+        index,
+        count,
+        name: &name,
+        size,
     };
 
-    // 2. Header, then wait for ACCEPT (or a refusal).
+    // 1. Header, then ACCEPT (saying what the receiver already has) or a refusal. With
+    //    --resume the receiver hashes its partial file before it answers.
+    let flags = if options.resume { FLAG_RESUME } else { 0 };
     deadline(
         idle,
         || format!("sending the header of {name:?} to {peer}"),
-        stream.write_all(&encode_header(&name, size, &sha)),
+        stream.write_all(&encode_header(&name, size, checksum, flags)),
     )
     .await?;
-    match read_reply(stream, idle, peer).await? {
-        Reply::Accept => {}
+    let (have, theirs) = match read_reply(stream, with_hashing(idle, size), peer).await? {
+        Reply::Accept {
+            have,
+            checksum: c,
+            prefix,
+        } => {
+            if have > 0 && c != checksum {
+                return Err(Error::Protocol(format!(
+                    "{peer} offered a {c} digest of its partial {name:?}, we asked for {checksum}"
+                )));
+            }
+            (have, prefix)
+        }
         Reply::Failed(kind, message) => {
             return Err(Error::Rejected {
                 file: name,
@@ -615,65 +754,67 @@ async fn send_one(
                 message,
             });
         }
-        Reply::Done(_) => {
+        Reply::Done(..) => {
             return Err(Error::Protocol(format!(
                 "{peer} answered the header of {name:?} with DONE"
             )));
         }
-    }
-
-    // 3. Data: a blocking reader fills buffers, this task writes them as frames.
-    let (full_tx, mut full_rx) = mpsc::channel::<std::io::Result<(Vec<u8>, usize)>>(BUFFERS);
-    let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(BUFFERS);
-    for _ in 0..BUFFERS {
-        let _ = free_tx.try_send(vec![0u8; MAX_CHUNK]);
-    }
-    let reader = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    let _ = full_tx.blocking_send(Err(e));
-                    return;
-                }
-            };
-            let mut left = size;
-            while left > 0 {
-                let Some(mut buf) = free_rx.blocking_recv() else {
-                    return;
-                };
-                let want = (left.min(MAX_CHUNK as u64)) as usize;
-                let msg = match read_full(&mut file, &mut buf[..want]) {
-                    Ok(n) if n < want => Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the file shrank while it was being sent",
-                    )),
-                    Ok(n) => {
-                        left -= n as u64;
-                        Ok((buf, n))
-                    }
-                    Err(e) => Err(e),
-                };
-                let failed = msg.is_err();
-                if full_tx.blocking_send(msg).is_err() || failed {
-                    return;
-                }
-            }
-        })
     };
-    let mut done = 0u64;
-    while done < size {
-        let Some(msg) = full_rx.recv().await else {
-            return Err(Error::Protocol("the file reader stopped early".into()));
+
+    // 2. Resume: skip the receiver's prefix only if it is the same as ours.
+    let mut hasher = checksum.hasher();
+    let mut from = 0;
+    if options.resume && have > 0 && have <= size {
+        let ours = {
+            let file = file.clone();
+            let progress = progress.clone();
+            let name = name.clone();
+            let mut h = checksum.hasher();
+            tokio::task::spawn_blocking(move || {
+                let r = Reporter {
+                    progress: progress.as_ref(),
+                    peer,
+                    index,
+                    count,
+                    name: &name,
+                    size: have,
+                };
+                hash_range(&file, 0, have, &mut h, |done| {
+                    r.report(done, Phase::Hashing)
+                })
+                .map(|()| h)
+            })
+            .await
+            .map_err(|e| Error::Protocol(format!("hashing task failed: {e}")))?
         };
-        let (buf, n) = msg.map_err(io(format!("reading {}", path.display())))?;
-        let frame_len = (n as u32).to_be_bytes();
-        let write = async {
-            stream.write_all(&frame_len).await?;
-            stream.write_all(&buf[..n]).await
-        };
-        if let Err(err) = deadline(idle, || format!("sending {name:?} to {peer}"), write).await {
+        match ours {
+            Ok(h) if h.digest() == theirs => {
+                from = have;
+                hasher = h;
+            }
+            Ok(_) => tracing::info!(
+                file = %name,
+                have,
+                "the receiver's partial file is not a prefix of ours: sending from the start"
+            ),
+            Err(e) => return Err(io(format!("reading {}", path.display()))(e)),
+        }
+    }
+    deadline(
+        idle,
+        || format!("starting {name:?} to {peer}"),
+        stream.write_all(&from.to_be_bytes()),
+    )
+    .await?;
+
+    // 3. The data, hashed on another thread while it goes out; the digest follows it.
+    //    (sendfile(2) for the data while this thread hashes was measured and lost: the sender
+    //    saved its socket copy but the receiver's copy from cold page-cache pages cost more,
+    //    docs/benchmarks.md.)
+    let data = send_data(stream, &file, from, size, hasher, idle, &reporter).await;
+    let digest = match data {
+        Ok(d) => d,
+        Err(err) => {
             // The receiver may have refused mid-stream (size, disk full): prefer its words.
             if !matches!(err, Error::Timeout { .. })
                 && let Ok(Reply::Failed(kind, message)) = read_reply(stream, DRAIN_TIME, peer).await
@@ -686,40 +827,26 @@ async fn send_one(
             }
             return Err(err);
         }
-        done += n as u64;
-        let _ = free_tx.send(buf).await;
-        if let Some(p) = &progress {
-            p(&Progress {
-                peer,
-                index,
-                count,
-                name: &name,
-                done,
-                size,
-                phase: Phase::Transferring,
-            });
-        }
-    }
-    drop(full_rx);
-    drop(free_tx);
-    let _ = reader.await;
+    };
+    let mut end = Vec::with_capacity(4 + 32);
+    end.extend_from_slice(&0u32.to_be_bytes());
+    end.extend_from_slice(&digest);
     deadline(
         idle,
         || format!("ending {name:?} to {peer}"),
-        stream.write_all(&0u32.to_be_bytes()),
+        stream.write_all(&end),
     )
     .await?;
     let _ = stream.flush().await;
 
     // 4. The final ack: the receiver fsyncs before answering, give it time for large files.
-    let ack_wait = idle + Duration::from_secs(size / (32 * 1024 * 1024));
-    match read_reply(stream, ack_wait, peer).await? {
-        Reply::Done(theirs) if theirs == sha => {}
-        Reply::Done(theirs) => {
+    match read_reply(stream, with_hashing(idle, size), peer).await? {
+        Reply::Done(c, theirs) if c == checksum && theirs == digest => {}
+        Reply::Done(c, theirs) => {
             return Err(Error::Protocol(format!(
-                "{peer} stored {name:?} with SHA-256 {} but we sent {}",
+                "{peer} stored {name:?} with {c} {} but we sent {checksum} {}",
                 hex::encode(theirs),
-                hex::encode(sha)
+                hex::encode(digest)
             )));
         }
         Reply::Failed(kind, message) => {
@@ -729,29 +856,95 @@ async fn send_one(
                 message,
             });
         }
-        Reply::Accept => {
+        Reply::Accept { .. } => {
             return Err(Error::Protocol(format!(
                 "{peer} answered the end of {name:?} with ACCEPT"
             )));
         }
     }
-    if let Some(p) = &progress {
-        p(&Progress {
-            peer,
-            index,
-            count,
-            name: &name,
-            done: size,
-            size,
-            phase: Phase::Done,
-        });
-    }
+    reporter.report(size, Phase::Done);
     Ok(FileReport {
         name,
         path,
         size,
-        sha256: hex::encode(sha),
+        algorithm: checksum,
+        digest: hex::encode(digest),
+        sent: size - from,
+        resumed_from: from,
     })
+}
+
+/// Sends bytes `from..size` of `file` as chunks: a blocking thread reads and hashes each 1 MiB
+/// buffer while this task writes the previous one. Returns the digest of the whole file.
+async fn send_data(
+    stream: &mut TcpStream,
+    file: &Arc<File>,
+    from: u64,
+    size: u64,
+    mut hasher: Hasher,
+    idle: Duration,
+    reporter: &Reporter<'_>,
+) -> Result<[u8; 32]> {
+    let (full_tx, mut full_rx) = mpsc::channel::<(Vec<u8>, usize)>(BUFFERS);
+    let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
+        let _ = free_tx.try_send(vec![0u8; MAX_CHUNK]);
+    }
+    let reader = {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<Option<[u8; 32]>> {
+            let mut at = from;
+            while at < size {
+                let Some(mut buf) = free_rx.blocking_recv() else {
+                    return Ok(None);
+                };
+                let want = (size - at).min(MAX_CHUNK as u64) as usize;
+                let n = read_full_at(&file, &mut buf[..want], at)?;
+                if n < want {
+                    return Err(shrank());
+                }
+                hasher.update(&buf[..n]);
+                at += n as u64;
+                if full_tx.blocking_send((buf, n)).is_err() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(hasher.digest()))
+        })
+    };
+    let name = reporter.name;
+    let peer = reporter.peer;
+    let mut done = from;
+    let mut sent: Result<()> = Ok(());
+    while done < size {
+        // None: the reader stopped early (its error is reported below)
+        let Some((buf, n)) = full_rx.recv().await else {
+            break;
+        };
+        let frame_len = (n as u32).to_be_bytes();
+        let write = async {
+            stream.write_all(&frame_len).await?;
+            stream.write_all(&buf[..n]).await
+        };
+        if let Err(err) = deadline(idle, || format!("sending {name:?} to {peer}"), write).await {
+            sent = Err(err);
+            break;
+        }
+        done += n as u64;
+        let _ = free_tx.send(buf).await;
+        reporter.report(done, Phase::Transferring);
+    }
+    drop(full_rx);
+    drop(free_tx);
+    let digest = reader
+        .await
+        .map_err(|e| Error::Protocol(format!("the file reader failed: {e}")))?;
+    sent?;
+    match digest {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(Error::Protocol("the file reader stopped early".into())),
+        Err(e) => Err(io(format!("reading {name:?}"))(e)),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -897,7 +1090,10 @@ async fn read_hello(stream: &mut TcpStream, peer: SocketAddr, within: Duration) 
     if version != VERSION {
         return Err(refuse(
             FailureKind::Protocol,
-            format!("protocol version {version} is not supported (this receiver speaks {VERSION})"),
+            format!(
+                "protocol version {version} is not supported: this receiver speaks version {VERSION}; \
+                 use an opskit of the same release on both sides"
+            ),
         ));
     }
     let count = u32::from_be_bytes([hello[12], hello[13], hello[14], hello[15]]);
@@ -1063,7 +1259,8 @@ async fn session(
 struct Header {
     name: String,
     size: u64,
-    sha256: [u8; 32],
+    checksum: Checksum,
+    resume: bool,
 }
 
 async fn read_header(stream: &mut TcpStream, peer: SocketAddr, idle: Duration) -> Result<Header> {
@@ -1091,9 +1288,23 @@ async fn read_header(stream: &mut TcpStream, peer: SocketAddr, idle: Duration) -
     .await?;
     let mut size = [0u8; 8];
     size.copy_from_slice(&buf[..8]);
-    let mut sha256 = [0u8; 32];
-    sha256.copy_from_slice(&buf[8..40]);
-    let name_len = u16::from_be_bytes([buf[40], buf[41]]) as usize;
+    let checksum = Checksum::from_code(buf[8]).ok_or_else(|| {
+        refuse(
+            FailureKind::Protocol,
+            format!(
+                "checksum algorithm {} is not known to this receiver (it knows 1 = blake3, 2 = sha256)",
+                buf[8]
+            ),
+        )
+    })?;
+    let flags = buf[9];
+    if flags & !FLAG_RESUME != 0 {
+        return Err(refuse(
+            FailureKind::Protocol,
+            format!("header flags {flags:#04x} are not known to this receiver"),
+        ));
+    }
+    let name_len = u16::from_be_bytes([buf[10], buf[11]]) as usize;
     if name_len != len - HEADER_FIXED {
         return Err(refuse(
             FailureKind::Protocol,
@@ -1114,7 +1325,8 @@ async fn read_header(stream: &mut TcpStream, peer: SocketAddr, idle: Duration) -
     Ok(Header {
         name,
         size: u64::from_be_bytes(size),
-        sha256,
+        checksum,
+        resume: flags & FLAG_RESUME != 0,
     })
 }
 
@@ -1124,41 +1336,129 @@ fn is_zero(buf: &[u8]) -> bool {
         .all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
-/// The blocking side of a receive: hashes each chunk and writes it (all-zero chunks become
-/// holes), then sets the final length and fsyncs.
+/// What the write worker ends with: the bytes it wrote and the digest of the whole file (or
+/// why it could not finish).
+struct Written {
+    bytes: u64,
+    digest: std::io::Result<[u8; 32]>,
+}
+
+/// The blocking side of a receive: hashes each chunk and writes it at `start` onwards (all-zero
+/// chunks become holes), then sets the final length and fsyncs. When the data stops short
+/// (a cut), the file is left holding exactly the bytes that arrived.
 fn write_worker(
     mut file: File,
+    start: u64,
     size: u64,
+    mut hasher: Hasher,
     mut full_rx: mpsc::Receiver<(Vec<u8>, usize)>,
     free_tx: mpsc::Sender<Vec<u8>>,
-) -> std::io::Result<[u8; 32]> {
-    let mut hasher = Sha256::new();
+) -> Written {
     let mut written = 0u64;
     let mut pending_hole = false;
-    while let Some((buf, n)) = full_rx.blocking_recv() {
-        let data = &buf[..n];
-        hasher.update(data);
-        if is_zero(data) {
-            file.seek(SeekFrom::Current(n as i64))?;
-            pending_hole = true;
-        } else {
-            file.write_all(data)?;
-            pending_hole = false;
+    let mut run = || -> std::io::Result<[u8; 32]> {
+        file.seek(SeekFrom::Start(start))?;
+        while let Some((buf, n)) = full_rx.blocking_recv() {
+            let data = &buf[..n];
+            hasher.update(data);
+            if is_zero(data) {
+                file.seek(SeekFrom::Current(n as i64))?;
+                pending_hole = true;
+            } else {
+                file.write_all(data)?;
+                pending_hole = false;
+            }
+            written += n as u64;
+            // The async side may be gone (error); then the buffer is simply dropped.
+            let _ = free_tx.blocking_send(buf);
         }
-        written += n as u64;
-        // The async side may be gone (error); then the buffer is simply dropped.
-        let _ = free_tx.blocking_send(buf);
+        if start + written != size {
+            file.set_len(start + written)?;
+            return Err(std::io::Error::other(format!(
+                "the data ended after {} of {size} bytes",
+                start + written
+            )));
+        }
+        if pending_hole || written == 0 {
+            file.set_len(size)?;
+        }
+        file.sync_all()?;
+        Ok(hasher.digest())
+    };
+    let digest = run();
+    Written {
+        bytes: written,
+        digest,
     }
-    if written != size {
-        return Err(std::io::Error::other(format!(
-            "the data ended after {written} of {size} bytes"
-        )));
+}
+
+/// Where a file is written until it is verified.
+enum Part {
+    /// A fresh temporary file, removed when dropped.
+    Temp(tempfile::NamedTempFile),
+    /// A `--resume` partial file under [`partial_name`], kept when a transfer is cut; `file`
+    /// holds its exclusive lock.
+    Resumable { path: PathBuf, file: File },
+}
+
+impl Part {
+    fn file(&self) -> std::io::Result<File> {
+        match self {
+            Part::Temp(t) => t.as_file().try_clone(),
+            Part::Resumable { file, .. } => file.try_clone(),
+        }
     }
-    if pending_hole || written == 0 {
-        file.set_len(size)?;
+
+    /// Renames the verified file to `target` (replacing it only with `overwrite`).
+    fn persist(self, target: &Path, overwrite: bool) -> std::io::Result<()> {
+        match self {
+            Part::Temp(t) if overwrite => t.persist(target).map(|_| ()).map_err(|e| e.error),
+            Part::Temp(t) => t.persist_noclobber(target).map(|_| ()).map_err(|e| e.error),
+            Part::Resumable { path, file } => {
+                // from here on the partial file is removed if it cannot be renamed
+                let temp = tempfile::TempPath::try_from_path(path)?;
+                let r = if overwrite {
+                    temp.persist(target)
+                } else {
+                    temp.persist_noclobber(target)
+                };
+                drop(file);
+                r.map_err(|e| e.error)
+            }
+        }
     }
-    file.sync_all()?;
-    Ok(hasher.finalize().into())
+
+    /// Removes a partial file that must not be continued (bad digest, wrong size).
+    fn discard(self) {
+        if let Part::Resumable { path, .. } = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Opens (or creates) the partial file of a `--resume` transfer of `name` and locks it.
+fn open_partial(dir: &Path, name: &str) -> std::result::Result<(PathBuf, File), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(partial_name(name));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot open the partial file {}: {e}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| format!("{name:?} is being received by another session right now; try again later"),
+    )?;
+    if !file
+        .metadata()
+        .map_err(|e| format!("cannot read the partial file {}: {e}", path.display()))?
+        .is_file()
+    {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    Ok((path, file))
 }
 
 async fn receive_file(
@@ -1171,7 +1471,12 @@ async fn receive_file(
     pool: &mut Vec<Vec<u8>>,
 ) -> Result<FileReport> {
     let idle = options.idle_timeout;
-    let Header { name, size, sha256 } = read_header(stream, peer, idle).await?;
+    let Header {
+        name,
+        size,
+        checksum,
+        resume,
+    } = read_header(stream, peer, idle).await?;
     validate_name(&name).map_err(|m| refuse(FailureKind::BadName, m))?;
     if let Some(max) = options.max_file_size
         && size > max
@@ -1190,48 +1495,107 @@ async fn receive_file(
             ),
         ));
     }
-    let temp = tempfile::Builder::new()
-        .prefix(".opskit-recv-")
-        .suffix(".part")
-        .tempfile_in(&options.dir)
-        .map_err(|e| {
-            refuse(
-                FailureKind::Io,
-                format!("cannot create a temporary file in the receiver's directory: {e}"),
-            )
-        })?;
-    let file = temp.as_file().try_clone().map_err(|e| {
+    let reporter = Reporter {
+        progress,
+        peer,
+        index,
+        count,
+        name: &name,
+        size,
+    };
+
+    // 1. Where the data goes, and what is already there (`--resume`).
+    let mut hasher = checksum.hasher();
+    let mut have = 0u64;
+    let part = if resume {
+        let (path, file) =
+            open_partial(&options.dir, &name).map_err(|m| refuse(FailureKind::Io, m))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > 0 && len <= size {
+            let f = file.try_clone().map_err(|e| {
+                refuse(
+                    FailureKind::Io,
+                    format!("cannot reopen the partial file: {e}"),
+                )
+            })?;
+            let mut h = checksum.hasher();
+            let hashed = tokio::task::spawn_blocking(move || {
+                hash_range(&f, 0, len, &mut h, |_| {}).map(|()| h)
+            })
+            .await
+            .map_err(|e| refuse(FailureKind::Io, format!("the hashing task failed: {e}")))?;
+            // an unreadable partial file is simply started over
+            if let Ok(h) = hashed {
+                have = len;
+                hasher = h;
+            }
+        }
+        Part::Resumable { path, file }
+    } else {
+        Part::Temp(
+            tempfile::Builder::new()
+                .prefix(".opskit-recv-")
+                .suffix(".part")
+                .tempfile_in(&options.dir)
+                .map_err(|e| {
+                    refuse(
+                        FailureKind::Io,
+                        format!("cannot create a temporary file in the receiver's directory: {e}"),
+                    )
+                })?,
+        )
+    };
+    let prefix = if have > 0 { hasher.digest() } else { [0u8; 32] };
+    deadline(
+        idle,
+        || format!("accepting {name:?} from {peer}"),
+        stream.write_all(&encode_accept(have, checksum, &prefix)),
+    )
+    .await?;
+    // 2. Where the sender starts: after our prefix (it matched its file) or at 0.
+    let from = deadline(
+        with_hashing(idle, have),
+        || format!("waiting for {name:?} to start from {peer}"),
+        stream.read_u64(),
+    )
+    .await?;
+    if from != 0 && from != have {
+        return Err(refuse(
+            FailureKind::Protocol,
+            format!("{name:?}: the sender starts at byte {from}; only 0 or {have} is possible"),
+        ));
+    }
+    if from == 0 {
+        hasher = checksum.hasher();
+    }
+    let file = part.file().map_err(|e| {
         refuse(
             FailureKind::Io,
             format!("cannot open the temporary file: {e}"),
         )
     })?;
-    deadline(
-        idle,
-        || format!("accepting {name:?} from {peer}"),
-        stream.write_all(&encode_reply(REPLY_ACCEPT, &[])),
-    )
-    .await?;
 
     let (full_tx, full_rx) = mpsc::channel::<(Vec<u8>, usize)>(BUFFERS);
     let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(BUFFERS);
     for buf in pool.drain(..) {
         let _ = free_tx.try_send(buf);
     }
-    let worker = tokio::task::spawn_blocking(move || write_worker(file, size, full_rx, free_tx));
+    let worker = tokio::task::spawn_blocking(move || {
+        write_worker(file, from, size, hasher, full_rx, free_tx)
+    });
 
-    // Read frames while the worker hashes and writes the previous ones. Each read has the idle
-    // deadline and, past the grace period, the one by which the file's average rate would fall
-    // under the minimum: a peer dripping bytes cannot hold a session slot.
+    // 3. Read frames while the worker hashes and writes the previous ones. Each read has the
+    //    idle deadline and, past the grace period, the one by which the file's average rate
+    //    would fall under the minimum: a peer dripping bytes cannot hold a session slot.
     let accepted = tokio::time::Instant::now();
-    let read_result: Result<()> = async {
-        let mut done = 0u64;
+    let read_result: Result<[u8; 32]> = async {
+        let mut done = from;
         let within = |done: u64| -> Duration {
             match options.min_rate {
                 Some(rate) if rate > 0 => {
                     let due = accepted
                         + options.rate_grace
-                        + Duration::from_secs_f64(done as f64 / rate as f64);
+                        + Duration::from_secs_f64((done - from) as f64 / rate as f64);
                     idle.min(due.saturating_duration_since(tokio::time::Instant::now()))
                 }
                 _ => idle,
@@ -1263,7 +1627,15 @@ async fn receive_file(
                         format!("{name:?} ended after {done} bytes, the header announced {size}"),
                     ));
                 }
-                return Ok(());
+                let mut trailer = [0u8; 32];
+                deadline(
+                    within(done),
+                    || format!("reading the digest of {name:?} from {peer}"),
+                    stream.read_exact(&mut trailer),
+                )
+                .await
+                .map_err(slow)?;
+                return Ok(trailer);
             }
             if len > MAX_CHUNK {
                 return Err(refuse(
@@ -1278,8 +1650,7 @@ async fn receive_file(
                 ));
             }
             let Some(mut buf) = free_rx.recv().await else {
-                // The worker stopped: its error is reported below.
-                return Ok(());
+                return Err(refuse(FailureKind::Io, "the receiver's writer stopped".into()));
             };
             deadline(
                 within(done),
@@ -1289,63 +1660,83 @@ async fn receive_file(
             .await
             .map_err(slow)?;
             if full_tx.send((buf, len)).await.is_err() {
-                return Ok(());
+                return Err(refuse(FailureKind::Io, "the receiver's writer stopped".into()));
             }
             done += len as u64;
-            if let Some(p) = progress {
-                p(&Progress {
-                    peer,
-                    index,
-                    count,
-                    name: &name,
-                    done,
-                    size,
-                    phase: Phase::Transferring,
-                });
-            }
+            reporter.report(done, Phase::Transferring);
         }
     }
     .await;
     drop(full_tx);
-    let worker_result = worker
+    let written = worker
         .await
         .map_err(|e| refuse(FailureKind::Io, format!("the writer task failed: {e}")))?;
     // Take the buffers back for the next file.
     while let Ok(buf) = free_rx.try_recv() {
         pool.push(buf);
     }
-    read_result?;
-    let actual = worker_result.map_err(|e| {
+    let trailer = match read_result {
+        Ok(t) => t,
+        Err(e) => {
+            // a writer failure (disk full) says more than "the writer stopped"
+            let e = match (&e, &written.digest) {
+                (
+                    Error::Transfer {
+                        kind: FailureKind::Io,
+                        ..
+                    },
+                    Err(w),
+                ) => refuse(
+                    FailureKind::Io,
+                    format!("the receiver could not write {name:?}: {w}"),
+                ),
+                _ => e,
+            };
+            if matches!(
+                &e,
+                Error::Transfer {
+                    kind: FailureKind::Size | FailureKind::Checksum,
+                    ..
+                }
+            ) {
+                part.discard();
+            } else if let Part::Resumable { .. } = part {
+                tracing::info!(
+                    file = %name,
+                    kept = from + written.bytes,
+                    "transfer cut; the partial file is kept for --resume"
+                );
+            }
+            return Err(e);
+        }
+    };
+    let actual = written.digest.map_err(|e| {
         refuse(
             FailureKind::Io,
             format!("the receiver could not write {name:?}: {e}"),
         )
     })?;
-    if actual != sha256 {
+    if actual != trailer {
+        part.discard();
         return Err(refuse(
             FailureKind::Checksum,
             format!(
-                "{name:?}: SHA-256 of the received data is {} but the header says {}; the file was discarded",
+                "{name:?}: the {checksum} of the received data is {} but the sender's is {}; the file was discarded",
                 hex::encode(actual),
-                hex::encode(sha256)
+                hex::encode(trailer)
             ),
         ));
     }
-    let persisted = if options.overwrite {
-        temp.persist(&target).map(|_| ())
-    } else {
-        temp.persist_noclobber(&target).map(|_| ())
-    };
-    if let Err(e) = persisted {
-        // `e.file` is the temporary file; dropping it removes it.
-        let kind = if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+    if let Err(e) = part.persist(&target, options.overwrite) {
+        // The temporary or partial file is removed with it.
+        let kind = if e.kind() == std::io::ErrorKind::AlreadyExists {
             FailureKind::Exists
         } else {
             FailureKind::Io
         };
         return Err(refuse(
             kind,
-            format!("cannot store {name:?} on the receiver: {}", e.error),
+            format!("cannot store {name:?} on the receiver: {e}"),
         ));
     }
     if let Ok(dir) = File::open(&options.dir) {
@@ -1354,24 +1745,17 @@ async fn receive_file(
     deadline(
         idle,
         || format!("acknowledging {name:?} to {peer}"),
-        stream.write_all(&encode_reply(REPLY_DONE, &actual)),
+        stream.write_all(&encode_done(checksum, &actual)),
     )
     .await?;
-    if let Some(p) = progress {
-        p(&Progress {
-            peer,
-            index,
-            count,
-            name: &name,
-            done: size,
-            size,
-            phase: Phase::Done,
-        });
-    }
+    reporter.report(size, Phase::Done);
     Ok(FileReport {
-        name,
+        name: name.clone(),
         path: target,
         size,
-        sha256: hex::encode(actual),
+        algorithm: checksum,
+        digest: hex::encode(actual),
+        sent: size - from,
+        resumed_from: from,
     })
 }

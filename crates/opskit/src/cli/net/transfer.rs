@@ -1,5 +1,5 @@
-//! `opskit net send FILE... ADDR` and `opskit net receive`: framed, checksummed file transfer
-//! (wire format in docs/net-transfer.md).
+//! `opskit net send FILE... ADDR` and `opskit net receive`: framed, checksummed, resumable file
+//! transfer (wire format in docs/net-transfer.md).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -13,8 +13,8 @@ use super::parse_duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opskit_net::Error;
 use opskit_net::transfer::{
-    self, FileReport, Phase, Progress, ProgressFn, ReceiveOptions, SendOptions, SendOutcome,
-    SessionEvent,
+    self, Checksum, FileReport, Phase, Progress, ProgressFn, ReceiveOptions, SendOptions,
+    SendOutcome, SessionEvent,
 };
 use serde_json::json;
 
@@ -26,6 +26,24 @@ use crate::output::plural;
 pub enum Output {
     Text,
     Json,
+}
+
+/// `--checksum`: the digest the receiver verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChecksumArg {
+    /// BLAKE3: fast, the default.
+    Blake3,
+    /// SHA-256: the digest `sha256sum` prints.
+    Sha256,
+}
+
+impl From<ChecksumArg> for Checksum {
+    fn from(c: ChecksumArg) -> Self {
+        match c {
+            ChecksumArg::Blake3 => Checksum::Blake3,
+            ChecksumArg::Sha256 => Checksum::Sha256,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -40,6 +58,15 @@ pub struct SendArgs {
     /// Deadline for each network read or write (the transfer fails when the peer stalls longer).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
+    /// Checksum computed while sending and verified by the receiver before it stores a file
+    /// (the report shows it).
+    #[arg(long, value_enum, default_value_t = ChecksumArg::Blake3)]
+    checksum: ChecksumArg,
+    /// Continue a cut transfer: the receiver keeps what arrived, and the next `send --resume`
+    /// of the same file sends only the rest, once the digests of the part already there match
+    /// (a changed file is sent again from the start).
+    #[arg(long)]
+    resume: bool,
     /// Output format of the per-file report on stdout.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -135,7 +162,7 @@ fn progress_bar(enabled: bool) -> (Option<ProgressFn>, ProgressBar) {
             b.reset();
             b.set_length(p.size);
             b.set_prefix(match p.phase {
-                Phase::Hashing => "hashing",
+                Phase::Hashing => "checking",
                 Phase::Transferring => "transfer",
                 Phase::Done => "done",
             });
@@ -153,7 +180,10 @@ fn print_report(output: Output, verb: &str, f: &FileReport, peer: Option<SocketA
                 "name": f.name,
                 "path": f.path,
                 "size": f.size,
-                "sha256": f.sha256,
+                "algorithm": f.algorithm,
+                "digest": f.digest,
+                "sent": f.sent,
+                "resumed_from": f.resumed_from,
                 "status": verb,
             });
             if let Some(p) = peer {
@@ -161,20 +191,25 @@ fn print_report(output: Output, verb: &str, f: &FileReport, peer: Option<SocketA
             }
             println!("{v}");
         }
-        Output::Text => match peer {
-            Some(p) => println!(
-                "{verb} {} ({}, sha256 {}) from {p}",
+        Output::Text => {
+            let resumed = if f.resumed_from > 0 {
+                format!(
+                    "; resumed at byte {}, {} this time",
+                    f.resumed_from,
+                    plural(f.sent, "byte", "bytes")
+                )
+            } else {
+                String::new()
+            };
+            let from = peer.map(|p| format!(" from {p}")).unwrap_or_default();
+            println!(
+                "{verb} {} ({}, {} {}{resumed}){from}",
                 f.name,
                 plural(f.size, "byte", "bytes"),
-                f.sha256
-            ),
-            None => println!(
-                "{verb} {} ({}, sha256 {})",
-                f.name,
-                plural(f.size, "byte", "bytes"),
-                f.sha256
-            ),
-        },
+                f.algorithm,
+                f.digest
+            );
+        }
     }
 }
 
@@ -192,6 +227,8 @@ pub fn send(args: SendArgs) -> anyhow::Result<u8> {
     let options = SendOptions {
         connect_timeout: args.connect_timeout,
         idle_timeout: args.timeout,
+        checksum: args.checksum.into(),
+        resume: args.resume,
     };
     let output = args.output;
     crate::block_on(async move {
