@@ -95,3 +95,36 @@ pub fn notify(e: opskit_notify::Error) -> anyhow::Error {
     };
     failure.into()
 }
+
+/// `opskit_apis::Error` → exit code and hint (`opskit prom`, `opskit github`): the engine's
+/// errors as `opskit http` maps them (3 connection or timeout, 1 a status), an API's error
+/// document 2 when the API calls the request bad (400, 422) and 1 otherwise, a used-up quota 1
+/// (the message says when it resets), input opskit cannot send 2.
+pub fn apis(e: opskit_apis::Error) -> anyhow::Error {
+    use opskit_apis::Error as E;
+    let text = e.to_string();
+    let failure = match e {
+        E::Http(h) => return crate::cli::http::exchange::failure(h, false),
+        E::Api { status, .. } => {
+            let f = Failure::new(
+                if matches!(status, 400 | 422) {
+                    code::USAGE
+                } else {
+                    code::FAILURE
+                },
+                text,
+            );
+            match status {
+                401 => f.with_hint("the credential was refused: check the token"),
+                403 => f.with_hint("the credential may not do this, or a rate limit was hit"),
+                404 => f.with_hint("check the name or path (private resources also answer 404)"),
+                _ => f,
+            }
+        }
+        E::RateLimited { .. } => Failure::new(code::FAILURE, text)
+            .with_hint("wait until the quota resets, or use a token with a larger quota"),
+        E::InvalidInput(_) => Failure::usage(text),
+        _ => Failure::new(code::FAILURE, text),
+    };
+    failure.into()
+}

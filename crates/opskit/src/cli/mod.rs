@@ -6,10 +6,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::exit::{self, EXIT_CODES_HELP};
 
+pub mod api_client;
 pub mod http;
 pub mod monitor;
 pub mod net;
 pub mod notify;
+pub mod prom;
 pub mod serve;
 pub mod ssh;
 mod ssh_inventory;
@@ -67,6 +69,8 @@ pub enum Command {
     Net(net::NetArgs),
     /// Health monitor: check, run (daemon with alerts), status, validate.
     Monitor(monitor::MonitorArgs),
+    /// Prometheus: query, range, alerts, rules, targets, series, labels.
+    Prom(Box<prom::PromArgs>),
 }
 
 impl Command {
@@ -106,6 +110,7 @@ impl Command {
             Command::Db(args) => serve::db(args),
             Command::Net(args) => args.run(),
             Command::Monitor(args) => args.run(),
+            Command::Prom(args) => args.run(),
         }
     }
 }

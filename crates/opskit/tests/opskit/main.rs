@@ -9,5 +9,6 @@ mod monitor_ha;
 mod net;
 mod net_transfer;
 mod notify;
+mod prom;
 mod serve;
 mod ssh;

@@ -1,0 +1,17 @@
+//! `opskit-apis`: typed clients for the APIs operations people script against, each one module
+//! built on the [`opskit_http`] engine (timeouts, retries, rate limits, paging, cache): no second
+//! HTTP stack.
+//!
+//! - [`github`]: the GitHub REST API: issues (pull requests told apart), repositories, any
+//!   endpoint with every `Link` page, issue creation that is safe to retry, rate-limit errors
+//!   that say when the quota resets.
+//! - [`prometheus`]: the Prometheus HTTP API (`/api/v1`): instant and range queries, alerts,
+//!   rules, targets, series and labels, with Prometheus' own error document as a typed error.
+//!
+//! Libraries never print: every call returns typed values or one [`Error`].
+
+mod error;
+pub mod prometheus;
+pub mod time_arg;
+
+pub use error::Error;
