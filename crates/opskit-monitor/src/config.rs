@@ -51,6 +51,9 @@ pub struct Config {
     pub monitors: Vec<Monitor>,
     pub destinations: BTreeMap<String, Destination>,
     pub maintenance: Vec<Maintenance>,
+    /// `[[template]]`s: monitors made per inventory server (by `opskit serve`, see
+    /// [`crate::inventory`]).
+    pub templates: Vec<Template>,
 }
 
 /// `[settings]`.
@@ -449,11 +452,6 @@ pub fn load(path: &Path) -> Result<Config> {
 
 /// Parses and checks the text of a `monitor.toml` (`path` is used in messages).
 pub fn parse(path: &str, text: &str) -> Result<Config> {
-    parse_all(path, text).map(|(c, _)| c)
-}
-
-/// Parses and checks the text of a `monitor.toml`, with its `[[template]]`s.
-pub fn parse_all(path: &str, text: &str) -> Result<(Config, Vec<Template>)> {
     let raw: FileToml = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(0, |s| line_of(text, s.start));
         let msg = e.message().trim().to_string();
@@ -670,15 +668,13 @@ pub fn parse_all(path: &str, text: &str) -> Result<(Config, Vec<Template>)> {
         maintenance.push(win);
     }
 
-    Ok((
-        Config {
-            settings,
-            monitors,
-            destinations,
-            maintenance,
-        },
+    Ok(Config {
+        settings,
+        monitors,
+        destinations,
+        maintenance,
         templates,
-    ))
+    })
 }
 
 /// What `[defaults]` and `[destinations]` give every monitor (templates keep a copy to make

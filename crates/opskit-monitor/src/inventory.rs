@@ -15,11 +15,11 @@
 //! templates in file order, each over the servers sorted by hostname (then id).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
-use crate::config::{Check, Monitor, Template};
+use crate::config::{Check, Config, Monitor, Template};
 use crate::{Error, Result};
 
 /// The keys a selector may use: the list filters of `GET /api/v1/servers`.
@@ -115,6 +115,11 @@ impl Selector {
             pairs.push((k.to_owned(), v.to_owned()));
         }
         Ok(Selector { pairs })
+    }
+
+    /// Every server (what a program reads when it filters itself; not written as text).
+    pub fn any() -> Selector {
+        Selector { pairs: Vec::new() }
     }
 
     /// The `KEY=VALUE` pairs, in the order written (the query of `GET /api/v1/servers`).
@@ -307,6 +312,84 @@ pub fn expand(
     out
 }
 
+/// The [`MonitorSource`](crate::service::MonitorSource) of inventory-driven monitors: the
+/// `[[template]]`s of the monitor file, expanded over the servers of an [`Inventory`] each time
+/// the service reads its sources. Problems (a clash, a server that makes an invalid check) are
+/// logged when they change and kept for [`problems`](InventorySource::problems).
+pub struct InventorySource<I> {
+    inventory: I,
+    problems: Mutex<Arc<Vec<String>>>,
+}
+
+impl<I: Inventory> InventorySource<I> {
+    pub fn new(inventory: I) -> Self {
+        Self {
+            inventory,
+            problems: Mutex::new(Arc::default()),
+        }
+    }
+
+    /// The problems of the last expansion.
+    pub fn problems(&self) -> Arc<Vec<String>> {
+        self.problems.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The monitors the templates of `base` make over the inventory now.
+    pub async fn expand_now(&self, base: &Config) -> Result<Vec<Monitor>> {
+        if base.templates.is_empty() {
+            self.note(Vec::new());
+            return Ok(Vec::new());
+        }
+        let servers = self.inventory.servers().await?;
+        let taken: BTreeSet<String> = base.monitors.iter().map(|m| m.name.clone()).collect();
+        let mut e = expand(&base.templates, &servers, &taken);
+        // a file monitor's heartbeat token is not reused by a template
+        let file_tokens: BTreeSet<&str> = base
+            .monitors
+            .iter()
+            .filter_map(|m| match &m.check {
+                Check::Heartbeat { token, .. } => Some(token.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut problems = e.problems;
+        e.monitors.retain(|m| match &m.check {
+            Check::Heartbeat { token, .. } if file_tokens.contains(token.as_str()) => {
+                problems.push(format!(
+                    "monitor {:?}: its heartbeat token is used by a monitor of the file",
+                    m.name
+                ));
+                false
+            }
+            _ => true,
+        });
+        self.note(problems);
+        Ok(e.monitors)
+    }
+
+    fn note(&self, problems: Vec<String>) {
+        let Ok(mut last) = self.problems.lock() else {
+            return;
+        };
+        if **last != problems {
+            for p in &problems {
+                tracing::warn!(problem = %p, "inventory monitor left out");
+            }
+            *last = Arc::new(problems);
+        }
+    }
+}
+
+impl<I: Inventory + 'static> crate::service::MonitorSource for InventorySource<I> {
+    fn origin(&self) -> crate::service::Origin {
+        crate::service::Origin::Inventory
+    }
+
+    fn monitors<'a>(&'a self, base: &'a Config) -> BoxFuture<'a, Result<Vec<Monitor>>> {
+        Box::pin(self.expand_now(base))
+    }
+}
+
 impl<T: Inventory + ?Sized> Inventory for Arc<T> {
     fn servers(&self) -> BoxFuture<'_, Result<Vec<InventoryServer>>> {
         (**self).servers()
@@ -329,7 +412,7 @@ impl From<SelectorError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_all;
+    use crate::config::parse;
 
     fn server(hostname: &str, ip: &str, env: &str, tags: &[&str]) -> InventoryServer {
         InventoryServer {
@@ -344,11 +427,11 @@ mod tests {
     }
 
     fn templates(text: &str) -> Vec<Template> {
-        parse_all("m.toml", text).unwrap().1
+        parse("m.toml", text).unwrap().templates
     }
 
     fn load_error(text: &str) -> String {
-        parse_all("m.toml", text).unwrap_err().to_string()
+        parse("m.toml", text).unwrap_err().to_string()
     }
 
     const SSH: &str = r#"
@@ -490,7 +573,7 @@ alerts = ["ops"]
                 "{SSH}\n[[maintenance]]\nmonitors = [\"{group}\"]\nstart = \"02:00\"\nduration = \"1h\"\n"
             )
         };
-        parse_all("m.toml", &window("prod-ssh")).unwrap();
+        parse("m.toml", &window("prod-ssh")).unwrap();
         let e = load_error(&window("prod-sssh"));
         assert!(
             e.contains("\"prod-sssh\" is neither a monitor nor a group"),
@@ -558,7 +641,8 @@ name = "{hostname}"
 kind = "tcp"
 target = "{ip}:443"
 "#;
-        let (cfg, t) = parse_all("m.toml", text).unwrap();
+        let cfg = parse("m.toml", text).unwrap();
+        let t = cfg.templates.clone();
         let taken = cfg.monitors.iter().map(|m| m.name.clone()).collect();
         let servers = vec![
             server("web1", "10.0.0.1", "prod", &["web"]),
@@ -612,5 +696,48 @@ target = "https://{hostname}/health"
             "{:?}",
             e.problems
         );
+    }
+
+    #[tokio::test]
+    async fn the_source_follows_the_inventory_and_leaves_the_file_alone() {
+        use crate::service::{MonitorSource, Origin};
+        let cfg = parse("m.toml", SSH).unwrap();
+        let servers = Arc::new(Mutex::new(vec![server(
+            "web1",
+            "10.0.0.1",
+            "prod",
+            &["web"],
+        )]));
+        struct Shared(Arc<Mutex<Vec<InventoryServer>>>);
+        impl Inventory for Shared {
+            fn servers(&self) -> BoxFuture<'_, Result<Vec<InventoryServer>>> {
+                let now = self.0.lock().unwrap().clone();
+                Box::pin(async move { Ok(now) })
+            }
+        }
+        let source = InventorySource::new(Shared(servers.clone()));
+        assert_eq!(source.origin(), Origin::Inventory);
+        let names = |ms: Vec<Monitor>| ms.into_iter().map(|m| m.name).collect::<Vec<_>>();
+        assert_eq!(names(source.monitors(&cfg).await.unwrap()), ["ssh web1"]);
+        // a server added, one moved out of prod
+        {
+            let mut s = servers.lock().unwrap();
+            s.push(server("web2", "10.0.0.2", "prod", &["web"]));
+            s[0].env = "dev".into();
+        }
+        assert_eq!(names(source.monitors(&cfg).await.unwrap()), ["ssh web2"]);
+        assert!(source.problems().is_empty());
+        // a server named like a monitor of the file makes no monitor, and says so
+        servers.lock().unwrap()[0] = server("web3", "10.0.0.3", "prod", &["web"]);
+        let clash = parse(
+            "m.toml",
+            &SSH.replace("name = \"api\"", "name = \"ssh web3\""),
+        )
+        .unwrap();
+        assert_eq!(names(source.monitors(&clash).await.unwrap()), ["ssh web2"]);
+        assert_eq!(source.problems().len(), 1, "{:?}", source.problems());
+        // no template: the inventory is not even read
+        let none = parse("m.toml", "").unwrap();
+        assert!(source.monitors(&none).await.unwrap().is_empty());
     }
 }

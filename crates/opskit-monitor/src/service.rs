@@ -393,6 +393,7 @@ impl Service {
             monitors: Vec::new(),
             destinations: Default::default(),
             maintenance: Vec::new(),
+            templates: Vec::new(),
         }));
         let inner = Arc::new(Inner {
             db: db.clone(),
