@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod inventory;
 pub mod metrics;
 pub mod middleware;
 pub mod model;
