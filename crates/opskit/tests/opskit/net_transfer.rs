@@ -121,7 +121,7 @@ fn send_and_receive_once_move_a_file_intact() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "sent backup.tar (5000000 bytes, sha256 ",
+            "sent backup.tar (5000000 bytes, blake3 ",
         ));
     let (code, out, _) = rx.wait();
     assert_eq!(code, 0);
@@ -409,4 +409,261 @@ fn receive_flags_for_slots_and_rates_are_accepted() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--max-sessions"));
+}
+
+// ------------------------------------------------------------------------------ issue 16
+
+/// Pseudo-random bytes (xorshift), so a file does not compress or repeat.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn checksum_sha256_reports_the_digest_sha256sum_prints() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("release.tar.gz");
+    std::fs::write(&file, noise(3_000_000, 1)).unwrap();
+    let sha256sum = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .output()
+        .expect("sha256sum (coreutils) runs");
+    let want = String::from_utf8(sha256sum.stdout).unwrap();
+    let want = want.split_whitespace().next().unwrap().to_string();
+    assert_eq!(want.len(), 64);
+    let rx = receiver(dst.path(), &[]);
+    opskit()
+        .args(["net", "send", "--checksum", "sha256"])
+        .arg(&file)
+        .arg(&rx.addr)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "sent release.tar.gz (3000000 bytes, sha256 {want})"
+        )));
+    let (code, out, _) = rx.wait();
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("sha256 {want}")), "{out}");
+}
+
+/// A relay to `to` that forwards the first `cut_after` bytes from the sender, then closes
+/// both connections (a cable pulled mid-transfer). Replies pass through.
+fn cutting_relay(to: &str, cut_after: u64) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let to = to.to_string();
+    std::thread::spawn(move || {
+        let (mut client, _) = l.accept().unwrap();
+        let mut server = std::net::TcpStream::connect(&to).unwrap();
+        let (mut back_from, mut back_to) =
+            (server.try_clone().unwrap(), client.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut back_from, &mut back_to);
+        });
+        let mut left = cut_after;
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = match client.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if server.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            left -= n as u64;
+        }
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        let _ = server.shutdown(std::net::Shutdown::Both);
+    });
+    addr
+}
+
+fn json_line(out: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(out);
+    serde_json::from_str(text.lines().next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn resume_after_a_cut_at_40_percent_sends_only_the_rest() {
+    const SIZE: usize = 24 << 20;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("vm.img");
+    let data = noise(SIZE, 2);
+    std::fs::write(&file, &data).unwrap();
+    let dir = dst.path().to_str().unwrap();
+    let server = Server::start(&[
+        "net",
+        "receive",
+        "--bind",
+        "127.0.0.1:0",
+        "--dir",
+        dir,
+        "--timeout",
+        "20s",
+    ]);
+
+    // 1. the connection is cut at 40%: the send fails, nothing is stored under the name
+    let relay = cutting_relay(&server.addr, SIZE as u64 * 4 / 10);
+    let out = opskit()
+        .args([
+            "net",
+            "send",
+            "--resume",
+            "--timeout",
+            "10s",
+            "--output",
+            "json",
+        ])
+        .arg(&file)
+        .arg(&relay)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .failure();
+    assert_eq!(json_line(&out.get_output().stdout)["status"], "failed");
+    // the receiver reports the cut session before the next one starts
+    let said = server
+        .stderr
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the receiver reports the cut");
+    assert!(said.contains("closed"), "{said}");
+    assert!(!dst.path().join("vm.img").exists());
+
+    // 2. the same command again sends the rest only
+    let out = opskit()
+        .args(["net", "send", "--resume", "--output", "json"])
+        .arg(&file)
+        .arg(&server.addr)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    let report = json_line(&out.get_output().stdout);
+    let resumed = report["resumed_from"].as_u64().unwrap();
+    let sent = report["sent"].as_u64().unwrap();
+    assert!(resumed > 0 && resumed <= SIZE as u64 * 4 / 10, "{report}");
+    assert_eq!(sent, SIZE as u64 - resumed, "{report}");
+    assert_eq!(report["algorithm"], "blake3");
+    assert_eq!(std::fs::read(dst.path().join("vm.img")).unwrap(), data);
+    let names: Vec<String> = std::fs::read_dir(dst.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["vm.img"], "no partial file is left");
+    drop(server);
+}
+
+#[test]
+fn resume_in_text_mode_says_where_it_continued() {
+    const SIZE: usize = 8 << 20;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("logs.tar");
+    std::fs::write(&file, noise(SIZE, 3)).unwrap();
+    let dir = dst.path().to_str().unwrap();
+    let server = Server::start(&["net", "receive", "--bind", "127.0.0.1:0", "--dir", dir]);
+    let relay = cutting_relay(&server.addr, SIZE as u64 / 2);
+    opskit()
+        .args(["net", "send", "--resume", "--timeout", "10s"])
+        .arg(&file)
+        .arg(&relay)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .failure();
+    server
+        .stderr
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the receiver reports the cut");
+    opskit()
+        .args(["net", "send", "--resume"])
+        .arg(&file)
+        .arg(&server.addr)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success()
+        .stdout(predicate::str::is_match(
+            r"^sent logs\.tar \(8388608 bytes, blake3 [0-9a-f]{64}; resumed at byte [1-9][0-9]*, [0-9]+ bytes this time\)\n$",
+        ).unwrap());
+    drop(server);
+}
+
+/// What an opskit of wire format 1 answers to a version 2 hello, byte for byte.
+fn version_1_receiver() -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut hello = [0u8; 16];
+        s.read_exact(&mut hello).unwrap();
+        let msg = format!(
+            "protocol version {} is not supported (this receiver speaks 1)",
+            u16::from_be_bytes([hello[8], hello[9]])
+        );
+        let mut reply = ((1 + msg.len()) as u32).to_be_bytes().to_vec();
+        reply.push(0x14);
+        reply.extend_from_slice(msg.as_bytes());
+        s.write_all(&reply).unwrap();
+        let mut sink = [0u8; 4096];
+        while s.read(&mut sink).unwrap_or(0) > 0 {}
+    });
+    addr
+}
+
+#[test]
+fn an_old_receiver_gives_a_clear_protocol_version_error() {
+    let src = tempfile::tempdir().unwrap();
+    let f = src.path().join("a.txt");
+    std::fs::write(&f, "x").unwrap();
+    let addr = version_1_receiver();
+    opskit()
+        .args(["net", "send"])
+        .arg(&f)
+        .arg(&addr)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "protocol version 2 is not supported",
+        ));
+}
+
+#[test]
+fn a_receiver_answers_an_old_sender_with_its_protocol_version() {
+    use std::io::{Read, Write};
+    let dst = tempfile::tempdir().unwrap();
+    let rx = receiver(dst.path(), &[]);
+    let mut s = std::net::TcpStream::connect(&rx.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // a version 1 hello and header, as `opskit net send` of wire format 1 wrote them
+    let mut v1 = b"OPSKITXF".to_vec();
+    v1.extend_from_slice(&1u16.to_be_bytes());
+    v1.extend_from_slice(&0u16.to_be_bytes());
+    v1.extend_from_slice(&1u32.to_be_bytes());
+    v1.extend_from_slice(&((42 + 1) as u32).to_be_bytes());
+    v1.extend_from_slice(&1u64.to_be_bytes());
+    v1.extend_from_slice(&[0u8; 32]);
+    v1.extend_from_slice(&1u16.to_be_bytes());
+    v1.push(b'x');
+    s.write_all(&v1).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(body[0], 0x14, "protocol error");
+    let msg = String::from_utf8_lossy(&body[1..]);
+    assert!(msg.contains("protocol version 1 is not supported"), "{msg}");
+    assert!(msg.contains("version 2"), "{msg}");
+    assert!(std::fs::read_dir(dst.path()).unwrap().next().is_none());
 }
