@@ -157,6 +157,15 @@ struct RunArgs {
     /// http profile of the inventory API (its base_url and auth), for --inventory.
     #[arg(long, value_name = "NAME", env = "OPSKIT_PROFILE")]
     profile: Option<String>,
+    /// For --inventory: read the servers from `opskit serve`'s database directly (read only,
+    /// `sqlite://FILE` or `postgres://…`) instead of through its API with --profile.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "OPSKIT_DATABASE",
+        hide_env_values = true
+    )]
+    inventory_database: Option<String>,
     /// Run the command on a pseudo-terminal (like `ssh -t`): stdout and stderr arrive merged,
     /// and at the --timeout deadline the hang-up ends the command even where the server refuses
     /// the TERM signal.
@@ -538,7 +547,10 @@ fn safe_name(label: &str) -> String {
 
 fn run(args: RunArgs) -> anyhow::Result<u8> {
     let hosts = match &args.inventory {
-        Some(selector) => inventory::fetch(args.profile.as_deref(), selector)?,
+        Some(selector) => match &args.inventory_database {
+            Some(url) => inventory::fetch_database(url, selector)?,
+            None => inventory::fetch(args.profile.as_deref(), selector)?,
+        },
         None => Vec::new(),
     };
     let p = prepare(&args.conn, args.targets, hosts)?;

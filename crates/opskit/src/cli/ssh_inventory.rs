@@ -1,18 +1,18 @@
 //! `--inventory SELECTOR`: ssh targets from the `opskit serve` servers API, reached with an http
 //! profile (`--profile NAME`: its base URL and auth) through the `opskit-http` engine, every page
-//! followed (`Link` header).
+//! followed (`Link` header); or, with `--inventory-database URL`, read from serve's database
+//! directly (read only), with the same filters.
 
 use futures::StreamExt;
 use opskit_http as engine;
 use serde_json::Value;
 use url::Url;
 
+use opskit_monitor::inventory::{Selector, SelectorError};
+
 use crate::cli::http::exchange::{deadlines_and_retries, profile_auth};
 use crate::cli::http::profile::{self, Profile};
 use crate::exit::{Failure, code};
-
-/// The list filters of `GET /api/v1/servers` a selector may use.
-const KEYS: &[&str] = &["env", "status", "os_type", "tag"];
 
 /// One server of the inventory, as ssh needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,38 +21,14 @@ pub struct InventoryHost {
     pub ip: String,
 }
 
-/// Parses `env=prod,tag=web` (comma = AND) into query pairs; a bad selector is a usage error
-/// naming it.
-pub fn parse_selector(selector: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let bad = |why: String| {
-        anyhow::Error::from(
-            Failure::usage(format!("bad --inventory selector `{selector}`: {why}")).with_hint(
-                format!(
-                    "write KEY=VALUE[,KEY=VALUE…] with keys {} (comma = and)",
-                    KEYS.join(", ")
-                ),
-            ),
-        )
-    };
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for part in selector.split(',') {
-        let part = part.trim();
-        let Some((k, v)) = part.split_once('=') else {
-            return Err(bad(format!("`{part}` has no `=`")));
-        };
-        let (k, v) = (k.trim(), v.trim());
-        if !KEYS.contains(&k) {
-            return Err(bad(format!("unknown key `{k}`")));
-        }
-        if v.is_empty() {
-            return Err(bad(format!("`{k}` has no value")));
-        }
-        if pairs.iter().any(|(pk, _)| pk == k) {
-            return Err(bad(format!("`{k}` is given twice")));
-        }
-        pairs.push((k.to_owned(), v.to_owned()));
-    }
-    Ok(pairs)
+/// Parses `env=prod,tag=web` (comma = AND; the one selector syntax, shared with monitor
+/// templates); a bad selector is a usage error naming it.
+pub fn parse_selector(selector: &str) -> anyhow::Result<Selector> {
+    Selector::parse(selector).map_err(|e| {
+        Failure::usage(format!("bad --inventory selector `{selector}`: {}", e.why))
+            .with_hint(SelectorError::hint())
+            .into()
+    })
 }
 
 /// The servers list URL: `BASE/api/v1/servers`, or `BASE/servers` when the profile's base URL
@@ -118,7 +94,7 @@ pub fn fetch(profile_name: Option<&str>, selector: &str) -> anyhow::Result<Vec<I
         for (k, v) in &prof.query {
             rb = rb.query_pair(k, v);
         }
-        for (k, v) in &filters {
+        for (k, v) in filters.pairs() {
             rb = rb.query_pair(k, v);
         }
         // the largest page the API gives, unless the profile sets its own
@@ -135,16 +111,59 @@ pub fn fetch(profile_name: Option<&str>, selector: &str) -> anyhow::Result<Vec<I
         anyhow::Ok(out)
     })??;
     if servers.is_empty() {
-        return Err(Failure::new(
-            code::FAILURE,
-            format!("no server in the inventory matches `{selector}`"),
-        )
-        .with_hint(format!(
-            "list them with `opskit get /api/v1/servers --profile {name}`"
-        ))
-        .into());
+        return Err(no_match(selector)
+            .with_hint(format!(
+                "list them with `opskit get /api/v1/servers --profile {name}`"
+            ))
+            .into());
     }
     Ok(servers)
+}
+
+fn no_match(selector: &str) -> Failure {
+    Failure::new(
+        code::FAILURE,
+        format!("no server in the inventory matches `{selector}`"),
+    )
+}
+
+/// Every server matching `selector`, read from the `opskit serve` database at `url`
+/// (`sqlite://FILE` or `postgres://…`), read only: the servers the API would list with the same
+/// filters. A database that cannot be opened is an error naming it (password hidden); an empty
+/// match is an error (exit 1) naming the selector.
+pub fn fetch_database(url: &str, selector: &str) -> anyhow::Result<Vec<InventoryHost>> {
+    let filters = parse_selector(selector)?;
+    let shown = opskit_server::store::redact_url(url);
+    let ro = opskit_server::inventory::read_only_url(url);
+    let servers = crate::block_on(async move {
+        let db = opskit_server::store::Db::connect_existing(&ro)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    code::FAILURE,
+                    format!("cannot open the inventory database {shown}: {e}"),
+                )
+                .with_hint("give --inventory-database the URL `opskit serve --database` uses")
+            })?;
+        opskit_server::inventory::list_all(&db, &filters)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    code::FAILURE,
+                    format!("cannot read the servers from {shown}: {e}"),
+                )
+            })
+    })??;
+    if servers.is_empty() {
+        return Err(no_match(selector).into());
+    }
+    Ok(servers
+        .into_iter()
+        .map(|s| InventoryHost {
+            hostname: s.hostname,
+            ip: s.ip,
+        })
+        .collect())
 }
 
 fn host(v: &Value) -> anyhow::Result<InventoryHost> {
@@ -166,8 +185,8 @@ mod tests {
     #[test]
     fn selectors() {
         assert_eq!(
-            parse_selector("env=prod,tag=web").unwrap(),
-            vec![
+            parse_selector("env=prod,tag=web").unwrap().pairs(),
+            [
                 ("env".to_owned(), "prod".to_owned()),
                 ("tag".to_owned(), "web".to_owned())
             ]

@@ -6,6 +6,7 @@ mod hostile;
 mod http;
 mod monitor;
 mod monitor_ha;
+mod monitor_inventory;
 mod net;
 mod net_transfer;
 mod notify;
