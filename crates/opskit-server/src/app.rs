@@ -31,7 +31,7 @@ use crate::config::ServerConfig;
 use crate::middleware::{auth_and_rate_limit, finish_response};
 use crate::openapi::ApiDoc;
 use crate::problem::AppError;
-use crate::routes::{events, ops, servers, session};
+use crate::routes::{events, monitors, ops, servers, session};
 pub use crate::state::AppState;
 use crate::{Error, users};
 
@@ -51,6 +51,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .merge(session::router())
         .merge(ops::router())
         .merge(events::router())
+        .merge(monitors::router())
 }
 
 fn public_routes() -> OpenApiRouter<AppState> {

@@ -2,6 +2,7 @@
 //! ([`accounts`]).
 
 pub mod accounts;
+pub mod monitors;
 pub mod servers;
 
 pub use accounts::*;

@@ -1,6 +1,7 @@
 //! HTTP handlers.
 
 pub mod events;
+pub mod monitors;
 pub mod ops;
 pub mod servers;
 pub mod session;

@@ -11,6 +11,7 @@ mod docs;
 mod events;
 mod hardening;
 mod inventory;
+mod monitors;
 mod protection;
 
 /// Generates `<name>::sqlite` and `<name>::postgres` tests from one async scenario.
