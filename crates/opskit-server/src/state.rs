@@ -123,6 +123,10 @@ impl AppState {
         if let Some(c) = self.server_cache() {
             c.invalidate();
         }
+        // inventory-driven monitors follow the servers now, not at the next refresh
+        if let Some(m) = self.monitor() {
+            m.refresh_now();
+        }
     }
 }
 
