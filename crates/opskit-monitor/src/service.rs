@@ -146,6 +146,67 @@ pub enum ServiceEvent {
     },
 }
 
+impl ServiceEvent {
+    /// Something an operator should look at: a lost or unreachable lease, a file not applied,
+    /// a failing source, a name clash.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            ServiceEvent::Lease(lease::Event::SteppedDown { .. } | lease::Event::Unreachable(_))
+                | ServiceEvent::NotApplied { .. }
+                | ServiceEvent::SourceFailed { .. }
+                | ServiceEvent::NameClash { .. }
+        )
+    }
+}
+
+/// One line, as the binaries print it after their prefix (`opskit monitor: `).
+impl std::fmt::Display for ServiceEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = match self {
+            ServiceEvent::Lease(lease::Event::Leading(l)) => format!(
+                "leading (fencing token {}): this instance runs the checks and sends the alerts",
+                l.token
+            ),
+            ServiceEvent::Lease(lease::Event::Following(l)) => format!(
+                "following {} (fencing token {}): standing by, taking over if its lease runs out",
+                l.holder, l.token
+            ),
+            ServiceEvent::Lease(lease::Event::SteppedDown { token, why }) => format!(
+                "stepped down (fencing token {token}): {why}; this instance no longer checks or alerts"
+            ),
+            ServiceEvent::Lease(lease::Event::Unreachable(e)) => {
+                format!("the leader lease cannot be read or taken: {e}")
+            }
+            ServiceEvent::Running { monitors } => format!("running {monitors} monitors"),
+            ServiceEvent::Reloaded { monitors } => {
+                format!("configuration reloaded ({monitors} monitors)")
+            }
+            ServiceEvent::NotApplied { error } => {
+                format!("the new configuration is not applied (the old one keeps running): {error}")
+            }
+            ServiceEvent::SourceFailed {
+                origin,
+                error,
+                kept,
+            } => format!(
+                "reading the {origin} monitors failed (its last {kept} monitors keep running): {error}"
+            ),
+            ServiceEvent::SourceRecovered { origin } => {
+                format!("the {origin} monitors can be read again")
+            }
+            ServiceEvent::NameClash {
+                name,
+                kept,
+                dropped,
+            } => format!(
+                "two monitors are named {name:?}: the {kept} one runs, the {dropped} one does not (rename one)"
+            ),
+        };
+        f.write_str(&line)
+    }
+}
+
 type Callback = Arc<dyn Fn(ServiceEvent) + Send + Sync>;
 type Outcome = Option<std::result::Result<(), String>>;
 
@@ -516,9 +577,18 @@ impl Service {
     /// the reactor (sorting the lateness sample takes a while with many monitors).
     pub async fn render_metrics(&self) -> String {
         let (cfg, stats) = (self.config(), self.stats());
-        tokio::task::spawn_blocking(move || crate::metrics::render(&cfg, &stats))
+        let mut text = tokio::task::spawn_blocking(move || crate::metrics::render(&cfg, &stats))
             .await
-            .unwrap_or_default()
+            .unwrap_or_default();
+        text.push_str(
+            "# HELP opskit_monitor_leader 1 while this process holds the leader lease (runs the checks and sends the alerts), else 0.\n\
+             # TYPE opskit_monitor_leader gauge\n",
+        );
+        text.push_str(&format!(
+            "opskit_monitor_leader {}\n",
+            u8::from(self.is_leader())
+        ));
+        text
     }
 
     /// Does this process hold the leader lease now?

@@ -40,6 +40,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(protected_routes())
         .merge(public_routes())
+        .merge(heartbeat_routes())
         .split_for_parts();
     crate::openapi::finish(doc)
 }
@@ -56,6 +57,12 @@ fn protected_routes() -> OpenApiRouter<AppState> {
 
 fn public_routes() -> OpenApiRouter<AppState> {
     ops::public_router()
+}
+
+/// `POST /heartbeat/{token}`: no credential (the token is the secret), but behind the same
+/// middleware as the API for its per-client rate limit.
+fn heartbeat_routes() -> OpenApiRouter<AppState> {
+    crate::routes::heartbeat::router()
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {
@@ -101,7 +108,9 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// The whole API as an axum router.
 pub fn app(state: AppState) -> Router {
     let cfg = state.config().clone();
-    let (protected, _) = protected_routes().split_for_parts();
+    let (protected, _) = protected_routes()
+        .merge(heartbeat_routes())
+        .split_for_parts();
     let (public, _) = public_routes().split_for_parts();
     // Everything except /health and the docs goes through the auth middleware (which also
     // rate-limits).
@@ -144,6 +153,8 @@ pub struct Application {
     addr: SocketAddr,
     state: AppState,
     generated_admin_password: Option<SecretString>,
+    /// Held while serving a SQLite database: a second server on it is refused.
+    _serve_lock: Option<crate::serve_lock::ServeLock>,
 }
 
 impl Application {
@@ -151,6 +162,7 @@ impl Application {
     /// users, and binds the listener (use port 0 for any free port).
     pub async fn build(config: ServerConfig) -> Result<Application, Error> {
         config.validate()?;
+        let serve_lock = crate::serve_lock::acquire(&config.database_url)?;
         let db = users::open(&config.database_url).await?;
         let generated = users::ensure_admin(&db, config.admin_password.clone()).await?;
         let listener = tokio::net::TcpListener::bind(config.bind)
@@ -160,12 +172,26 @@ impl Application {
                 source,
             })?;
         let addr = listener.local_addr()?;
-        let state = AppState::new(db, config).await?;
+        let monitor = if config.monitor.on() {
+            Some(start_monitor(&config, &db).await?)
+        } else {
+            None
+        };
+        let state = match AppState::with_monitor(db, config, monitor.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(m) = monitor {
+                    let _ = m.stop().await;
+                }
+                return Err(e);
+            }
+        };
         Ok(Application {
             listener,
             addr,
             state,
             generated_admin_password: generated,
+            _serve_lock: serve_lock,
         })
     }
 
@@ -279,8 +305,64 @@ impl Application {
         drop(self.listener);
         graceful.shutdown().await;
         sweeper.abort();
+        // The monitor finishes its checks and deliveries in flight and releases its lease.
+        if let Some(m) = self.state.monitor() {
+            m.clone().stop().await?;
+            m.db().close().await;
+        }
         Ok(())
     }
+}
+
+/// Starts the monitor engine on the server's database (its own migrations run there): the
+/// monitor file's monitors, then those stored through the API, then the inventory's.
+async fn start_monitor(
+    config: &ServerConfig,
+    db: &crate::store::Db,
+) -> Result<opskit_monitor::service::Service, Error> {
+    use opskit_monitor::service::{Service, ServiceOptions};
+    let mdb = opskit_monitor::store::Db::open(&config.database_url).await?;
+    let opts = ServiceOptions {
+        config_path: config.monitor.config_path.clone(),
+        lease: config.monitor.lease,
+        refresh: config.monitor.refresh,
+        sources: vec![
+            opskit_monitor::definitions::ApiMonitors::new(mdb.clone()),
+            crate::inventory::monitor_source(db.clone()),
+        ],
+        ..ServiceOptions::new(mdb.clone())
+    };
+    let service = match Service::start(opts, |e| {
+        if e.is_warning() {
+            tracing::warn!("monitor: {e}");
+        } else {
+            tracing::info!("monitor: {e}");
+        }
+    })
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            mdb.close().await;
+            return Err(e.into());
+        }
+    };
+    if let Some(other) = service.config().settings.database.as_deref()
+        && opskit_monitor::store::normalise_url(other).ok()
+            != opskit_monitor::store::normalise_url(&config.database_url).ok()
+    {
+        tracing::warn!(
+            ignored = %crate::store::redact_url(other),
+            "the monitor file's settings.database is ignored: opskit serve's monitor uses the server's database"
+        );
+    }
+    tracing::info!(
+        instance = %service.holder(),
+        lease = ?service.lease(),
+        monitors = service.config().monitors.len(),
+        "monitor engine started"
+    );
+    Ok(service)
 }
 
 /// What a connection over the cap gets before it is closed.

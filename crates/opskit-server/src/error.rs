@@ -38,4 +38,17 @@ pub enum Error {
     Hash(String),
     #[error("token error: {0}")]
     Token(String),
+    /// The monitor engine could not start (its file, its tables, the lease settings).
+    #[error("monitor: {0}")]
+    Monitor(#[from] opskit_monitor::Error),
+    /// Another `opskit serve` process already serves this SQLite database (`path`, absolute).
+    #[error(
+        "the SQLite database {} is already served by another opskit serve process{}: SQLite takes one server process; to run two replicas, use PostgreSQL (--database postgres://…)",
+        path.display(),
+        pid.map_or_else(String::new, |p| format!(" (pid {p})"))
+    )]
+    DatabaseInUse {
+        path: std::path::PathBuf,
+        pid: Option<u32>,
+    },
 }

@@ -17,6 +17,7 @@ pub mod model;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod serve_lock;
 pub mod state;
 pub mod store;
 pub mod throttle;

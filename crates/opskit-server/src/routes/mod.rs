@@ -1,6 +1,7 @@
 //! HTTP handlers.
 
 pub mod events;
+pub mod heartbeat;
 pub mod monitors;
 pub mod ops;
 pub mod servers;

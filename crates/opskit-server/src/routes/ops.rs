@@ -52,6 +52,10 @@ pub async fn metrics(State(state): State<AppState>, Auth(_p): Auth) -> Response 
     if let Some(c) = state.server_cache() {
         c.render_metrics(&mut text);
     }
+    // the monitor engine's series, when it runs in this server
+    if let Some(m) = state.monitor() {
+        text.push_str(&m.render_metrics().await);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -19,9 +19,25 @@ use crate::logging::{self, LogFormat};
 
 const DEFAULT_DATABASE: &str = "sqlite://opskit.db";
 
+/// The end of `opskit serve --help`.
+const SERVE_EXIT_CODES: &str = "\
+One server per SQLite database: a second `opskit serve` on the same file is refused (exit 1),
+naming the file (an advisory lock on FILE.serve-lock; `opskit user`, `apikey` and `db init`
+keep working). To run two replicas, use PostgreSQL: with --monitor or --monitor-config, one
+replica runs the checks and sends the alerts at a time (a leader lease in the database), and
+every replica serves the API.
+
+Exit codes:
+  0    stopped cleanly (SIGTERM, Ctrl-C)
+  1    the database is already served by another opskit serve (SQLite), the address is in use,
+       or the monitor engine stopped on an error
+  2    usage error: a bad flag, config file or monitor file
+  3    the database cannot be reached";
+
 /// `opskit serve` flags. Each can also come from an `OPSKIT_*` env var or the config file
 /// (flag > env var > config file > default).
 #[derive(Debug, Args)]
+#[command(after_help = SERVE_EXIT_CODES)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "OPSKIT_BIND")]
@@ -33,7 +49,7 @@ pub struct ServeArgs {
     /// TOML config file (env OPSKIT_SERVE_CONFIG; OPSKIT_CONFIG is the http profiles file) with any of: bind, database, cors_origins, rate_limit, login_rate_limit,
     /// body_limit, request_timeout, header_timeout, idle_timeout, max_connections,
     /// access_token_ttl, refresh_token_ttl, basic_auth, log_format, events_secrets,
-    /// events_tolerance, server_cache.
+    /// events_tolerance, server_cache, monitor, monitor_config, monitor_lease, monitor_refresh.
     #[arg(long, env = "OPSKIT_SERVE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Origin allowed by CORS (repeat, or comma-separate in the env var); none by default.
@@ -93,6 +109,24 @@ pub struct ServeArgs {
     /// How far a signed event's webhook-timestamp may differ from now [default: 5m].
     #[arg(long, env = "OPSKIT_EVENTS_TOLERANCE", value_name = "DURATION", value_parser = parse_duration)]
     pub events_tolerance: Option<Duration>,
+    /// Run the monitor engine in this process, on the server's database, with the monitors
+    /// stored through the API and the inventory's templates (see --monitor-config for a file).
+    #[arg(long, env = "OPSKIT_MONITOR")]
+    pub monitor: bool,
+    /// Run the monitor engine with this monitor.toml (reloaded on SIGHUP or when it changes)
+    /// besides the stored monitors; implies --monitor. Its settings.database is ignored: the
+    /// monitor uses the server's database.
+    #[arg(long, env = "OPSKIT_MONITOR_CONFIG", value_name = "FILE")]
+    pub monitor_config: Option<PathBuf>,
+    /// The monitor's leader lease among replicas on one PostgreSQL database: one runs the checks
+    /// and sends the alerts, another takes over within this time after it dies; 1s to 1h
+    /// [default: 15s].
+    #[arg(long, env = "OPSKIT_MONITOR_LEASE", value_name = "DURATION", value_parser = parse_duration)]
+    pub monitor_lease: Option<Duration>,
+    /// How often monitors stored through the API and the inventory's are re-read (a write
+    /// through this server's API applies at once) [default: 10s].
+    #[arg(long, env = "OPSKIT_MONITOR_REFRESH", value_name = "DURATION", value_parser = parse_duration)]
+    pub monitor_refresh: Option<Duration>,
     /// Cache rendered servers in memory, emptied on every write (true/false); on PostgreSQL other
     /// replicas' writes reach it through LISTEN/NOTIFY, and it is off while that connection is
     /// down [default: true].
@@ -126,6 +160,12 @@ struct FileConfig {
     events_secrets: Option<Vec<String>>,
     #[serde(default, deserialize_with = "file_duration")]
     events_tolerance: Option<Duration>,
+    monitor: Option<bool>,
+    monitor_config: Option<PathBuf>,
+    #[serde(default, deserialize_with = "file_duration")]
+    monitor_lease: Option<Duration>,
+    #[serde(default, deserialize_with = "file_duration")]
+    monitor_refresh: Option<Duration>,
     server_cache: Option<bool>,
 }
 
@@ -162,7 +202,7 @@ impl ServeArgs {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     Failure::usage(format!("bad config file {}: {e}", path.display()))
-                        .with_hint("keys: bind, database, cors_origins, rate_limit, login_rate_limit, body_limit, request_timeout, header_timeout, idle_timeout, max_connections, access_token_ttl, refresh_token_ttl, basic_auth, log_format, events_secrets, events_tolerance, server_cache")
+                        .with_hint("keys: bind, database, cors_origins, rate_limit, login_rate_limit, body_limit, request_timeout, header_timeout, idle_timeout, max_connections, access_token_ttl, refresh_token_ttl, basic_auth, log_format, events_secrets, events_tolerance, server_cache, monitor, monitor_config, monitor_lease, monitor_refresh")
                 })?
             }
         };
@@ -252,7 +292,18 @@ impl ServeArgs {
             events_tolerance,
             server_cache: self.server_cache.or(file.server_cache),
             user_recheck: d.user_recheck,
-            monitor: d.monitor.clone(),
+            monitor: opskit_server::config::MonitorSettings {
+                enabled: self.monitor || file.monitor.unwrap_or(false),
+                config_path: self.monitor_config.or(file.monitor_config),
+                lease: self
+                    .monitor_lease
+                    .or(file.monitor_lease)
+                    .unwrap_or(d.monitor.lease),
+                refresh: self
+                    .monitor_refresh
+                    .or(file.monitor_refresh)
+                    .unwrap_or(d.monitor.refresh),
+            },
         };
         // every duration and size checked here, before anything starts: exit 2, never a panic
         // on the first login
@@ -278,6 +329,24 @@ fn server_error(e: opskit_server::Error) -> anyhow::Error {
             Failure::usage(e.to_string()).with_hint(hint).into()
         }
         E::Conflict(_) | E::NotFound(_) => Failure::new(code::FAILURE, e.to_string()).into(),
+        E::DatabaseInUse { .. } => Failure::new(code::FAILURE, e.to_string())
+            .with_hint("stop the other server first, or give this one another --database")
+            .into(),
+        E::Monitor(ref m) => {
+            let c = match m {
+                opskit_monitor::Error::Config(_) | opskit_monitor::Error::Io { .. } => code::USAGE,
+                opskit_monitor::Error::Unreachable(_) | opskit_monitor::Error::Database(_) => {
+                    code::NETWORK
+                }
+                _ => code::FAILURE,
+            };
+            let f = Failure::new(c, e.to_string());
+            if c == code::USAGE {
+                f.with_hint("`opskit monitor validate FILE` checks a monitor file").into()
+            } else {
+                f.into()
+            }
+        }
         E::Bind { .. } => Failure::new(code::FAILURE, e.to_string())
             .with_hint("another process may be using the port; pick another with --bind")
             .into(),
@@ -333,9 +402,19 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             docs = %format!("http://{}/docs", app.local_addr()),
             "opskit serve listening"
         );
-        app.run_until(shutdown_signal())
-            .await
-            .map_err(server_error)?;
+        // The engine ending by itself (an error) stops the server too: a server that no longer
+        // monitors must not look as if it did.
+        let monitor = app.state().monitor().cloned();
+        let shutdown = async move {
+            match monitor {
+                Some(m) => tokio::select! {
+                    () = shutdown_signal() => {}
+                    () = m.finished() => tracing::error!("the monitor engine stopped; shutting down"),
+                },
+                None => shutdown_signal().await,
+            }
+        };
+        app.run_until(shutdown).await.map_err(server_error)?;
         tracing::info!("stopped");
         Ok(code::OK)
     })?

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use clap::Args;
 use opskit_monitor::config::Check;
 use opskit_monitor::lease;
-use opskit_monitor::service::{self, Service, ServiceEvent, ServiceOptions};
+use opskit_monitor::service::{self, Service, ServiceOptions};
 use tokio::sync::watch;
 
 use super::{database_url, load, open_db};
@@ -69,51 +69,6 @@ async fn heartbeat(State(r): State<Receiver>, Path(token): Path<String>) -> (Sta
     }
 }
 
-/// What the engine reports, as one line (without the `opskit monitor: ` prefix); `opskit
-/// serve` logs the same lines.
-pub(crate) fn event_line(event: &ServiceEvent) -> String {
-    match event {
-        ServiceEvent::Lease(lease::Event::Leading(l)) => format!(
-            "leading (fencing token {}): this instance runs the checks and sends the alerts",
-            l.token
-        ),
-        ServiceEvent::Lease(lease::Event::Following(l)) => format!(
-            "following {} (fencing token {}): standing by, taking over if its lease runs out",
-            l.holder, l.token
-        ),
-        ServiceEvent::Lease(lease::Event::SteppedDown { token, why }) => format!(
-            "stepped down (fencing token {token}): {why}; this instance no longer checks or alerts"
-        ),
-        ServiceEvent::Lease(lease::Event::Unreachable(e)) => {
-            format!("the leader lease cannot be read or taken: {e}")
-        }
-        ServiceEvent::Running { monitors } => format!("running {monitors} monitors"),
-        ServiceEvent::Reloaded { monitors } => {
-            format!("configuration reloaded ({monitors} monitors)")
-        }
-        ServiceEvent::NotApplied { error } => {
-            format!("the new configuration is not applied (the old one keeps running): {error}")
-        }
-        ServiceEvent::SourceFailed {
-            origin,
-            error,
-            kept,
-        } => format!(
-            "reading the {origin} monitors failed (its last {kept} monitors keep running): {error}"
-        ),
-        ServiceEvent::SourceRecovered { origin } => {
-            format!("the {origin} monitors can be read again")
-        }
-        ServiceEvent::NameClash {
-            name,
-            kept,
-            dropped,
-        } => format!(
-            "two monitors are named {name:?}: the {kept} one runs, the {dropped} one does not (rename one)"
-        ),
-    }
-}
-
 /// SIGTERM or SIGINT.
 async fn terminated() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -161,7 +116,7 @@ impl RunArgs {
             ..ServiceOptions::new(db.clone())
         };
         // The file was read a moment ago; reading it again can only fail if it changed since.
-        let service = Service::start(opts, |e| eprintln!("opskit monitor: {}", event_line(&e)))
+        let service = Service::start(opts, |e| eprintln!("opskit monitor: {e}"))
             .await
             .map_err(|e| Failure::usage(e.to_string()))?;
 
