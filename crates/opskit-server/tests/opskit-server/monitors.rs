@@ -454,6 +454,28 @@ pub async fn crud_with_if_match_and_secrets_never_echoed(app: &MonApp) {
         "{p:#}"
     );
 
+    // a heartbeat token is one monitor's only
+    let r = app
+        .create(
+            json!({"name": "hb-1", "kind": "heartbeat", "token": "tok-12345678", "interval": "1h"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = app
+        .create(
+            json!({"name": "hb-2", "kind": "heartbeat", "token": "tok-12345678", "interval": "1h"}),
+        )
+        .await;
+    let p = problem(r, 422).await;
+    assert_eq!(locs(&p), [json!(["body", "token"])]);
+    assert_eq!(p["errors"][0]["msg"], "another monitor uses this token");
+    let r = app
+        .admin(Method::DELETE, "/api/v1/monitors/hb-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
     // a name taken by any origin is a 409
     let r = app
         .create(json!({"name": "api-one", "kind": "tcp", "target": "127.0.0.1:1"}))
