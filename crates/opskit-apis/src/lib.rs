@@ -11,6 +11,7 @@
 //! Libraries never print: every call returns typed values or one [`Error`].
 
 mod error;
+pub mod github;
 pub mod prometheus;
 pub mod time_arg;
 

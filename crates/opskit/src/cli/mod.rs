@@ -7,6 +7,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::exit::{self, EXIT_CODES_HELP};
 
 pub mod api_client;
+pub mod github;
 pub mod http;
 pub mod monitor;
 pub mod net;
@@ -71,6 +72,8 @@ pub enum Command {
     Monitor(monitor::MonitorArgs),
     /// Prometheus: query, range, alerts, rules, targets, series, labels.
     Prom(Box<prom::PromArgs>),
+    /// GitHub: issues, repos, issue create, api (every page, ETag cache, rate limits).
+    Github(Box<github::GithubArgs>),
 }
 
 impl Command {
@@ -111,6 +114,7 @@ impl Command {
             Command::Net(args) => args.run(),
             Command::Monitor(args) => args.run(),
             Command::Prom(args) => args.run(),
+            Command::Github(args) => args.run(),
         }
     }
 }
