@@ -33,6 +33,12 @@ impl Drop for Serve {
 /// "listening" line, and makes an admin API key.
 fn serve(extra: &[&str], dir: tempfile::TempDir) -> Serve {
     let db = format!("sqlite://{}", dir.path().join("inv.db").display());
+    serve_on(&db, extra, dir)
+}
+
+/// [`serve`] on the database `db`.
+fn serve_on(db: &str, extra: &[&str], dir: tempfile::TempDir) -> Serve {
+    let db = db.to_owned();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
         .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
         .args(["--log-format", "json", "--rate-limit", "0"])
@@ -70,7 +76,8 @@ fn serve(extra: &[&str], dir: tempfile::TempDir) -> Serve {
     };
     let out = Command::cargo_bin("opskit")
         .unwrap()
-        .args(["apikey", "--database", &db, "create", "inventory-test"])
+        .args(["apikey", "--database", &db, "create"])
+        .arg(format!("inventory-test-{}", child.id()))
         .env_remove("OPSKIT_DATABASE")
         .assert()
         .success();
@@ -268,4 +275,303 @@ async fn ssh_run_inventory_reads_serves_database_directly() {
         ))
         .stderr(predicate::str::contains("nope.db"));
     assert!(!missing.exists());
+}
+
+/// A TCP listener on `ip:0` that accepts and closes every connection (so checks never fill
+/// its backlog), for as long as the test runs.
+fn listener(ip: &str) -> u16 {
+    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            drop(c);
+        }
+    });
+    port
+}
+
+impl Serve {
+    /// The monitors as `GET /api/v1/monitors` lists them: name → the monitor.
+    async fn monitors(&self) -> std::collections::BTreeMap<String, Value> {
+        let r = self
+            .client()
+            .get(self.url("/api/v1/monitors?per_page=200"))
+            .header("X-API-Key", &self.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        let page: Value = r.json().await.unwrap();
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["name"].as_str().unwrap().to_owned(), m.clone()))
+            .collect()
+    }
+
+    /// Polls the monitors list (deadline 30 s) until `done` holds; the last list otherwise.
+    async fn wait_for(
+        &self,
+        what: &str,
+        done: impl Fn(&std::collections::BTreeMap<String, Value>) -> bool,
+    ) -> std::collections::BTreeMap<String, Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = self.monitors().await;
+            if done(&now) {
+                return now;
+            }
+            if Instant::now() >= deadline {
+                let log: Vec<String> = self
+                    .log
+                    .try_iter()
+                    .filter(|l| l.contains("monitor"))
+                    .collect();
+                panic!(
+                    "{what}: not within 30 s; monitors now: {:?}; serve's monitor log: {log:#?}",
+                    now.keys().collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn names(m: &std::collections::BTreeMap<String, Value>) -> Vec<&str> {
+    m.keys().map(String::as_str).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_checks_follow_the_servers_api_with_no_restart() {
+    let port = listener("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("monitor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[defaults]
+interval = "1s"
+timeout = "1s"
+
+[[monitor]]
+name = "file listener"
+kind = "tcp"
+target = "127.0.0.1:{port}"
+
+# every prod web server's port
+[[template]]
+selector = "env=prod,tag=web"
+name = "tcp {{hostname}}"
+group = "prod web"
+kind = "tcp"
+target = "{{ip}}:{port}"
+"#
+        ),
+    )
+    .unwrap();
+    // the sources' own re-read is an hour away: what follows comes from the API writes
+    let srv = serve(
+        &[
+            "--monitor-config",
+            config.to_str().unwrap(),
+            "--monitor-refresh",
+            "1h",
+        ],
+        dir,
+    );
+    let pid = srv.child.id();
+    let m = srv
+        .wait_for("the file's monitor", |m| names(m) == ["file listener"])
+        .await;
+    assert_eq!(m["file listener"]["origin"], "file");
+
+    // servers created: a check per prod web server, at its own ip
+    let web1 = srv.create("web1", "127.0.0.1", "prod", &["web"]).await;
+    let web2 = srv
+        .create("web2", "127.0.0.2", "prod", &["web", "linux"])
+        .await;
+    let db1 = srv.create("db1", "127.0.0.1", "prod", &["db"]).await;
+    srv.create("dev1", "127.0.0.1", "dev", &["web"]).await;
+    let m = srv
+        .wait_for("checks of web1 and web2", |m| {
+            names(m) == ["file listener", "tcp web1", "tcp web2"]
+        })
+        .await;
+    for (name, ip) in [("tcp web1", "127.0.0.1"), ("tcp web2", "127.0.0.2")] {
+        assert_eq!(m[name]["origin"], "inventory", "{}", m[name]);
+        assert_eq!(m[name]["read_only"], true, "{}", m[name]);
+        assert_eq!(m[name]["group"], "prod web", "{}", m[name]);
+        assert_eq!(m[name]["target"], format!("{ip}:{port}"), "{}", m[name]);
+    }
+    // and they run: web1's ip has the listener, web2's (127.0.0.2) has none
+    srv.wait_for("web1 up and web2 down", |m| {
+        m.get("tcp web1").is_some_and(|x| x["state"] == "up")
+            && m.get("tcp web2").is_some_and(|x| x["state"] == "down")
+    })
+    .await;
+
+    // web1 leaves prod: its check goes
+    srv.patch(web1["id"].as_str().unwrap(), json!({"env": "staging"}))
+        .await;
+    srv.wait_for("web1's check gone", |m| {
+        names(m) == ["file listener", "tcp web2"]
+    })
+    .await;
+    // db1 becomes a web server: its check comes
+    srv.patch(db1["id"].as_str().unwrap(), json!({"tags": ["db", "web"]}))
+        .await;
+    let m = srv
+        .wait_for("db1's check", |m| {
+            names(m) == ["file listener", "tcp db1", "tcp web2"]
+        })
+        .await;
+    assert_eq!(m["tcp db1"]["target"], format!("127.0.0.1:{port}"));
+    // web2 moves to another address: its check follows
+    srv.patch(web2["id"].as_str().unwrap(), json!({"ip": "127.0.0.1"}))
+        .await;
+    srv.wait_for("web2 at its new ip, up", |m| {
+        m.get("tcp web2").is_some_and(|x| {
+            x["target"] == format!("127.0.0.1:{port}").as_str() && x["state"] == "up"
+        })
+    })
+    .await;
+    // web2 deleted: its check goes; db1 decommissioned: its check goes
+    srv.delete(web2["id"].as_str().unwrap()).await;
+    srv.patch(
+        db1["id"].as_str().unwrap(),
+        json!({"status": "decommissioned"}),
+    )
+    .await;
+    srv.wait_for("only the file's monitor left", |m| {
+        names(m) == ["file listener"]
+    })
+    .await;
+
+    // all of it without a restart
+    assert_eq!(srv.child.id(), pid);
+    assert!(
+        srv.log
+            .try_iter()
+            .all(|l| !l.contains("opskit serve listening"))
+    );
+}
+
+/// A fresh PostgreSQL database for one test (OPSKIT_TEST_POSTGRES_URL), dropped at the end.
+struct PgDb {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    async fn new() -> Option<PgDb> {
+        use sqlx::Connection as _;
+        let base = match std::env::var("OPSKIT_TEST_POSTGRES_URL") {
+            Ok(u) if !u.is_empty() => u,
+            _ => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "OPSKIT_TEST_POSTGRES_URL is not set (CI=true): run scripts/test"
+                );
+                eprintln!("skipped: OPSKIT_TEST_POSTGRES_URL is not set");
+                return None;
+            }
+        };
+        let name = format!(
+            "opskit_inv_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                % 1_000_000_000
+        );
+        let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let mut u = url::Url::parse(&base).unwrap();
+        u.set_path(&format!("/{name}"));
+        Some(PgDb {
+            base,
+            name,
+            url: u.to_string(),
+        })
+    }
+
+    async fn drop_it(self) {
+        use sqlx::Connection as _;
+        if let Ok(mut c) = sqlx::PgConnection::connect(&self.base).await {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut c)
+            .await;
+        }
+    }
+}
+
+/// Two replicas on one PostgreSQL database: a server written through one changes the checks of
+/// the other within its --monitor-refresh, and `ssh run --inventory-database postgres://…`
+/// reads the same inventory (read only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_postgresql_follow_each_others_servers() {
+    let Some(pg) = PgDb::new().await else { return };
+    let port = listener("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("monitor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\ninterval = \"1s\"\n\n[[template]]\nselector = \"env=prod\"\nname = \"tcp {{hostname}}\"\nkind = \"tcp\"\ntarget = \"{{ip}}:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let flags = [
+        "--monitor-config",
+        config.to_str().unwrap(),
+        "--monitor-refresh",
+        "1s",
+    ];
+    let a = serve_on(&pg.url, &flags, tempfile::tempdir().unwrap());
+    let b = serve_on(&pg.url, &flags, tempfile::tempdir().unwrap());
+    a.wait_for("no monitors yet", |m| m.is_empty()).await;
+
+    // written through b, seen by a
+    let web1 = b.create("web1", "127.0.0.1", "prod", &["web"]).await;
+    b.create("dev1", "127.0.0.1", "dev", &[]).await;
+    let m = a
+        .wait_for("web1's check on the other replica", |m| {
+            names(m) == ["tcp web1"]
+        })
+        .await;
+    assert_eq!(m["tcp web1"]["origin"], "inventory");
+    b.patch(web1["id"].as_str().unwrap(), json!({"env": "dev"}))
+        .await;
+    a.wait_for("web1's check gone on the other replica", |m| m.is_empty())
+        .await;
+
+    // the ssh path reads the same database
+    if let Some(s) = sshd() {
+        let home = tempfile::tempdir().unwrap();
+        let out = ssh_run(&s, home.path())
+            .args(["--inventory", "env=dev", "--inventory-database", &pg.url])
+            .args(["--output", "json", "--", "echo", "hi"])
+            .assert()
+            .code(0);
+        let reports: Vec<Value> = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        let mut hosts: Vec<&str> = reports
+            .iter()
+            .map(|r| r["host"].as_str().unwrap())
+            .collect();
+        hosts.sort_unstable();
+        assert_eq!(hosts, ["dev1", "web1"], "{reports:?}");
+    }
+    drop(a);
+    drop(b);
+    pg.drop_it().await;
 }
