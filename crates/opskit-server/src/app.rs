@@ -118,6 +118,8 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .merge(protected)
         .merge(public)
+        // the status page and badges: authenticated or public as --status-page says
+        .merge(crate::routes::status::router(&state))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .fallback(|| async { AppError::not_found("no such resource; see /docs for the API") });
     // a span per request only when someone reads it (OPSKIT_LOG=tower_http=debug): it costs

@@ -58,6 +58,18 @@ pub struct ServerConfig {
     pub user_recheck: Duration,
     /// The monitor engine inside the server (off by default).
     pub monitor: MonitorSettings,
+    /// Who may see `GET /status` and the monitor badges (`--status-page`).
+    pub status_page: StatusPageAccess,
+}
+
+/// `--status-page public|private`: who may see the status page and the badges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StatusPageAccess {
+    /// Any credential the API takes (a browser gets a Basic-auth prompt; a viewer is enough).
+    #[default]
+    Private,
+    /// Anyone who can reach the server (for a public status page and README badges).
+    Public,
 }
 
 /// `opskit serve --monitor` / `--monitor-config FILE`: the monitor engine in the same process,
@@ -116,6 +128,7 @@ impl Default for ServerConfig {
             server_cache: None,
             user_recheck: Duration::from_secs(10),
             monitor: MonitorSettings::default(),
+            status_page: StatusPageAccess::Private,
         }
     }
 }

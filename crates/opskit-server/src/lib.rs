@@ -19,6 +19,7 @@ pub mod problem;
 pub mod routes;
 pub mod serve_lock;
 pub mod state;
+pub mod status_page;
 pub mod store;
 pub mod throttle;
 pub mod users;

@@ -342,7 +342,8 @@ async fn with_deadline(
     }
 }
 
-/// Security headers on every response (a looser CSP on `/docs`, whose page runs its own script).
+/// Security headers on every response (a looser CSP on `/docs`, whose page runs its own script;
+/// a CSP set by the handler is kept).
 fn security_headers(h: &mut HeaderMap, docs: bool) {
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -356,7 +357,9 @@ fn security_headers(h: &mut HeaderMap, docs: bool) {
     } else {
         "default-src 'none'; frame-ancestors 'none'"
     };
-    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    // a handler that sets its own (the status page, which allows its one stylesheet) keeps it
+    h.entry(CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(csp));
     if !docs && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -375,7 +378,9 @@ async fn into_problem(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with(PROBLEM_JSON));
+        .is_some_and(|ct| ct.starts_with(PROBLEM_JSON) || ct.starts_with("text/html"));
+    // a problem document already, or a page written for a browser (the status page's own
+    // error pages)
     if is_problem {
         return resp;
     }

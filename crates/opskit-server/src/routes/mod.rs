@@ -6,6 +6,7 @@ pub mod monitors;
 pub mod ops;
 pub mod servers;
 pub mod session;
+pub mod status;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

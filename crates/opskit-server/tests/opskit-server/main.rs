@@ -13,6 +13,7 @@ mod hardening;
 mod inventory;
 mod monitors;
 mod protection;
+mod status_page;
 
 /// Generates `<name>::sqlite` and `<name>::postgres` tests from one async scenario.
 #[macro_export]

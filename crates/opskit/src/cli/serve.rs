@@ -132,6 +132,24 @@ pub struct ServeArgs {
     /// down [default: true].
     #[arg(long, env = "OPSKIT_SERVER_CACHE")]
     pub server_cache: Option<bool>,
+    /// Who may see the status page (/status) and the monitor badges: `private` needs any
+    /// credential the API takes (a browser is asked to log in; the viewer role is enough),
+    /// `public` shows them to anyone who can reach the server.
+    #[arg(
+        long,
+        env = "OPSKIT_STATUS_PAGE",
+        value_enum,
+        value_name = "ACCESS",
+        default_value = "private"
+    )]
+    pub status_page: StatusPageArg,
+}
+
+/// `--status-page`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusPageArg {
+    Private,
+    Public,
 }
 
 /// The config file: the same settings as the flags.
@@ -303,6 +321,10 @@ impl ServeArgs {
                     .monitor_refresh
                     .or(file.monitor_refresh)
                     .unwrap_or(d.monitor.refresh),
+            },
+            status_page: match self.status_page {
+                StatusPageArg::Private => opskit_server::config::StatusPageAccess::Private,
+                StatusPageArg::Public => opskit_server::config::StatusPageAccess::Public,
             },
         };
         // every duration and size checked here, before anything starts: exit 2, never a panic

@@ -14,3 +14,4 @@ mod notify;
 mod prom;
 mod serve;
 mod ssh;
+mod status_browser;
