@@ -20,7 +20,7 @@ if [[ -z "${SKIP_BUILD:-}" ]]; then
   (cd "$ROOT" && cargo build --release -p opskit >&2 &&
     cargo build --release -p opskit-net --example hash_speed >&2)
 fi
-OPSKIT="$ROOT/target/release/opskit"
+OPSKIT=${OPSKIT:-"$ROOT/target/release/opskit"}
 
 # Files live on tmpfs by default so the disk does not set the pace (fsync is a no-op there).
 BASE=${BENCH_DIR:-/dev/shm}
