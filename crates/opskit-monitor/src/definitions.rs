@@ -7,10 +7,11 @@
 //! message names the field. [`ApiMonitors`] hands the stored monitors to the running
 //! [`crate::service::Service`].
 //!
-//! Two rules apply to API monitors only: a secret (`bearer`, `basic_password`, `password`, a
+//! Three rules apply to API monitors only: a secret (`bearer`, `basic_password`, `password`, a
 //! header value) is the value itself, never `env:`, `file:` or `cmd:` (those are read on the
-//! server, which an API caller must not make it do), and a name must not look like a UUID
-//! (`/api/v1/monitors/{id}` takes either). Secrets are shown redacted ([`redacted`]); a client
+//! server, which an API caller must not make it do); there are no `ssh` monitors (they run a
+//! command with the server's own SSH keys and agent, on a host the caller would choose); and a
+//! name must not look like a UUID (`/api/v1/monitors/{id}` takes either). Secrets are shown redacted ([`redacted`]); a client
 //! that sends a redacted value back keeps the stored one ([`keep_secrets`]).
 
 use std::sync::Arc;
@@ -356,6 +357,12 @@ fn api_rules(obj: &Map<String, Value>) -> std::result::Result<(), Invalid> {
                 ));
             }
         }
+    }
+    if obj.get("kind").and_then(Value::as_str) == Some("ssh") {
+        return Err(Invalid::at(
+            "kind",
+            "an ssh monitor runs a command with this server's own SSH keys and agent: define it in monitor.toml, not through the API",
+        ));
     }
     Ok(())
 }
@@ -777,6 +784,9 @@ mod tests {
             assert_eq!(e.field, vec![Part::Key(field.into())]);
             assert!(e.message.contains("send the value itself"), "{}", e.message);
         }
+        let e = invalid(json!({"name": "a", "kind": "ssh", "target": "h", "command": "id"}));
+        assert_eq!(e.field, vec![Part::Key("kind".into())]);
+        assert!(e.message.contains("monitor.toml"), "{}", e.message);
         let e = invalid(json!({"name": "a", "kind": "http", "target": "http://h/",
             "headers": {"X-Key": "cmd:cat /etc/passwd"}}));
         assert_eq!(

@@ -137,7 +137,8 @@ pub enum AlertInput {
 
 /// What a client sends to create a monitor: the keys of a `[[monitor]]` table of
 /// monitor.toml, checked by the same rules (the README's monitor section lists them). Secrets
-/// are values, never `env:`/`file:`/`cmd:` (those are for the file). Documentation type; the
+/// are values, never `env:`/`file:`/`cmd:` (those are for the file); `ssh` monitors are for
+/// the file only (they use the server's SSH keys). Documentation type; the
 /// handler checks the body with the file's parser and names the bad field.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -147,7 +148,7 @@ pub struct MonitorInput {
     #[schema(min_length = 1, max_length = 128, example = "api-health")]
     name: String,
     group: Option<String>,
-    #[schema(pattern = "^(http|tcp|dns|tls|icmp|ssh|heartbeat)$", example = "http")]
+    #[schema(pattern = "^(http|tcp|dns|tls|icmp|heartbeat)$", example = "http")]
     kind: String,
     /// URL (http), `host:port` (tcp, tls), name (dns), host (icmp), `[user@]host[:port]` (ssh).
     #[schema(example = "https://api.example.com/health")]
@@ -190,7 +191,7 @@ pub struct MonitorPatch {
     #[schema(min_length = 1, max_length = 128)]
     name: Option<String>,
     group: Option<String>,
-    #[schema(pattern = "^(http|tcp|dns|tls|icmp|ssh|heartbeat)$")]
+    #[schema(pattern = "^(http|tcp|dns|tls|icmp|heartbeat)$")]
     kind: Option<String>,
     target: Option<String>,
     interval: Option<String>,

@@ -433,6 +433,10 @@ pub async fn crud_with_if_match_and_secrets_never_echoed(app: &MonApp) {
             json!(["body", "headers", "X"]),
         ),
         (
+            json!({"name": "x", "kind": "ssh", "target": "127.0.0.1", "command": "id"}),
+            json!(["body", "kind"]),
+        ),
+        (
             json!({"kind": "tcp", "target": "127.0.0.1:1"}),
             json!(["body", "name"]),
         ),
