@@ -1357,6 +1357,8 @@ fn write_worker(
     let mut written = 0u64;
     let mut pending_hole = false;
     let mut run = || -> std::io::Result<[u8; 32]> {
+        // whatever a partial file holds past `start` (a longer, older attempt) goes
+        file.set_len(start)?;
         file.seek(SeekFrom::Start(start))?;
         while let Some((buf, n)) = full_rx.blocking_recv() {
             let data = &buf[..n];

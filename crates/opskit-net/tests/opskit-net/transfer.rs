@@ -861,3 +861,25 @@ async fn without_resume_a_cut_transfer_leaves_nothing_behind() {
     assert!(entries(dst.path()).is_empty(), "{:?}", entries(dst.path()));
     srv.abort();
 }
+
+#[tokio::test]
+async fn a_partial_file_longer_than_the_source_is_started_over() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("small.txt");
+    std::fs::write(&file, b"short content").unwrap();
+    // left by an earlier, longer version of the file
+    let partial = dst.path().join(transfer::partial_name("small.txt"));
+    std::fs::write(&partial, vec![b'x'; 100_000]).unwrap();
+    let (addr, rx) = receiver(options(dst.path())).await;
+    let sent = transfer::send_files(addr, std::slice::from_ref(&file), &resuming(), None)
+        .await
+        .unwrap();
+    rx.await.unwrap().unwrap();
+    assert_eq!(sent[0].resumed_from, 0);
+    assert_eq!(
+        std::fs::read(dst.path().join("small.txt")).unwrap(),
+        b"short content"
+    );
+    assert_eq!(entries(dst.path()), ["small.txt"]);
+}
