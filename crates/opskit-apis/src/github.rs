@@ -359,6 +359,8 @@ impl GitHub {
             next: Option<Next>,
             origin: Option<url::Origin>,
             seen: std::collections::HashSet<String>,
+            /// An error found after a page: reported after its items.
+            pending: Option<Error>,
         }
         enum Next {
             First(String, Vec<(String, String)>),
@@ -370,8 +372,12 @@ impl GitHub {
             next: Some(Next::First(path, query)),
             origin: None,
             seen: Default::default(),
+            pending: None,
         };
         futures::stream::try_unfold(st, |mut st| async move {
+            if let Some(e) = st.pending.take() {
+                return Err(e);
+            }
             let Some(next) = st.next.take() else {
                 return Ok(None);
             };
@@ -417,11 +423,12 @@ impl GitHub {
                 if let Some(reset) = exhausted_until(&headers) {
                     let left = reset.duration_since(SystemTime::now()).unwrap_or_default();
                     if left > st.quota_wait {
-                        return Err(Error::RateLimited {
+                        st.pending = Some(Error::RateLimited {
                             api: API,
                             resets_at: Some(reset),
                             message: "x-ratelimit-remaining is 0 and pages are left".into(),
                         });
+                        return Ok(Some((items, st)));
                     }
                 }
                 st.next = Some(Next::Url(next));

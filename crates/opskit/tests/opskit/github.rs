@@ -32,6 +32,10 @@ struct State {
     /// The next POST creates the issue but answers 502 (a lost answer).
     lose_next_create_answer: bool,
     posts: u64,
+    /// The next counted answer says the quota is used up until this many seconds from now.
+    exhaust_for: Option<u64>,
+    /// Until when (Unix seconds) the quota is used up: a request before then is refused.
+    exhausted_until: Option<u64>,
 }
 
 struct Fixture {
@@ -45,7 +49,10 @@ impl Fixture {
         let state = Arc::new(Mutex::new(State::default()));
         {
             let mut s = state.lock().unwrap();
-            s.issues = (1..=issues).rev().map(|n| item(n, n.is_multiple_of(5))).collect();
+            s.issues = (1..=issues)
+                .rev()
+                .map(|n| item(n, n.is_multiple_of(5)))
+                .collect();
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let st = state.clone();
@@ -130,12 +137,15 @@ fn item(n: u64, pr: bool) -> Value {
     v
 }
 
-fn reset_epoch() -> u64 {
+fn now_epoch() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        + 3600
+}
+
+fn reset_epoch() -> u64 {
+    now_epoch() + 3600
 }
 
 fn error(status: StatusCode, message: &str) -> (StatusCode, Value) {
@@ -163,12 +173,18 @@ fn answer(
     } else {
         s.used += 1;
     }
-    let remaining = QUOTA.saturating_sub(s.used);
+    let mut remaining = QUOTA.saturating_sub(s.used);
+    let mut reset = reset_epoch();
+    if !not_modified && let Some(secs) = s.exhaust_for.take() {
+        reset = now_epoch() + secs;
+        remaining = 0;
+        s.exhausted_until = Some(reset);
+    }
     let mut headers = vec![
         ("x-ratelimit-limit", QUOTA.to_string()),
         ("x-ratelimit-remaining", remaining.to_string()),
         ("x-ratelimit-used", s.used.to_string()),
-        ("x-ratelimit-reset", reset_epoch().to_string()),
+        ("x-ratelimit-reset", reset.to_string()),
         ("x-ratelimit-resource", "core".into()),
         ("x-github-api-version-selected", "2022-11-28".into()),
     ];
@@ -226,6 +242,22 @@ fn handle(
     body: Bytes,
 ) -> Response {
     let mut s = st.lock().unwrap();
+    // a used-up primary quota: GitHub answers 403 until the reset [GH-RL]
+    if let Some(until) = s.exhausted_until {
+        if now_epoch() < until {
+            s.violations
+                .push(format!("{method} {uri}: sent before the quota reset"));
+            let (status, body) = error(
+                StatusCode::FORBIDDEN,
+                "API rate limit exceeded for user ID 1.",
+            );
+            let mut r = answer(&mut s, status, body, vec![], None, false);
+            r.headers_mut()
+                .insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+            return r;
+        }
+        s.exhausted_until = None;
+    }
     let h = |n: &str| {
         headers
             .get(n)
@@ -578,7 +610,10 @@ fn github_issues_export_skips_prs_in_order_and_rerun_spends_no_quota() {
         .iter()
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect();
-    let want: Vec<u64> = (1..=250u64).rev().filter(|n| !n.is_multiple_of(5)).collect();
+    let want: Vec<u64> = (1..=250u64)
+        .rev()
+        .filter(|n| !n.is_multiple_of(5))
+        .collect();
     assert_eq!(numbers, want);
     assert_eq!(
         lines[1],
@@ -798,5 +833,53 @@ fn github_api_and_repos_follow_every_page() {
          octo/hello,false,false,false,Rust,42,main,2026-11-01T00:00:00Z,https://github.com/octo/hello\n\
          octo/infra,true,false,true,,0,main,2025-01-01T00:00:00Z,https://github.com/octo/infra\n"
     );
+    fx.assert_clean();
+}
+
+#[test]
+fn github_waits_for_a_quota_that_resets_soon_and_stops_for_a_later_one() {
+    let fx = Fixture::start(250);
+    let cache = tempfile::tempdir().unwrap();
+    // the first page uses the quota up for 2 s: the next page waits for the reset, and says so
+    fx.state.lock().unwrap().exhaust_for = Some(2);
+    let out = opskit(&fx, cache.path())
+        .args([
+            "github",
+            "issues",
+            "octo/hello",
+            "--no-cache",
+            "--output",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 201);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("waiting") && err.contains("quota"), "{err}");
+    fx.assert_clean();
+
+    // used up for an hour: no waiting an hour, an error that says when it resets
+    fx.state.lock().unwrap().exhaust_for = Some(3600);
+    let out = opskit(&fx, cache.path())
+        .args([
+            "github",
+            "issues",
+            "octo/hello",
+            "--no-cache",
+            "--output",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rate limit used up; it resets at"), "{err}");
+    // the first page was written before the stop
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 81);
     fx.assert_clean();
 }

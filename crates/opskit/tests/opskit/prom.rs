@@ -250,7 +250,12 @@ fn prom_series_and_labels() {
     assert!(labels.iter().any(|l| l["label"] == "job"), "{labels:?}");
     let jobs = json_rows(&url, &["labels", "job", "--match", "up"]);
     let jobs: Vec<&str> = jobs.iter().map(|j| j["value"].as_str().unwrap()).collect();
-    assert_eq!(jobs, ["nothing-listens", "prometheus"]);
+    // every job once, sorted (with the test `opskit serve` when it is scraped)
+    let mut want = vec!["nothing-listens", "prometheus"];
+    if std::env::var("OPSKIT_TEST_PROMETHEUS_SERVE").as_deref() == Ok("1") {
+        want.insert(1, "opskit");
+    }
+    assert_eq!(jobs, want);
 }
 
 #[test]
@@ -364,5 +369,33 @@ fn prom_url_from_a_profile_and_errors_without_one() {
         Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn prom_sees_the_test_opskit_serve_metrics() {
+    let Some(url) = prometheus() else { return };
+    if std::env::var("OPSKIT_TEST_PROMETHEUS_SERVE").as_deref() != Ok("1") {
+        eprintln!(
+            "skipping: the test Prometheus scrapes no `opskit serve` (OPSKIT_TEST_PROMETHEUS_SERVE is not 1)"
+        );
+        return;
+    }
+    // Prometheus logs in to `opskit serve`'s /metrics (basic auth) and scrapes it
+    let up = rows_until(&url, &["query", "up{job=\"opskit\"}"], |rows| {
+        rows.iter().any(|r| r["value"] == 1)
+    });
+    assert_eq!(up.len(), 1, "{up:?}");
+    // the serve's own series, through Prometheus
+    let series = rows_until(
+        &url,
+        &["series", "{job=\"opskit\",__name__=~\"opskit_.+\"}"],
+        |rows| !rows.is_empty(),
+    );
+    assert!(
+        series
+            .iter()
+            .all(|s| s["__name__"].as_str().unwrap().starts_with("opskit_")),
+        "{series:?}"
     );
 }
