@@ -575,3 +575,42 @@ async fn replicas_on_postgresql_follow_each_others_servers() {
     drop(b);
     pg.drop_it().await;
 }
+
+/// `opskit monitor validate` checks templates as serve loads them: counted when valid, a
+/// mistake named by file, line and key (exit 2).
+#[test]
+fn validate_counts_templates_and_names_their_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("monitor.toml");
+    let text = "[[monitor]]\nname = \"api\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:80\"\n\n[[template]]\nselector = \"env=prod\"\nname = \"ssh {hostname}\"\nkind = \"tcp\"\ntarget = \"{ip}:22\"\n";
+    std::fs::write(&file, text).unwrap();
+    Command::cargo_bin("opskit")
+        .unwrap()
+        .args(["monitor", "validate"])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("valid: 1 monitors"))
+        .stdout(predicate::str::contains("1 templates"));
+    for (from, to, says) in [
+        (
+            "{ip}:22",
+            "{address}:22",
+            ":6: template[ssh {hostname}].target: unknown placeholder {address}",
+        ),
+        (
+            "env=prod",
+            "env=prod,colour=red",
+            ":6: template[ssh {hostname}].selector: bad selector `env=prod,colour=red`: unknown key `colour`",
+        ),
+    ] {
+        std::fs::write(&file, text.replace(from, to)).unwrap();
+        Command::cargo_bin("opskit")
+            .unwrap()
+            .args(["monitor", "validate"])
+            .arg(&file)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+    }
+}

@@ -60,8 +60,15 @@ impl MonitorArgs {
             MonitorCommand::Validate { file } => {
                 let cfg = load(&file)?;
                 let alerts: usize = cfg.monitors.iter().map(|m| m.alerts.len()).sum();
+                // templates make their monitors in `opskit serve`, one per inventory server
+                let templates = match cfg.templates.len() {
+                    0 => String::new(),
+                    n => {
+                        format!(", {n} templates (one monitor per selected server in opskit serve)")
+                    }
+                };
                 println!(
-                    "{}: valid: {} monitors, {} destinations, {} alerts, {} maintenance windows",
+                    "{}: valid: {} monitors, {} destinations, {} alerts, {} maintenance windows{templates}",
                     file.display(),
                     cfg.monitors.len(),
                     cfg.destinations.len(),
