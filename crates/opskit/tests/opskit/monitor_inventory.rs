@@ -592,6 +592,17 @@ fn validate_counts_templates_and_names_their_mistakes() {
         .code(0)
         .stdout(predicate::str::contains("valid: 1 monitors"))
         .stdout(predicate::str::contains("1 templates"));
+    // a one-shot check runs the monitors and says the templates are serve's
+    Command::cargo_bin("opskit")
+        .unwrap()
+        .args(["monitor", "check", "--config"])
+        .arg(&file)
+        .assert()
+        .stdout(predicate::str::contains("api"))
+        .stdout(predicate::str::contains("ssh ").not())
+        .stderr(predicate::str::contains(
+            "1 templates are applied to the inventory by `opskit serve --monitor-config`",
+        ));
     for (from, to, says) in [
         (
             "{ip}:22",

@@ -32,6 +32,12 @@ pub struct CheckArgs {
 impl CheckArgs {
     pub fn run(self) -> anyhow::Result<u8> {
         let cfg = load(&self.config)?;
+        if !cfg.templates.is_empty() {
+            eprintln!(
+                "note: {} templates are applied to the inventory by `opskit serve --monitor-config` (not checked here)",
+                cfg.templates.len()
+            );
+        }
         for name in &self.only {
             if !cfg.monitors.iter().any(|m| &m.name == name) {
                 return Err(Failure::usage(format!(
