@@ -62,9 +62,10 @@ pub struct SendArgs {
     /// (the report shows it).
     #[arg(long, value_enum, default_value_t = ChecksumArg::Blake3)]
     checksum: ChecksumArg,
-    /// Continue a cut transfer: the receiver keeps what arrived, and the next `send --resume`
-    /// of the same file sends only the rest, once the digests of the part already there match
-    /// (a changed file is sent again from the start).
+    /// Resumable transfer (give it the first time too): if the connection is cut, the receiver
+    /// keeps what arrived, and the next `send --resume` of the same file sends only the rest,
+    /// once the digests of the part already there match (a changed file is sent again from the
+    /// start).
     #[arg(long)]
     resume: bool,
     /// Output format of the per-file report on stdout.
