@@ -625,3 +625,50 @@ fn validate_counts_templates_and_names_their_mistakes() {
             .stderr(predicate::str::contains(says));
     }
 }
+
+/// `opskit monitor run` has no inventory: it runs the file's monitors and says so of the
+/// templates.
+#[test]
+fn monitor_run_says_templates_are_left_to_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("monitor.toml");
+    std::fs::write(
+        &file,
+        "[[template]]\nselector = \"env=prod\"\nname = \"ssh {hostname}\"\nkind = \"tcp\"\ntarget = \"{ip}:22\"\n",
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("m.db").display());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
+        .args(["monitor", "run", "--config"])
+        .arg(&file)
+        .args(["--database", &db])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let found = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains("1 templates are applied to the inventory by `opskit serve") => {
+                break true;
+            }
+            Ok(l) => seen.push(l),
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found, "{seen:#?}");
+}

@@ -94,6 +94,12 @@ impl RunArgs {
             .into());
         }
         let cfg = load(&self.config)?;
+        if !cfg.templates.is_empty() {
+            eprintln!(
+                "opskit monitor: {} templates are applied to the inventory by `opskit serve --monitor-config` (not run here)",
+                cfg.templates.len()
+            );
+        }
         let url = database_url(self.database.clone(), Some(&cfg))?;
         let listen = self.listen.clone().or_else(|| cfg.settings.listen.clone());
         crate::block_on(self.daemon(url, listen))?
