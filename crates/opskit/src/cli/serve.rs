@@ -382,26 +382,43 @@ fn server_error(e: opskit_server::Error) -> anyhow::Error {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// The next delivery of a signal (never, when its handler could not be installed).
+#[cfg(unix)]
+async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        None => std::future::pending::<()>().await,
     }
-    tracing::info!("shutting down: draining in-flight requests");
+}
+
+/// SIGTERM or Ctrl-C. The handlers are installed when this is called (before the server says
+/// it listens), so a signal sent right after that line stops the server gracefully instead of
+/// killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                () = recv(term.as_mut()) => {},
+                () = recv(int.as_mut()) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: draining in-flight requests");
+    }
 }
 
 /// Runs `opskit serve`.
@@ -409,6 +426,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let (config, log_format) = args.resolve()?;
     logging::init(log_format, "info");
     crate::block_on(async move {
+        let signalled = shutdown_signal();
         let app = Application::build(config.clone())
             .await
             .map_err(server_error)?;
@@ -430,10 +448,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         let shutdown = async move {
             match monitor {
                 Some(m) => tokio::select! {
-                    () = shutdown_signal() => {}
+                    () = signalled => {}
                     () = m.finished() => tracing::error!("the monitor engine stopped; shutting down"),
                 },
-                None => shutdown_signal().await,
+                None => signalled.await,
             }
         };
         app.run_until(shutdown).await.map_err(server_error)?;
