@@ -13,5 +13,6 @@ mod net_transfer;
 mod notify;
 mod prom;
 mod serve;
+mod serve_monitor;
 mod ssh;
 mod status_browser;
