@@ -448,14 +448,7 @@ impl Service {
         let elector = Arc::new(Elector::new(db.clone(), opts.holder.clone(), opts.lease));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel::<Outcome>(None);
-        // Filled by `publish` below, before anything reads it.
-        let (cfg_tx, cfg_rx) = watch::channel(Arc::new(Config {
-            settings: cfg.settings.clone(),
-            monitors: Vec::new(),
-            destinations: Default::default(),
-            maintenance: Vec::new(),
-            templates: Vec::new(),
-        }));
+        let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg.clone()));
         let inner = Arc::new(Inner {
             db: db.clone(),
             checker: checker.clone(),
