@@ -171,6 +171,9 @@ pub struct IncidentRow {
     pub started_ms: i64,
     pub resolved_ms: Option<i64>,
     pub reason: Option<String>,
+    /// Why it closed without its monitor recovering (`monitor removed`); `None` when it
+    /// recovered or is open.
+    pub resolved_reason: Option<String>,
     /// The condition that failed and the values seen, from the first alert (when one was sent).
     pub failed_condition: Option<Value>,
     pub alerts: Vec<SentAlert>,
@@ -200,7 +203,7 @@ pub async fn incidents(
         IncidentFilter::Past => " AND resolved_ms IS NOT NULL",
     };
     let sql = format!(
-        "SELECT id, monitor, started_ms, resolved_ms, reason FROM incidents \
+        "SELECT id, monitor, started_ms, resolved_ms, reason, resolved_reason FROM incidents \
          WHERE started_ms < $1 AND ($2 = '' OR monitor = $2){state} \
          ORDER BY started_ms DESC, id DESC LIMIT $3"
     );
@@ -231,6 +234,7 @@ pub async fn incidents(
             started_ms: r.get(2),
             resolved_ms: r.get(3),
             reason: r.get(4),
+            resolved_reason: r.get(5),
             failed_condition,
             alerts: sent
                 .iter()

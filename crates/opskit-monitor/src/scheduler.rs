@@ -110,6 +110,23 @@ async fn run_monitor(
     Ok((report, rec))
 }
 
+/// Closes the open incidents of monitors that left `config` (on taking the lead and after
+/// every change of the configuration), so none stays open forever on the API and the status
+/// page. A failure is logged; the next change (or the next leader) tries again.
+async fn close_removed(db: &Db, config: &Config) {
+    let present: HashSet<&str> = config.monitors.iter().map(|m| m.name.as_str()).collect();
+    match db
+        .close_incidents_of_removed(&present, crate::now_ms())
+        .await
+    {
+        Ok(closed) if !closed.is_empty() => {
+            tracing::info!(monitors = ?closed, "closed the open incidents of removed monitors");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "closing the incidents of removed monitors failed"),
+    }
+}
+
 /// Runs the scheduler until `shutdown` turns true, then waits for checks and the delivery in
 /// flight. `config` may change at any time (reload).
 pub async fn run(
@@ -186,6 +203,7 @@ pub async fn run(
         }
     };
     schedule_all(&cfg, &mut heap, &mut by_name, &mut seq);
+    close_removed(&db, &cfg).await;
 
     loop {
         let next = heap.peek().map(|Reverse((at, _, _))| *at);
@@ -276,6 +294,7 @@ pub async fn run(
                 }
                 cfg = config.borrow_and_update().clone();
                 schedule_all(&cfg, &mut heap, &mut by_name, &mut seq);
+                close_removed(&db, &cfg).await;
                 tracing::info!(monitors = cfg.monitors.len(), "configuration reloaded");
             }
             _ = shutdown.changed() => {

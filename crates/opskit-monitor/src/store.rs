@@ -12,6 +12,31 @@ use sqlx::{AnyPool, Executor as _, Row as _};
 use crate::Result;
 use crate::lease::Fence;
 
+/// The `resolved_reason` of an incident closed because its monitor left the configuration.
+pub const MONITOR_REMOVED: &str = "monitor removed";
+
+/// Closes `monitor`'s open incident (if any) as removed and forgets its firing alerts.
+async fn close_open_incident(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    monitor: &str,
+    now_ms: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE incidents SET resolved_ms = $1, resolved_reason = $2 \
+         WHERE monitor = $3 AND resolved_ms IS NULL",
+    )
+    .bind(now_ms)
+    .bind(MONITOR_REMOVED)
+    .bind(monitor)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM alert_state WHERE monitor = $1")
+        .bind(monitor)
+        .execute(&mut **tx)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
 /// The table where the monitor's applied migrations are recorded.
 pub const MIGRATIONS_TABLE: &str = "_opskit_monitor_migrations";
 
@@ -205,6 +230,53 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Closes the open incidents of the monitors not named in `present` (they left the
+    /// effective configuration: deleted through the API, their server gone from the inventory,
+    /// removed from monitor.toml): `resolved_ms` is `now_ms`, `resolved_reason` is
+    /// [`MONITOR_REMOVED`], and their firing alerts are forgotten. No "resolved" alert is sent:
+    /// nothing checked that the service recovered. On the leader's handle the write is fenced.
+    /// Returns the names whose incidents were closed.
+    pub async fn close_incidents_of_removed(
+        &self,
+        present: &std::collections::HashSet<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<String>> {
+        let open: Vec<String> =
+            sqlx::query("SELECT DISTINCT monitor FROM incidents WHERE resolved_ms IS NULL")
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .filter(|m| !present.contains(m.as_str()))
+                .collect();
+        if open.is_empty() {
+            return Ok(open);
+        }
+        let mut tx = self.pool.begin().await?;
+        for m in &open {
+            close_open_incident(&mut tx, m, now_ms).await?;
+        }
+        // Fencing after the first write (it holds SQLite's lock; on PostgreSQL the check locks
+        // the lease row until commit).
+        if let Some(fence) = &self.fence {
+            fence.check(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(open)
+    }
+
+    /// Closes the open incident of `monitor` at once, as [`Db::close_incidents_of_removed`]
+    /// does (for the API's delete, in the same request). Returns whether there was one.
+    pub async fn close_incident_of_removed(&self, monitor: &str, now_ms: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let closed = close_open_incident(&mut tx, monitor, now_ms).await?;
+        if let Some(fence) = &self.fence {
+            fence.check(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(closed)
     }
 
     /// Deletes buckets, incidents, results and finished outbox rows older than `retention`.

@@ -305,6 +305,10 @@ pub struct IncidentView {
     pub resolved_at: Option<OffsetDateTime>,
     /// Why the check failed when the incident opened.
     pub reason: Option<String>,
+    /// Why it closed without its monitor recovering: `monitor removed` when the monitor left
+    /// the configuration (deleted through the API, its server gone from the inventory, removed
+    /// from monitor.toml) while the incident was open. Null when it recovered or is open.
+    pub resolved_reason: Option<String>,
     /// The condition that failed and the values seen (when an alert was sent).
     #[schema(value_type = Option<Object>)]
     pub failed_condition: Option<Value>,

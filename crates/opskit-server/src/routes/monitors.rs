@@ -657,6 +657,19 @@ pub async fn delete_monitor(
         .map_err(db_error)?
     {
         Written::Done => {
+            // Its open incident closes now (not at the leader's next refresh): nothing will
+            // check the monitor again to resolve it.
+            let shadowed = svc
+                .origin_of(&current.name)
+                .is_some_and(|o| o != opskit_monitor::service::Origin::Api);
+            if !shadowed
+                && let Err(e) = svc
+                    .db()
+                    .close_incident_of_removed(&current.name, opskit_monitor::now_ms())
+                    .await
+            {
+                tracing::warn!(name = %current.name, error = %e, "closing the deleted monitor's incident failed; the leader closes it at its next refresh");
+            }
             svc.refresh_now();
             tracing::info!(id = %current.id, name = %current.name, by = %principal.name, "monitor deleted");
             Ok(StatusCode::NO_CONTENT.into_response())
@@ -900,6 +913,7 @@ pub async fn list_incidents(
             started_at: time_of_ms(i.started_ms),
             resolved_at: i.resolved_ms.map(time_of_ms),
             reason: i.reason,
+            resolved_reason: i.resolved_reason,
             failed_condition: i.failed_condition,
             alerts: i
                 .alerts

@@ -841,3 +841,86 @@ async fn without_the_monitor_every_route_says_how_to_start_it() {
         .unwrap();
     problem(r, 404).await;
 }
+
+/// Does a page of incidents hold one of `name`?
+fn has_incident_of(page: &Value, name: &str) -> bool {
+    page["data"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|i| i["monitor"] == name))
+}
+
+both!(an_open_incident_closes_when_its_monitor_goes);
+pub async fn an_open_incident_closes_when_its_monitor_goes(app: &MonApp) {
+    let target = format!("http://127.0.0.1:{}/switch", app.fx.port);
+    let r = app
+        .create(json!({"name": "doomed", "kind": "http", "target": target,
+            "interval": "300ms", "conditions": [".status == 200"]}))
+        .await;
+    assert_eq!(r.status(), 201);
+    app.fx.code.store(503, Ordering::SeqCst);
+    app.until("doomed's incident", "/api/v1/incidents?state=open", |v| {
+        has_incident_of(v, "doomed")
+    })
+    .await;
+    app.until("file-api's alert", "/api/v1/incidents?state=open", |v| {
+        v["data"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|i| i["monitor"] == "file-api" && !i["alerts"].as_array().unwrap().is_empty())
+        })
+    })
+    .await;
+
+    // deleted through the API: its incident is closed by the same request
+    let r = app
+        .admin(Method::DELETE, "/api/v1/monitors/doomed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let open = app.get("/api/v1/incidents?state=open").await;
+    assert!(!has_incident_of(&open, "doomed"), "{open:#}");
+    let past = app.get("/api/v1/incidents?state=resolved").await;
+    let closed = past["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["monitor"] == "doomed")
+        .unwrap_or_else(|| panic!("no resolved incident of doomed: {past:#}"));
+    assert_eq!(closed["state"], "resolved");
+    assert!(closed["resolved_at"].is_string(), "{closed:#}");
+    assert_eq!(closed["resolved_reason"], "monitor removed");
+
+    // removed from monitor.toml: the leader closes its incident when it applies the file,
+    // without a "resolved" alert (nothing saw the service recover)
+    let path = app._dir.path().join("monitor.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[destinations.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n",
+            app.fx.port
+        ),
+    )
+    .unwrap();
+    app.until(
+        "file-api's incident closed",
+        "/api/v1/incidents?state=open",
+        |v| !has_incident_of(v, "file-api"),
+    )
+    .await;
+    let past = app.get("/api/v1/incidents?state=resolved").await;
+    let closed = past["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["monitor"] == "file-api")
+        .unwrap_or_else(|| panic!("no resolved incident of file-api: {past:#}"));
+    assert_eq!(closed["resolved_reason"], "monitor removed");
+    let events: Vec<&Value> = closed["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["event"])
+        .collect();
+    assert!(events.iter().all(|e| *e != "resolve"), "{closed:#}");
+    assert!(events.iter().any(|e| *e == "trigger"), "{closed:#}");
+}
