@@ -114,15 +114,24 @@ fn config_view(
     v
 }
 
-/// A monitor stored through the API, checked against the running configuration.
+/// A monitor stored through the API, checked against the running configuration. A heartbeat
+/// monitor's token is shown to `writer`s only (operator, admin): whoever knows it can ping the
+/// monitor, keeping it up while the job it watches has stopped.
 fn stored_view(
     svc: &Service,
     cfg: &Config,
     s: &Stored,
     current: Option<&CurrentState>,
+    writer: bool,
 ) -> MonitorView {
     let checked = definitions::check(&Value::Object(s.definition.clone()), cfg);
-    let shown = definitions::redacted(&s.definition);
+    let mut shown = definitions::redacted(&s.definition);
+    if !writer
+        && let Some(t) = shown.get_mut("token")
+        && !t.is_null()
+    {
+        *t = Value::String(definitions::REDACTED.into());
+    }
     let text = |k: &str| {
         shown
             .get(k)
@@ -423,7 +432,7 @@ fn page_link(q: &ListQuery, page: u64) -> String {
         (status = 404, description = "The monitor is not running in this server", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn list_monitors(
     State(state): State<AppState>,
-    Auth(_principal): Auth,
+    Auth(principal): Auth,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, AppError> {
     let q = parse_list_query(raw.as_deref())?;
@@ -439,11 +448,15 @@ pub async fn list_monitors(
             (origin != Origin::Api).then(|| config_view(&state, m, origin, states.get(&m.name)))
         })
         .collect();
-    all.extend(
-        stored
-            .iter()
-            .map(|s| stored_view(svc, &cfg, s, states.get(&s.name))),
-    );
+    all.extend(stored.iter().map(|s| {
+        stored_view(
+            svc,
+            &cfg,
+            s,
+            states.get(&s.name),
+            principal.role.can_write(),
+        )
+    }));
     all.retain(|v| {
         q.group.as_ref().is_none_or(|g| v.group.as_ref() == Some(g))
             && q.state.is_none_or(|s| v.state == s)
@@ -515,7 +528,7 @@ pub async fn create_monitor(
     }
     svc.refresh_now();
     tracing::info!(id = %stored.id, name = %stored.name, by = %principal.name, "monitor created");
-    let view = stored_view(svc, &svc.config(), &stored, None);
+    let view = stored_view(svc, &svc.config(), &stored, None, true);
     let mut resp = (StatusCode::CREATED, Json(view)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("{MONITORS}/{}", stored.id)) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -530,14 +543,20 @@ pub async fn create_monitor(
         headers(("ETag" = String, description = "Entity tag for If-Match (monitors created through the API)")))))]
 pub async fn get_monitor(
     State(state): State<AppState>,
-    Auth(_principal): Auth,
+    Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let svc = service(&state)?;
     match find(svc, &id).await? {
         Found::Stored(s) => {
             let current = current_of(svc, &s.name).await?;
-            let view = stored_view(svc, &svc.config(), &s, current.as_ref());
+            let view = stored_view(
+                svc,
+                &svc.config(),
+                &s,
+                current.as_ref(),
+                principal.role.can_write(),
+            );
             Ok(with_etag(Json(view).into_response(), &s))
         }
         Found::Config(m, origin) => {
@@ -607,7 +626,7 @@ pub async fn patch_monitor(
                 svc.refresh_now();
                 tracing::info!(id = %updated.id, name = %updated.name, by = %principal.name, "monitor changed");
                 let now = current_of(svc, &updated.name).await?;
-                let view = stored_view(svc, &svc.config(), &updated, now.as_ref());
+                let view = stored_view(svc, &svc.config(), &updated, now.as_ref(), true);
                 return Ok(with_etag(Json(view).into_response(), &updated));
             }
             Written::NotFound => {

@@ -924,3 +924,53 @@ pub async fn an_open_incident_closes_when_its_monitor_goes(app: &MonApp) {
     assert!(events.iter().all(|e| *e != "resolve"), "{closed:#}");
     assert!(events.iter().any(|e| *e == "trigger"), "{closed:#}");
 }
+
+both!(a_heartbeat_token_is_shown_to_writers_only);
+pub async fn a_heartbeat_token_is_shown_to_writers_only(app: &MonApp) {
+    let r = app
+        .create(
+            json!({"name": "nightly", "kind": "heartbeat", "token": "nightly-tok-123456",
+            "interval": "1h"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["definition"]["token"], "nightly-tok-123456");
+    let viewer = app.user("vic", "viewer").await;
+    let operator = app.user("otto", "operator").await;
+    let token_seen = |who: &str, v: &Value| {
+        let m = if v["data"].is_array() {
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == "nightly")
+                .unwrap_or_else(|| panic!("{who}: nightly not listed: {v:#}"))
+                .clone()
+        } else {
+            v.clone()
+        };
+        m["definition"]["token"].as_str().unwrap().to_owned()
+    };
+    for path in ["/api/v1/monitors/nightly", "/api/v1/monitors"] {
+        let r = app.req(&viewer, Method::GET, path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "viewer GET {path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(token_seen("viewer", &v), "<redacted>", "viewer GET {path}");
+        assert!(!v.to_string().contains("nightly-tok-123456"), "{v:#}");
+        let r = app.req(&operator, Method::GET, path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "operator GET {path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            token_seen("operator", &v),
+            "nightly-tok-123456",
+            "operator GET {path}"
+        );
+        let v = app.get(path).await;
+        assert_eq!(
+            token_seen("admin", &v),
+            "nightly-tok-123456",
+            "admin GET {path}"
+        );
+    }
+}
