@@ -133,12 +133,15 @@ pub async fn overview(db: &Db, q: OverviewQuery) -> Result<Overview> {
     }
 
     // 2. since when: the first result after the last one whose state differs from the current
+    // (the bound is computed once per monitor: MATERIALIZED keeps the planner from folding it
+    // into the join, where it would run once per result)
     for r in sqlx::query(
-        "SELECT s.monitor, MIN(r.at_ms) FROM monitor_state s \
-         JOIN results r ON r.monitor = s.monitor \
-         WHERE r.at_ms > COALESCE((SELECT MAX(x.at_ms) FROM results x \
-             WHERE x.monitor = s.monitor AND x.status <> s.status), -1) \
-         GROUP BY s.monitor",
+        "WITH t AS MATERIALIZED (SELECT s.monitor, COALESCE((SELECT MAX(x.at_ms) \
+             FROM results x WHERE x.monitor = s.monitor AND x.status <> s.status), -1) AS after_ms \
+             FROM monitor_state s) \
+         SELECT t.monitor, MIN(r.at_ms) FROM t \
+         JOIN results r ON r.monitor = t.monitor AND r.at_ms > t.after_ms \
+         GROUP BY t.monitor",
     )
     .fetch_all(&db.pool)
     .await?
@@ -149,12 +152,17 @@ pub async fn overview(db: &Db, q: OverviewQuery) -> Result<Overview> {
         }
     }
 
-    // 3. uptime: hourly buckets of the last 24 h, daily ones of the last 30 days
+    // 3. uptime: the daily buckets of the last 30 days one by one, and the sum of the hourly
+    // ones of the last 24 h (one row per monitor)
     let mut hours: HashMap<String, Sums> = HashMap::new();
     for r in sqlx::query(
         "SELECT monitor, span, bucket_ms, up, down, unknown, latency_sum_ms FROM uptime_buckets \
-         WHERE (span = 'day' AND bucket_ms >= $1) OR (span = 'hour' AND bucket_ms >= $2) \
-         ORDER BY monitor, bucket_ms",
+         WHERE span = 'day' AND bucket_ms >= $1 \
+         UNION ALL \
+         SELECT monitor, span, CAST(0 AS BIGINT), CAST(SUM(up) AS BIGINT), CAST(SUM(down) AS BIGINT), \
+             CAST(SUM(unknown) AS BIGINT), CAST(SUM(latency_sum_ms) AS DOUBLE PRECISION) \
+         FROM uptime_buckets WHERE span = 'hour' AND bucket_ms >= $2 GROUP BY monitor, span \
+         ORDER BY 1, 3",
     )
     .bind(today - 29 * DAY)
     .bind(now - now.rem_euclid(HOUR) - 23 * HOUR)
@@ -199,13 +207,14 @@ pub async fn overview(db: &Db, q: OverviewQuery) -> Result<Overview> {
     }
 
     // 4. the last `recent` results of each monitor: an index seek per monitor finds the oldest
-    // one wanted, inside one statement
+    // one wanted (once per monitor, as in 2), inside one statement
     let recent = i64::from(q.recent.clamp(1, 500));
     for r in sqlx::query(
-        "SELECT r.monitor, r.at_ms, r.status, r.response_time_ms FROM monitor_state s \
-         JOIN results r ON r.monitor = s.monitor \
-         WHERE r.at_ms >= COALESCE((SELECT x.at_ms FROM results x WHERE x.monitor = s.monitor \
-             ORDER BY x.at_ms DESC LIMIT 1 OFFSET $1), -1) \
+        "WITH t AS MATERIALIZED (SELECT s.monitor, COALESCE((SELECT x.at_ms FROM results x \
+             WHERE x.monitor = s.monitor ORDER BY x.at_ms DESC LIMIT 1 OFFSET $1), -1) AS from_ms \
+             FROM monitor_state s) \
+         SELECT r.monitor, r.at_ms, r.status, r.response_time_ms FROM t \
+         JOIN results r ON r.monitor = t.monitor AND r.at_ms >= t.from_ms \
          ORDER BY r.monitor, r.at_ms",
     )
     .bind(recent - 1)

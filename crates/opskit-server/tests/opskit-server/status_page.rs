@@ -434,3 +434,89 @@ async fn overview_on_postgres() {
     fresh.set_path(&format!("/{name}"));
     overview_reads_every_monitor_at_once(fresh.as_str()).await;
 }
+
+/// A measurement, not a check (run with `--ignored --nocapture`): `/status` with 200 monitors,
+/// each with 30 daily and 24 hourly buckets and 60 results, on SQLite; and, for comparison,
+/// the one-monitor-at-a-time `opskit_monitor::status::status` on the same data.
+#[tokio::test]
+#[ignore = "a measurement; prints figures"]
+async fn measure_the_page_with_200_monitors() {
+    let (up, _) = fixtures().await;
+    let n = 200;
+    let mut toml = String::new();
+    for i in 0..n {
+        toml.push_str(&format!(
+            "[[monitor]]\nname = \"m{i:03}\"\ngroup = \"g{}\"\nkind = \"tcp\"\ntarget = \"{up}\"\ninterval = \"1h\"\n\n",
+            i % 10
+        ));
+    }
+    let s = Running::start(StatusPageAccess::Public, &toml).await;
+    let db = opskit_monitor::store::Db::open(&format!(
+        "sqlite://{}",
+        s._dir.path().join("s.db").display()
+    ))
+    .await
+    .unwrap();
+    let now = opskit_monitor::now_ms();
+    let day = 86_400_000i64;
+    let hour = 3_600_000i64;
+    let mut tx = db.pool().begin().await.unwrap();
+    for i in 0..n {
+        let m = format!("m{i:03}");
+        sqlx::query("INSERT INTO monitor_state (monitor, status, consecutive_failures, consecutive_successes, last_check_ms, last_response_time_ms) VALUES ($1, 'up', 0, 1, $2, 5.0) ON CONFLICT (monitor) DO NOTHING")
+            .bind(&m).bind(now).execute(&mut *tx).await.unwrap();
+        for d in 1..30i64 {
+            sqlx::query("INSERT INTO uptime_buckets (monitor, span, bucket_ms, up, down, unknown, latency_sum_ms) VALUES ($1, 'day', $2, 1440, 1, 0, 7200.0)")
+                .bind(&m).bind(now - now.rem_euclid(day) - d * day).execute(&mut *tx).await.unwrap();
+        }
+        for h in 1..24i64 {
+            sqlx::query("INSERT INTO uptime_buckets (monitor, span, bucket_ms, up, down, unknown, latency_sum_ms) VALUES ($1, 'hour', $2, 60, 0, 0, 300.0)")
+                .bind(&m).bind(now - now.rem_euclid(hour) - h * hour).execute(&mut *tx).await.unwrap();
+        }
+        for r in 0..60i64 {
+            sqlx::query("INSERT INTO results (monitor, at_ms, status, response_time_ms) VALUES ($1, $2, 'up', 5.0)")
+                .bind(&m).bind(now - 3_600_000 - r * 60_000).execute(&mut *tx).await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+    let mut page = Vec::new();
+    let mut size = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let r = s.get("/status").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        size = r.bytes().await.unwrap().len();
+        page.push(t.elapsed());
+    }
+    page.sort();
+    let mut batched = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let o = overview::overview(
+            &db,
+            OverviewQuery {
+                now_ms: now,
+                recent: 60,
+                resolved_since_ms: now - 7 * day,
+                max_resolved: 10,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(o.monitors.len() >= n);
+        batched.push(t.elapsed());
+    }
+    batched.sort();
+    let mut old = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let st = opskit_monitor::status::status(&db, now).await.unwrap();
+        assert!(st.len() >= n);
+        old.push(t.elapsed());
+    }
+    old.sort();
+    println!(
+        "GET /status, {n} monitors: median {:?} (min {:?}, max {:?}) over 20, {size} bytes; its data (overview, 6 queries): median {:?} over 5; status::status() (4 queries per monitor, no charts): median {:?} over 5",
+        page[10], page[0], page[19], batched[2], old[2]
+    );
+}
