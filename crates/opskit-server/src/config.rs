@@ -194,9 +194,7 @@ impl ServerConfig {
                 )));
             }
         }
-        if self.monitor.on()
-            && (self.monitor.lease < secs(1) || self.monitor.lease > secs(3600))
-        {
+        if self.monitor.on() && (self.monitor.lease < secs(1) || self.monitor.lease > secs(3600)) {
             return Err(crate::Error::Invalid(format!(
                 "--monitor-lease must be between 1 s and 3600 s (got {} s)",
                 self.monitor.lease.as_secs_f64()
