@@ -54,6 +54,10 @@ pub struct Config {
     /// `[[template]]`s: monitors made per inventory server (by `opskit serve`, see
     /// [`crate::inventory`]).
     pub templates: Vec<Template>,
+    /// The file's `[defaults]` table as TOML text (empty without one), so that a monitor
+    /// defined elsewhere (through the API, [`crate::definitions::check`]) gets the defaults
+    /// the file's monitors get.
+    pub defaults_toml: String,
 }
 
 /// `[settings]`.
@@ -674,7 +678,21 @@ pub fn parse(path: &str, text: &str) -> Result<Config> {
         destinations,
         maintenance,
         templates,
+        defaults_toml: defaults_text(text),
     })
+}
+
+/// The `[defaults]` table of `text` (already parsed and checked) as TOML text of its own.
+fn defaults_text(text: &str) -> String {
+    let Ok(mut table) = toml::from_str::<toml::Table>(text) else {
+        return String::new();
+    };
+    let Some(defaults) = table.remove("defaults") else {
+        return String::new();
+    };
+    let mut only = toml::Table::new();
+    only.insert("defaults".into(), defaults);
+    toml::to_string(&only).unwrap_or_default()
 }
 
 /// What `[defaults]` and `[destinations]` give every monitor (templates keep a copy to make

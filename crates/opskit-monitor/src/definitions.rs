@@ -488,6 +488,11 @@ pub fn check(definition: &Value, base: &Config) -> std::result::Result<Monitor, 
             quoted(name)
         ));
     }
+    // The file's [defaults], so an API monitor gets what the file's monitors get.
+    text.push_str(&base.defaults_toml);
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
     text.push_str("[[monitor]]\n");
     let mut line = text.lines().count() + 1;
     let mut keys: Vec<(usize, &str)> = Vec::new();
@@ -707,6 +712,45 @@ mod tests {
         assert_eq!(m.check.kind(), "http");
         assert_eq!(m.alerts[0].destination, "ops");
         assert_eq!(m.conditions.len(), 1);
+    }
+
+    #[test]
+    fn the_files_defaults_apply_to_api_monitors() {
+        let base = crate::config::parse(
+            "m.toml",
+            "[destinations.ops]\ntype = \"slack\"\nwebhook = \"env:X\"\n\n\
+             [defaults]\ninterval = \"15s\"\ntimeout = \"4s\"\nfailure_threshold = 5\n\
+             alerts = [\"ops\"]\n",
+        )
+        .unwrap();
+        let file = crate::config::parse(
+            "m.toml",
+            "[destinations.ops]\ntype = \"slack\"\nwebhook = \"env:X\"\n\n\
+             [defaults]\ninterval = \"15s\"\ntimeout = \"4s\"\nfailure_threshold = 5\n\
+             alerts = [\"ops\"]\n\n[[monitor]]\nname = \"f\"\nkind = \"tcp\"\ntarget = \"x:1\"\n",
+        )
+        .unwrap();
+        let m = check(&json!({"name": "a", "kind": "tcp", "target": "x:1"}), &base).unwrap();
+        let f = &file.monitors[0];
+        assert_eq!(m.interval, std::time::Duration::from_secs(15));
+        assert_eq!(m.interval, f.interval);
+        assert_eq!(m.timeout, f.timeout);
+        assert_eq!(format!("{:?}", m.alerts), format!("{:?}", f.alerts));
+        assert_eq!(m.alerts[0].failure_threshold, 5);
+        // what the monitor says wins, as in the file
+        let m = check(
+            &json!({"name": "a", "kind": "tcp", "target": "x:1", "interval": "1m"}),
+            &base,
+        )
+        .unwrap();
+        assert_eq!(m.interval, std::time::Duration::from_secs(60));
+        // without [defaults], the built-in ones
+        let m = check(
+            &json!({"name": "a", "kind": "tcp", "target": "x:1"}),
+            &super::tests::base(),
+        )
+        .unwrap();
+        assert_eq!(m.interval, crate::config::DEFAULT_INTERVAL);
     }
 
     #[test]
