@@ -23,6 +23,7 @@ Every error is application/problem+json (RFC 9457).",
         (name = "servers", description = "The inventory"),
         (name = "auth", description = "Log in, refresh, log out"),
         (name = "operations", description = "Health and metrics"),
+        (name = "monitors", description = "The monitor engine running in this server (`opskit serve --monitor`): monitors from monitor.toml and inventory templates (read-only here) and those created through the API, their results, uptime and incidents; 404 on every route when the monitor is off"),
         (name = "events", description = "Received webhook events: POST them (signed per Standard Webhooks when the server has --events-secret, e.g. by `opskit notify webhook`), GET to list them"),
     )
 )]
@@ -103,8 +104,19 @@ fn add_errors(op: &mut Operation, path: &str, method: &str) {
     if path == "/auth/refresh" || path == "/auth/logout" {
         add(r, "401", "Unknown, expired, used or revoked refresh token");
     }
+    let monitors = path.starts_with("/api/v1/monitors");
     if path.contains("{id}") {
-        add(r, "404", "No such server");
+        if monitors {
+            add(
+                r,
+                "404",
+                "No such monitor (by UUID or name), or the monitor is not running in this server",
+            );
+        } else if path.starts_with("/api/v1/servers/") {
+            add(r, "404", "No such server");
+        } else {
+            add(r, "404", "Not found");
+        }
     }
     if matches!(method, "post" | "put" | "patch") {
         add(r, "413", "Body too large");
@@ -113,8 +125,16 @@ fn add_errors(op: &mut Operation, path: &str, method: &str) {
     if matches!(method, "put" | "patch" | "delete") && path.contains("{id}") {
         add(r, "412", "If-Match does not match the current ETag");
     }
-    if matches!(method, "post" | "put" | "patch") && path.starts_with("/api/") {
+    if monitors && matches!(method, "post" | "put" | "patch" | "delete") {
+        add(
+            r,
+            "409",
+            "The name is taken by a monitor of any origin, or the monitor is read-only here (monitor.toml or an inventory template)",
+        );
+    } else if matches!(method, "post" | "put" | "patch") && path.starts_with("/api/v1/servers") {
         add(r, "409", "Hostname already taken");
+    } else if matches!(method, "post" | "put" | "patch") && path.starts_with("/api/") {
+        add(r, "409", "Conflicts with the current state");
     }
     add(r, "500", "Internal error (details in the server log)");
     add(r, "503", "Request timed out or the service is unavailable");

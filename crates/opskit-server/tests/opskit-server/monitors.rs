@@ -974,3 +974,56 @@ pub async fn a_heartbeat_token_is_shown_to_writers_only(app: &MonApp) {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_monitors_paths_as_monitors() {
+    let app = MonApp::start(crate::support::Backend::Sqlite)
+        .await
+        .unwrap();
+    let doc = app.get("/openapi.json").await;
+    let response = |path: &str, method: &str, code: &str| {
+        doc["paths"][path][method]["responses"][code]["description"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {code} on {method} {path}"))
+            .to_owned()
+    };
+    for (path, method) in [
+        ("/api/v1/monitors/{id}", "get"),
+        ("/api/v1/monitors/{id}", "delete"),
+        ("/api/v1/monitors/{id}/results", "get"),
+        ("/api/v1/monitors/{id}/uptime", "get"),
+    ] {
+        let d = response(path, method, "404");
+        assert!(
+            d.contains("monitor") && !d.contains("server\""),
+            "{method} {path}: {d}"
+        );
+        assert_ne!(d, "No such server", "{method} {path}");
+    }
+    for (path, method) in [
+        ("/api/v1/monitors", "post"),
+        ("/api/v1/monitors/{id}", "patch"),
+        ("/api/v1/monitors/{id}", "delete"),
+    ] {
+        let d = response(path, method, "409");
+        assert!(!d.contains("Hostname"), "{method} {path}: {d}");
+    }
+    // the servers keep theirs
+    assert_eq!(
+        response("/api/v1/servers/{id}", "get", "404"),
+        "No such server"
+    );
+    assert_eq!(
+        response("/api/v1/servers", "post", "409"),
+        "Hostname already taken"
+    );
+    let tags = doc["tags"].as_array().unwrap();
+    let monitors = tags.iter().find(|t| t["name"] == "monitors").unwrap();
+    assert!(
+        monitors["description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{monitors:#}"
+    );
+    app.stop().await;
+}
