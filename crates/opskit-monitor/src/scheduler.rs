@@ -39,6 +39,9 @@ pub struct Stats {
 
 const LATENESS_SAMPLES: usize = 2_000_000;
 
+/// A monitor's first check comes within this (or its interval, if shorter) of being scheduled.
+const FIRST_CHECK_SPREAD: Duration = Duration::from_secs(10);
+
 impl Stats {
     /// The `q` quantile (0..=1) of the lateness sample, in milliseconds.
     pub fn lateness_quantile(&self, q: f64) -> Option<f64> {
@@ -179,9 +182,14 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     let mut last_retention = Instant::now();
 
+    // Monitors whose first check is still to come: it comes within FIRST_CHECK_SPREAD (a new
+    // monitor, or one after a start or a takeover, is not "pending" for a whole interval), and
+    // the check after it lands at a random phase of the interval, so many monitors spread out.
+    let mut first: HashSet<String> = HashSet::new();
     let schedule_all = |cfg: &Config,
                         heap: &mut BinaryHeap<Reverse<(Instant, u64, String)>>,
                         by_name: &mut HashMap<String, Arc<Monitor>>,
+                        first: &mut HashSet<String>,
                         seq: &mut u64| {
         let old: HashMap<String, Arc<Monitor>> = std::mem::take(by_name);
         let old_due: HashMap<String, Instant> = heap
@@ -193,8 +201,9 @@ pub async fn run(
             let due = match (old.get(&m.name), old_due.get(&m.name)) {
                 (Some(o), Some(at)) if o.interval == m.interval => *at,
                 _ => {
-                    let jitter = rand::random::<f64>() * m.interval.as_secs_f64();
-                    now + Duration::from_secs_f64(jitter)
+                    let spread = m.interval.min(FIRST_CHECK_SPREAD);
+                    first.insert(m.name.clone());
+                    now + spread.mul_f64(rand::random::<f64>())
                 }
             };
             by_name.insert(m.name.clone(), Arc::new(m.clone()));
@@ -202,7 +211,7 @@ pub async fn run(
             heap.push(Reverse((due, *seq, m.name.clone())));
         }
     };
-    schedule_all(&cfg, &mut heap, &mut by_name, &mut seq);
+    schedule_all(&cfg, &mut heap, &mut by_name, &mut first, &mut seq);
     close_removed(&db, &cfg).await;
 
     loop {
@@ -222,7 +231,12 @@ pub async fn run(
                     let Some(Reverse((due, _, name))) = heap.pop() else { break };
                     let Some(monitor) = by_name.get(&name).cloned() else { continue };
                     seq += 1;
-                    heap.push(Reverse((due + monitor.interval, seq, name.clone())));
+                    let next = if first.remove(&name) {
+                        due + monitor.interval.mul_f64(rand::random::<f64>().max(0.05))
+                    } else {
+                        due + monitor.interval
+                    };
+                    heap.push(Reverse((next, seq, name.clone())));
                     let busy = running.lock().map(|mut r| !r.insert(name.clone())).unwrap_or(true);
                     if busy {
                         stats.skipped.fetch_add(1, Ordering::Relaxed);
@@ -293,7 +307,8 @@ pub async fn run(
                     break;
                 }
                 cfg = config.borrow_and_update().clone();
-                schedule_all(&cfg, &mut heap, &mut by_name, &mut seq);
+                schedule_all(&cfg, &mut heap, &mut by_name, &mut first, &mut seq);
+                first.retain(|n| by_name.contains_key(n));
                 close_removed(&db, &cfg).await;
                 tracing::info!(monitors = cfg.monitors.len(), "configuration reloaded");
             }

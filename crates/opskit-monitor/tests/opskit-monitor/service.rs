@@ -231,5 +231,45 @@ pub async fn heartbeats_and_leading(b: Backend) {
     assert!(!lease.is_live(), "{lease:?}");
 }
 
+/// A monitor's first check does not wait for its interval: one checked hourly is checked
+/// within seconds of the start, not "pending" for up to an hour.
+pub async fn the_first_check_comes_soon_whatever_the_interval(b: Backend) {
+    let Some(tdb) = TestDb::new(b).await else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("monitor.toml");
+    std::fs::write(
+        &file,
+        format!("{}{}", tcp("hourly", port), tcp("hourly-2", port)),
+    )
+    .unwrap();
+    let (_events, on_event) = recorder();
+    let mut opts = ServiceOptions::new(tdb.open().await);
+    opts.config_path = Some(file);
+    let s = Service::start(opts, on_event).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for name in ["hourly", "hourly-2"] {
+        loop {
+            let page = opskit_monitor::query::results(s.db(), name, None, 10)
+                .await
+                .unwrap();
+            if !page.items.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} (interval 1h) not checked within 30 s of the start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    s.stop().await.unwrap();
+    drop(listener);
+}
+
+crate::both!(service::the_first_check_comes_soon_whatever_the_interval);
 crate::both!(service::file_and_sources_make_one_configuration);
 crate::both!(service::heartbeats_and_leading);
