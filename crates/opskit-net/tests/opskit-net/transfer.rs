@@ -633,6 +633,14 @@ async fn peers_dripping_bytes_are_cut_off_and_a_real_sender_gets_through() {
     std::fs::write(&file, b"past the drippers").unwrap();
     let sent = transfer::send_files(addr, std::slice::from_ref(&file), &quick_sender(), None).await;
     assert_eq!(sent.unwrap().len(), 1);
+    // The drippers' temp files go when the receiver cuts them off, which may finish after the
+    // real sender's file is in place: wait for it (bounded), then nothing but the file is left.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while entries(dst.path()) != vec!["real.txt".to_string()]
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(entries(dst.path()), vec!["real.txt".to_string()]);
     for d in drips {
         d.abort();
