@@ -193,7 +193,7 @@ pub struct BadgeQuery {
     pub window: Option<String>,
 }
 
-/// `GET /api/v1/monitors/{name}/badge.svg`.
+/// `GET /api/v1/monitors/{id}/badge.svg` (`id`: a stored monitor's UUID or any monitor's name).
 async fn badge_svg(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -224,6 +224,12 @@ async fn badge_svg(
             "this server does not run the monitor (start opskit serve with --monitor-config FILE or --monitor)",
         )
     })?;
+    // `{id}` as in the rest of the monitors API: a stored monitor's UUID, or any monitor's name.
+    let name = match opskit_monitor::definitions::get(monitor.db(), &name).await {
+        Ok(Some(stored)) => stored.name,
+        Ok(None) => name,
+        Err(e) => return Err(AppError::Internal(e.to_string())),
+    };
     if !monitor.config().monitors.iter().any(|m| m.name == name) {
         return Err(AppError::not_found(format!("no monitor named {name:?}")));
     }

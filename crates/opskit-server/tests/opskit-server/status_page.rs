@@ -225,6 +225,39 @@ async fn a_private_status_page_asks_a_browser_to_log_in_and_any_role_gets_in() {
     assert!(header(&r, "cache-control").starts_with("private, max-age="));
 }
 
+/// A badge is found by the id the monitors API gives a stored monitor (its UUID), as the other
+/// `/api/v1/monitors/{id}` routes are, not only by name.
+#[tokio::test]
+async fn a_badge_is_found_by_a_stored_monitors_id() {
+    let (up, closed) = fixtures().await;
+    let s = Running::start(StatusPageAccess::Public, &monitors_toml(&up, closed)).await;
+    let r = s
+        .client
+        .post(format!("{}/api/v1/monitors", s.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&serde_json::json!({
+            "name": "stored-db",
+            "kind": "tcp",
+            "target": format!("127.0.0.1:{closed}"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let created: serde_json::Value = r.json().await.unwrap();
+    let id = created["id"].as_str().expect("an id").to_string();
+    for path in [id.as_str(), "stored-db"] {
+        let r = s
+            .get(&format!("/api/v1/monitors/{path}/badge.svg"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "badge by {path}");
+        let svg = r.text().await.unwrap();
+        assert!(svg.contains("aria-label=\"stored-db: "), "{svg}");
+    }
+}
+
 #[tokio::test]
 async fn badges_are_svg_images_with_a_max_age() {
     let (up, closed) = fixtures().await;
