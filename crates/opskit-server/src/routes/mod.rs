@@ -17,6 +17,34 @@ use serde_json::Value;
 
 use crate::problem::AppError;
 
+/// `If-Match` (RFC 9110 §13.1.1) against a resource whose entity tag is `etag`, for every route
+/// that writes under one (servers, monitors): `*` alone, or a list of entity tags compared
+/// strongly. `Ok(None)` when absent; `Ok(Some(false))` when present and not matching: a weak tag
+/// `W/"…"`, a `*` inside a list and anything that is not our exact quoted tag never match (412,
+/// nothing is written); 400 when empty.
+pub(crate) fn if_match(
+    headers: &axum::http::HeaderMap,
+    etag: &str,
+) -> Result<Option<bool>, AppError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || {
+        AppError::bad_request(
+            "If-Match must be * or a list of entity tags such as \"0193…-2\" (take it from the ETag of a GET)",
+        )
+    };
+    let value = value.to_str().map_err(|_| bad())?.trim();
+    if value.is_empty() {
+        return Err(bad());
+    }
+    if value == "*" {
+        return Ok(Some(true));
+    }
+    // strong comparison: only our exact quoted tag, never a W/ one
+    Ok(Some(value.split(',').map(str::trim).any(|tag| tag == etag)))
+}
+
 /// A JSON request body, read by every handler that takes one: 415 unless the content type is
 /// JSON (or, for PATCH, `application/merge-patch+json`), 400 when it does not parse, and the
 /// body limit's 413 as before; every rejection is the problem document.

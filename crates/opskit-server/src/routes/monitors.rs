@@ -313,27 +313,6 @@ fn definition_of(value: Value) -> Result<Map<String, Value>, AppError> {
     }
 }
 
-/// `If-Match` (strong comparison, as the servers API): `None` when absent.
-fn if_match_ok(headers: &HeaderMap, s: &Stored) -> Result<Option<bool>, AppError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let bad = || {
-        AppError::bad_request(
-            "If-Match must be * or a list of entity tags such as \"0193…-2\" (take it from the ETag of a GET)",
-        )
-    };
-    let value = value.to_str().map_err(|_| bad())?.trim();
-    if value.is_empty() {
-        return Err(bad());
-    }
-    if value == "*" {
-        return Ok(Some(true));
-    }
-    let etag = s.etag();
-    Ok(Some(value.split(',').map(str::trim).any(|t| t == etag)))
-}
-
 // ---------------------------------------------------------------- list
 
 /// Query parameters of the list (documented here; parsed by hand so every bad one is reported).
@@ -609,7 +588,7 @@ pub async fn patch_monitor(
         }
         // a bad body is a 422 whatever the precondition says
         checked(&state, svc, &next, Some(current.id)).await?;
-        if if_match_ok(&headers, &current)? == Some(false) {
+        if super::if_match(&headers, &current.etag())? == Some(false) {
             return Err(AppError::precondition_failed());
         }
         let updated = Stored {
@@ -666,7 +645,7 @@ pub async fn delete_monitor(
 ) -> Result<Response, AppError> {
     let svc = service(&state)?;
     let current = find_stored(&state, svc, &id).await?;
-    let expected = match if_match_ok(&headers, &current)? {
+    let expected = match super::if_match(&headers, &current.etag())? {
         Some(false) => return Err(AppError::precondition_failed()),
         Some(true) => Some(current.version),
         None => None,

@@ -337,31 +337,6 @@ async fn load(state: &AppState, id: &str) -> Result<Server, AppError> {
         .ok_or_else(|| AppError::not_found(format!("no server with id or hostname {id:?}")))
 }
 
-/// `If-Match` (RFC 9110 §13.1.1): `*` alone, or a list of entity tags compared strongly.
-/// `Ok(Some(false))` when present and not matching: a weak tag `W/"…"`, a `*` inside a list and
-/// anything that is not our exact quoted tag never match (412, nothing is written); 400 when
-/// empty.
-fn if_match_ok(headers: &HeaderMap, server: &Server) -> Result<Option<bool>, AppError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let bad = || {
-        AppError::bad_request(
-            "If-Match must be * or a list of entity tags such as \"0193…-2\" (take it from the ETag of a GET)",
-        )
-    };
-    let value = value.to_str().map_err(|_| bad())?.trim();
-    if value.is_empty() {
-        return Err(bad());
-    }
-    if value == "*" {
-        return Ok(Some(true));
-    }
-    let etag = server.etag();
-    // strong comparison: only our exact quoted tag, never a W/ one
-    Ok(Some(value.split(',').map(str::trim).any(|tag| tag == etag)))
-}
-
 /// Get one server by UUID or hostname.
 #[utoipa::path(get, path = "/api/v1/servers/{id}", tag = "servers",
     params(("id" = String, Path, description = "Server UUID or hostname")),
@@ -409,7 +384,7 @@ async fn write_new_state(
         let current = load(state, id).await?;
         // a bad body is a 422 whatever the precondition says
         let input = make(&current)?;
-        if if_match_ok(headers, &current)? == Some(false) {
+        if super::if_match(headers, &current.etag())? == Some(false) {
             return Err(AppError::precondition_failed());
         }
         let next = Server {
@@ -510,7 +485,7 @@ pub async fn delete_server(
 ) -> Result<Response, AppError> {
     principal.require_write()?;
     let current = load(&state, &id).await?;
-    let expected = match if_match_ok(&headers, &current)? {
+    let expected = match super::if_match(&headers, &current.etag())? {
         Some(false) => return Err(AppError::precondition_failed()),
         Some(true) => Some(current.version),
         None => None,
