@@ -55,36 +55,7 @@ wait_up "http://127.0.0.1:$P_OPS/health"
 [ "${HELLO:-1}" = 1 ] && wait_up "http://127.0.0.1:$P_HELLO/"
 
 # seed the inventory through the API, then copy the same rows into the FastAPI database
-python3 - "$P_OPS" "$N_SERVERS" "$TMP" <<'PY'
-import http.client, json, sqlite3, sys
-port, n, tmp = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-def call(method, path, body=None, token=None):
-    h = {"content-type": "application/json"}
-    if token: h["authorization"] = "Bearer " + token
-    c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
-    r = c.getresponse(); data = r.read()
-    assert r.status < 300, (r.status, data)
-    return json.loads(data) if data else None
-tok = call("POST", "/auth/login", {"username": "admin", "password": "bench-password-1"})["access_token"]
-envs, oses = ["prod", "staging", "dev"], ["linux", "windows"]
-for i in range(n):
-    call("POST", "/api/v1/servers", {"hostname": f"host{i:05d}.example.com", "ip": f"10.{i//65536}.{(i//256)%256}.{i%256}",
-        "env": envs[i % 3], "os_type": oses[i % 2], "tags": ["bench", f"rack{i%10}"], "labels": {"team": "ops"}}, tok)
-rows, page = [], 1
-while True:
-    r = call("GET", f"/api/v1/servers?per_page=200&page={page}", token=tok)
-    rows += r["data"]
-    if page >= r["total_pages"]: break
-    page += 1
-db = sqlite3.connect(f"{tmp}/fastapi.db")
-db.execute("CREATE TABLE servers (id TEXT PRIMARY KEY, hostname TEXT UNIQUE, ip TEXT, env TEXT, status TEXT, os_type TEXT, tags TEXT, labels TEXT, created_at TEXT, updated_at TEXT)")
-db.executemany("INSERT INTO servers VALUES (?,?,?,?,?,?,?,?,?,?)", [(s["id"], s["hostname"], s["ip"], s["env"], s["status"], s["os_type"],
-    json.dumps(s["tags"]), json.dumps(s["labels"]), s["created_at"], s["updated_at"]) for s in rows])
-db.commit()
-open(f"{tmp}/token", "w").write(tok)
-open(f"{tmp}/id", "w").write(rows[len(rows) // 2]["id"])
-PY
+python3 bench/server/seed.py "$P_OPS" "$N_SERVERS" "$TMP/" sqlite "$TMP/fastapi.db"
 TOKEN=$(cat "$TMP/token"); ID=$(cat "$TMP/id")
 FA_TOKEN=$(python3 -c 'import jwt,time; print(jwt.encode({"sub":"admin","exp":int(time.time())+3600},"secret",algorithm="HS256"))')
 
@@ -115,36 +86,7 @@ with psycopg.connect(sys.argv[1], autocommit=True) as c:
     wait_up "http://127.0.0.1:$port/health"
   done
   # seed through replica 1 (the cache on both stays coherent), copy the rows for FastAPI
-  python3 - "$P_R1" "$N_SERVERS" "$TMP" "postgresql://postgres@127.0.0.1:$P_PG/fastapi" <<'PY2'
-import http.client, json, sys
-import psycopg
-port, n, tmp, dsn = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-def call(method, path, body=None, token=None):
-    h = {"content-type": "application/json"}
-    if token: h["authorization"] = "Bearer " + token
-    c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
-    r = c.getresponse(); data = r.read()
-    assert r.status < 300, (r.status, data)
-    return json.loads(data) if data else None
-tok = call("POST", "/auth/login", {"username": "admin", "password": "bench-password-1"})["access_token"]
-envs, oses = ["prod", "staging", "dev"], ["linux", "windows"]
-for i in range(n):
-    call("POST", "/api/v1/servers", {"hostname": f"host{i:05d}.example.com", "ip": f"10.{i//65536}.{(i//256)%256}.{i%256}",
-        "env": envs[i % 3], "os_type": oses[i % 2], "tags": ["bench", f"rack{i%10}"], "labels": {"team": "ops"}}, tok)
-rows, page = [], 1
-while True:
-    r = call("GET", f"/api/v1/servers?per_page=200&page={page}", token=tok)
-    rows += r["data"]
-    if page >= r["total_pages"]: break
-    page += 1
-with psycopg.connect(dsn) as db:
-    db.execute("CREATE TABLE servers (id TEXT PRIMARY KEY, hostname TEXT UNIQUE, ip TEXT, env TEXT, status TEXT, os_type TEXT, tags TEXT, labels TEXT, created_at TEXT, updated_at TEXT)")
-    db.cursor().executemany("INSERT INTO servers VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", [(s["id"], s["hostname"], s["ip"], s["env"], s["status"], s["os_type"],
-        json.dumps(s["tags"]), json.dumps(s["labels"]), s["created_at"], s["updated_at"]) for s in rows])
-open(f"{tmp}/pg_token", "w").write(tok)
-open(f"{tmp}/pg_id", "w").write(rows[len(rows) // 2]["id"])
-PY2
+  python3 bench/server/seed.py "$P_R1" "$N_SERVERS" "$TMP/pg_" postgres "postgresql://postgres@127.0.0.1:$P_PG/fastapi"
   PG_TOKEN=$(cat "$TMP/pg_token"); PG_ID=$(cat "$TMP/pg_id")
   BENCH_PG_DSN="postgresql://postgres@127.0.0.1:$P_PG/fastapi" python3 -m uvicorn --app-dir bench/server \
     fastapi_pg_app:app --host 127.0.0.1 --port "$P_FAPG" --log-level warning &
