@@ -41,6 +41,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .merge(protected_routes())
         .merge(public_routes())
         .merge(heartbeat_routes())
+        .merge(crate::routes::status::documented())
         .split_for_parts();
     crate::openapi::finish(doc)
 }

@@ -31,6 +31,11 @@ pub const REALM: &str = "Basic realm=\"opskit status\", charset=\"UTF-8\"";
 const RESOLVED_WINDOW_MS: i64 = 7 * 86_400_000;
 const MAX_RESOLVED: u32 = 10;
 
+/// The badge route as the OpenAPI document describes it (served by [`router`]).
+pub fn documented() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(badge_svg))
+}
+
 /// The status page and the badges, with the API's authentication and rate limit in front.
 pub fn router(state: &AppState) -> Router<AppState> {
     let router = Router::new()
@@ -184,7 +189,8 @@ async fn page(State(state): State<AppState>, req: Request) -> Response {
 }
 
 /// The query of a badge.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BadgeQuery {
     /// `state` (the default) or `uptime`.
     #[serde(rename = "type")]
@@ -194,6 +200,12 @@ pub struct BadgeQuery {
 }
 
 /// `GET /api/v1/monitors/{id}/badge.svg` (`id`: a stored monitor's UUID or any monitor's name).
+#[utoipa::path(get, path = "/api/v1/monitors/{id}/badge.svg", tag = "monitors",
+    description = "An SVG badge of a monitor's state or uptime, for a README or a wiki. Needs a credential \
+unless the server runs with `--status-page public`, where anyone may fetch it (Cache-Control public).",
+    params(("id" = String, Path, description = "Monitor UUID or name"), BadgeQuery),
+    responses((status = 200, description = "The badge", content_type = "image/svg+xml", body = String,
+        headers(("Cache-Control" = String, description = "public or private, max-age 60 (state) or 300 (uptime)")))))]
 async fn badge_svg(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -53,6 +53,19 @@ pub async fn openapi_describes_every_route(app: TestApp) {
     ] {
         assert!(doc["components"]["schemas"][s].is_object(), "schema {s}");
     }
+    // the badge (served beside the status page, outside the API router) is documented too
+    let badge = &doc["paths"]["/api/v1/monitors/{id}/badge.svg"]["get"];
+    assert!(
+        badge["responses"]["200"]["content"]["image/svg+xml"].is_object(),
+        "{badge}"
+    );
+    let params: Vec<&str> = badge["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["id", "type", "window"], "{badge}");
     // public routes say so
     assert_eq!(
         doc["paths"]["/health"]["get"]["security"],
