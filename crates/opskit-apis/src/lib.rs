@@ -7,12 +7,15 @@
 //!   that say when the quota resets.
 //! - [`prometheus`]: the Prometheus HTTP API (`/api/v1`): instant and range queries, alerts,
 //!   rules, targets, series and labels, with Prometheus' own error document as a typed error.
+//! - [`vault`]: HashiCorp Vault's KV secrets engine (v1 and v2, told apart by the mount), and
+//!   the reader of `vault:MOUNT/PATH#FIELD` secrets that [`opskit_http`] uses.
 //!
 //! Libraries never print: every call returns typed values or one [`Error`].
 
 mod error;
 pub mod github;
 pub mod prometheus;
+pub mod vault;
 pub mod time_arg;
 
 pub use error::Error;

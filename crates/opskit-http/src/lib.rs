@@ -60,7 +60,7 @@ pub use ratelimit::RateLimit;
 pub use request::{BodyStream, Multipart, Part, RequestBuilder};
 pub use response::Response;
 pub use retry::{RetryBudget, RetryPolicy};
-pub use secret::Secret;
+pub use secret::{Secret, VaultReader, VaultRef, install_vault_reader};
 
 pub use http::{HeaderMap, Method, StatusCode};
 pub use url::Url;

@@ -1,6 +1,14 @@
 //! Where a secret comes from, and how it is read without ever being printed.
+//!
+//! `vault:MOUNT/PATH#FIELD` names a field of a HashiCorp Vault KV secret. This crate knows the
+//! spelling ([`VaultRef`]) but not Vault's API: the KV client lives in `opskit-apis` (which builds
+//! on this crate), and the program installs it once with [`install_vault_reader`]. Without one, a
+//! `vault:` secret is an error that says so.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -30,6 +38,76 @@ pub enum Secret {
     /// The standard output of a shell command (`sh -c`), trailing newline trimmed,
     /// run at first use with a 10 s deadline.
     Command(String),
+    /// A field of a Vault KV secret, `vault:MOUNT/PATH#FIELD` (the text after `vault:`), read at
+    /// first use by the installed [`VaultReader`].
+    Vault(String),
+}
+
+/// A parsed `vault:MOUNT/PATH#FIELD` reference: the secret's path (as written: the logical path
+/// `secret/github` or, on a KV v2 mount, the API path `secret/data/github`) and the field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VaultRef {
+    /// `MOUNT/PATH`, without leading or trailing `/`.
+    pub path: String,
+    /// The key inside the secret.
+    pub field: String,
+}
+
+impl VaultRef {
+    /// Parses the text after `vault:`. The path needs a mount and a name (`secret/github`), the
+    /// field follows the last `#`.
+    pub fn parse(text: &str) -> Result<VaultRef, String> {
+        let bad = |why: &str| {
+            format!(
+                "`vault:{text}` {why}: write vault:MOUNT/PATH#FIELD (e.g. vault:secret/github#token)"
+            )
+        };
+        let (path, field) = text.rsplit_once('#').ok_or_else(|| bad("names no field"))?;
+        let path = path.trim_matches('/');
+        if field.is_empty() {
+            return Err(bad("names no field"));
+        }
+        if !path.contains('/') {
+            return Err(bad("needs a mount and a path"));
+        }
+        if path
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(bad("has an empty, `.` or `..` path segment"));
+        }
+        if path.chars().any(|c| c.is_control() || c == '?') {
+            return Err(bad("has a control character or `?` in its path"));
+        }
+        Ok(VaultRef {
+            path: path.to_owned(),
+            field: field.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for VaultRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "vault:{}#{}", self.path, self.field)
+    }
+}
+
+/// Reads `vault:` references (implemented by `opskit_apis::vault`).
+pub trait VaultReader: Send + Sync + 'static {
+    /// The field's value. Errors are [`Error::Auth`] (never holding the value) or a deadline's
+    /// [`Error::Timeout`].
+    fn read<'a>(
+        &'a self,
+        reference: &'a VaultRef,
+    ) -> Pin<Box<dyn Future<Output = Result<SecretString, Error>> + Send + 'a>>;
+}
+
+static VAULT_READER: OnceLock<Arc<dyn VaultReader>> = OnceLock::new();
+
+/// Installs the process' reader of `vault:` secrets; the first one installed stays (returns
+/// whether this one was).
+pub fn install_vault_reader(reader: Arc<dyn VaultReader>) -> bool {
+    VAULT_READER.set(reader).is_ok()
 }
 
 impl std::fmt::Debug for Secret {
@@ -39,6 +117,7 @@ impl std::fmt::Debug for Secret {
             Secret::Env(name) => write!(f, "Secret::Env({name:?})"),
             Secret::File(path) => write!(f, "Secret::File({path:?})"),
             Secret::Command(cmd) => write!(f, "Secret::Command({cmd:?})"),
+            Secret::Vault(r) => write!(f, "Secret::Vault({r:?})"),
         }
     }
 }
@@ -61,10 +140,18 @@ impl Secret {
         Secret::Command(command.into())
     }
 
-    /// Parse the CLI spelling: `env:NAME`, `file:PATH`, `cmd:COMMAND`, or a literal value
-    /// (`value:TEXT` to force a literal that starts with one of these prefixes).
+    /// A field of a Vault KV secret (`MOUNT/PATH#FIELD`).
+    pub fn vault(reference: impl Into<String>) -> Self {
+        Secret::Vault(reference.into())
+    }
+
+    /// Parse the CLI spelling: `env:NAME`, `file:PATH`, `cmd:COMMAND`, `vault:MOUNT/PATH#FIELD`,
+    /// or a literal value (`value:TEXT` to force a literal that starts with one of these
+    /// prefixes).
     pub fn parse(spec: &str) -> Self {
-        if let Some(name) = spec.strip_prefix("env:") {
+        if let Some(r) = spec.strip_prefix("vault:") {
+            Secret::vault(r)
+        } else if let Some(name) = spec.strip_prefix("env:") {
             Secret::env(name)
         } else if let Some(path) = spec.strip_prefix("file:") {
             Secret::file(path)
@@ -137,6 +224,15 @@ impl Secret {
                 }
                 Ok(SecretString::from(trimmed.to_string()))
             }
+            Secret::Vault(text) => {
+                let reference = VaultRef::parse(text).map_err(Error::auth)?;
+                let reader = VAULT_READER.get().ok_or_else(|| {
+                    Error::auth(format!(
+                        "{reference}: this program cannot read vault: secrets (no Vault reader installed)"
+                    ))
+                })?;
+                reader.read(&reference).await
+            }
         }
     }
 
@@ -147,6 +243,7 @@ impl Secret {
             Secret::Env(n) => format!("env:{n}"),
             Secret::File(p) => format!("file:{}", p.display()),
             Secret::Command(c) => format!("cmd:{c}"),
+            Secret::Vault(r) => format!("vault:{r}"),
         }
     }
 }
@@ -169,4 +266,50 @@ pub(crate) fn fingerprint(s: &SecretString) -> String {
     let mut h = sha2::Sha256::new();
     h.update(s.expose_secret().as_bytes());
     hex::encode(&h.finalize()[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn vault_references() {
+        let r = VaultRef::parse("secret/data/github#token").unwrap();
+        assert_eq!(
+            (r.path.as_str(), r.field.as_str()),
+            ("secret/data/github", "token")
+        );
+        assert_eq!(r.to_string(), "vault:secret/data/github#token");
+        let r = VaultRef::parse("/kv/team/app/#pass#word").unwrap();
+        assert_eq!(
+            (r.path.as_str(), r.field.as_str()),
+            ("kv/team/app/#pass", "word")
+        );
+        for bad in [
+            "secret/github",
+            "secret/github#",
+            "github#token",
+            "a//b#f",
+            "a/../b#f",
+            "a/b?x#f",
+        ] {
+            let e = VaultRef::parse(bad).unwrap_err();
+            assert!(e.contains("vault:MOUNT/PATH#FIELD"), "{bad}: {e}");
+        }
+        assert!(matches!(Secret::parse("vault:secret/x#y"), Secret::Vault(t) if t == "secret/x#y"));
+        assert!(matches!(
+            Secret::parse("value:vault:secret/x#y"),
+            Secret::Value(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_vault_reference_is_an_auth_error_naming_the_spelling() {
+        let e = Secret::parse("vault:secret/github")
+            .resolve()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("vault:MOUNT/PATH#FIELD"), "{e}");
+    }
 }
