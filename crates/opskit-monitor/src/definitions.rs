@@ -329,7 +329,7 @@ fn api_rules(obj: &Map<String, Value>) -> std::result::Result<(), Invalid> {
         }
     }
     let server_side = |s: &str| {
-        ["env:", "file:", "cmd:"]
+        ["env:", "file:", "cmd:", "vault:"]
             .into_iter()
             .find(|p| s.starts_with(p))
     };
@@ -837,6 +837,10 @@ mod tests {
             e.field,
             vec![Part::Key("headers".into()), Part::Key("X-Key".into())]
         );
+        // a vault: secret would be read with the server's Vault token
+        let e = invalid(json!({"name": "a", "kind": "http", "target": "http://h/",
+            "headers": {"X-Key": "vault:secret/prod/db#password"}}));
+        assert!(e.message.contains("vault:"), "{}", e.message);
         let e = invalid(
             json!({"name": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "kind": "tcp", "target": "x:1"}),
         );

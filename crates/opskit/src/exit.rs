@@ -33,6 +33,11 @@ pub mod code {
     /// `opskit monitor import-gatus`: the output was written, but some items were not converted
     /// (each is listed).
     pub const PARTLY_CONVERTED: u8 = 6;
+    /// `opskit vault`: Vault refused the token (HTTP 403: missing, wrong or expired, or a policy
+    /// that does not allow the path).
+    pub const VAULT_DENIED: u8 = 7;
+    /// `opskit vault`: no secret (or field) at the path (HTTP 404; a deleted version too).
+    pub const VAULT_NOT_FOUND: u8 = 8;
 }
 
 /// Text shown at the end of `opskit --help`.
@@ -51,7 +56,9 @@ Exit codes:
   opskit ssh exits with the first that applies of 20, 21, 3 (unreachable or timeout), 22, 0.
   124  net wait: a target was not ready before --timeout (the command was not run)
   opskit net check exits 1 when a target is not open, 3 when no target answered at all.
-  6    monitor import-gatus: written, but some items were not converted (listed)";
+  6    monitor import-gatus: written, but some items were not converted (listed)
+  7    vault: permission denied (HTTP 403: the token is missing, wrong, expired or not allowed)
+  8    vault: no secret or field at the path (HTTP 404, or a deleted version)";
 
 /// An error that knows its exit code and, optionally, how to fix it.
 #[derive(Debug)]

@@ -38,6 +38,8 @@ pub fn run() -> ExitCode {
             });
         }
     };
+    // `vault:` secrets, wherever a secret is taken, read through the one Vault client
+    opskit_apis::vault::install_secret_reader();
     if !cli.command.sets_up_logging() {
         logging::init(logging::LogFormat::Text, logging::DEFAULT_FILTER);
     }

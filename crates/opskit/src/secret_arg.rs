@@ -1,5 +1,6 @@
 //! Secret arguments, the one way every command family takes a secret on the command line:
-//! `env:VAR`, `file:PATH`, `cmd:COMMAND` (run by `sh -c` with the library's deadline), `prompt`
+//! `env:VAR`, `file:PATH`, `cmd:COMMAND` (run by `sh -c` with the library's deadline),
+//! `vault:MOUNT/PATH#FIELD` (a field of a Vault KV secret), `prompt`
 //! (asked on the terminal), or, where the command allows it, the value itself.
 //!
 //! Reading is done by [`opskit_http::Secret`] (the same deadline and checks everywhere: an empty
@@ -34,12 +35,12 @@ pub async fn resolve(
     if spec == "prompt" {
         return prompt(what, prompt_text);
     }
-    let is_reference = ["env:", "file:", "cmd:"]
+    let is_reference = ["env:", "file:", "cmd:", "vault:"]
         .iter()
         .any(|p| spec.starts_with(p));
     if !is_reference && literal == Literal::Refused {
         return Err(Failure::usage(format!(
-            "{what} must be env:VAR, file:PATH, cmd:COMMAND or prompt"
+            "{what} must be env:VAR, file:PATH, cmd:COMMAND, vault:MOUNT/PATH#FIELD or prompt"
         ))
         .with_hint(
             "secrets are never taken from the command line, where `ps` and shell history see them",

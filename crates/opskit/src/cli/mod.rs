@@ -16,6 +16,7 @@ pub mod prom;
 pub mod serve;
 pub mod ssh;
 mod ssh_inventory;
+pub mod vault;
 
 /// The one duration parser (see [`crate::duration`]), re-exported for the command families.
 pub use crate::duration::{parse_duration, zero_or_duration};
@@ -74,6 +75,8 @@ pub enum Command {
     Prom(Box<prom::PromArgs>),
     /// GitHub: issues, repos, issue create, api (every page, ETag cache, rate limits).
     Github(Box<github::GithubArgs>),
+    /// Vault KV v1/v2: kv get, put (values from files or stdin), list, delete, metadata.
+    Vault(Box<vault::VaultArgs>),
 }
 
 impl Command {
@@ -115,6 +118,7 @@ impl Command {
             Command::Monitor(args) => args.run(),
             Command::Prom(args) => args.run(),
             Command::Github(args) => args.run(),
+            Command::Vault(args) => args.run(),
         }
     }
 }

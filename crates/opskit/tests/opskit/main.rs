@@ -16,3 +16,4 @@ mod serve;
 mod serve_monitor;
 mod ssh;
 mod status_browser;
+mod vault;

@@ -94,12 +94,12 @@ impl fmt::Display for Rate {
     }
 }
 
-/// A secret as written by the user: `env:VAR`, `file:PATH`, `cmd:COMMAND` (references, which
-/// may be shown), or the value itself (`value:TEXT` or any other text), held in a
-/// [`SecretString`] and never shown.
+/// A secret as written by the user: `env:VAR`, `file:PATH`, `cmd:COMMAND`,
+/// `vault:MOUNT/PATH#FIELD` (references, which may be shown), or the value itself (`value:TEXT`
+/// or any other text), held in a [`SecretString`] and never shown.
 #[derive(Clone)]
 pub enum SecretRef {
-    /// `env:`, `file:` or `cmd:` and its argument, as written.
+    /// `env:`, `file:`, `cmd:` or `vault:` and its argument, as written.
     Reference(String),
     /// The secret itself.
     Inline(SecretString),
@@ -108,7 +108,7 @@ pub enum SecretRef {
 impl SecretRef {
     /// Parses the user's spelling (see the type's docs).
     pub fn new(spec: &str) -> Self {
-        if ["env:", "file:", "cmd:"]
+        if ["env:", "file:", "cmd:", "vault:"]
             .iter()
             .any(|p| spec.starts_with(p))
         {
@@ -144,7 +144,7 @@ impl SecretRef {
     }
 
     /// A shell expression yielding the secret, for `--curl` (the value is never written out
-    /// when it came from a reference).
+    /// when it came from a reference; `vault:` has none: it comes out redacted).
     pub fn shell_expr(&self) -> Option<String> {
         let r = self.reference()?;
         if let Some(v) = r.strip_prefix("env:") {
@@ -172,6 +172,9 @@ impl FromStr for SecretRef {
             {
                 return Err(format!("`{prefix}` needs a name after the colon"));
             }
+        }
+        if let Some(r) = s.strip_prefix("vault:") {
+            opskit_http::VaultRef::parse(r)?;
         }
         Ok(SecretRef::new(s))
     }
@@ -279,6 +282,16 @@ mod tests {
         );
         assert!(SecretRef::new("hunter2").shell_expr().is_none());
         assert!("env:".parse::<SecretRef>().is_err());
+        assert_eq!(
+            SecretRef::new("vault:secret/gh#token").redacted(),
+            "vault:secret/gh#token"
+        );
+        assert!(
+            SecretRef::new("vault:secret/gh#token")
+                .shell_expr()
+                .is_none()
+        );
+        assert!("vault:secret/gh".parse::<SecretRef>().is_err());
         assert!(!format!("{:?}", SecretRef::new("hunter2")).contains("hunter2"));
     }
 }
