@@ -15,7 +15,7 @@
 mod error;
 pub mod github;
 pub mod prometheus;
-pub mod vault;
 pub mod time_arg;
+pub mod vault;
 
 pub use error::Error;
