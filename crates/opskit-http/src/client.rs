@@ -118,6 +118,10 @@ impl Client {
         b = crate::proxy::configure(b, &cfg)?;
         // trusted certificates (a CA bundle as curl --cacert), client identity, minimum version
         b = crate::tls::configure(b, &cfg.tls)?;
+        // --timing: DNS lookups and new connections timed for the observer that asks
+        if let Some(o) = cfg.observer.as_ref().filter(|o| o.times_connections()) {
+            b = observe::time_connections(b, o.clone());
+        }
         let http = b
             .build()
             .map_err(|e| Error::config(format!("cannot build the HTTP client: {e}")))?;

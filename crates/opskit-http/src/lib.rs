@@ -52,8 +52,8 @@ pub use config::{
 pub use download::{DownloadOptions, DownloadProgress, DownloadReport, ProgressFn, partial_path};
 pub use error::{BODY_EXCERPT_LIMIT, Error, StatusError, TimeoutPhase};
 pub use observe::{
-    Observer, REDACTED, RequestEvent, ResponseEvent, WaitEvent, WaitReason, is_sensitive_header,
-    redact_headers, redact_url, redact_url_path,
+    ConnectEvent, DnsEvent, Observer, REDACTED, RequestEvent, ResponseEvent, WaitEvent, WaitReason,
+    is_sensitive_header, redact_headers, redact_url, redact_url_path,
 };
 pub use paginate::{PageStyle, Paginator, next_link};
 pub use ratelimit::RateLimit;

@@ -193,4 +193,136 @@ pub trait Observer: Send + Sync {
     fn on_wait(&self, _event: &WaitEvent) {}
     /// The server's rate-limit headers say few requests remain.
     fn on_quota_low(&self, _host: &str, _remaining: u64) {}
+    /// Whether the client times its DNS lookups and new connections for this observer
+    /// ([`Observer::on_dns`], [`Observer::on_connect`]). Read once, when the client is built;
+    /// off by default (the lookups then go through reqwest's own resolver).
+    fn times_connections(&self) -> bool {
+        false
+    }
+    /// A DNS lookup for a new connection finished (only with [`Observer::times_connections`]).
+    fn on_dns(&self, _event: &DnsEvent) {}
+    /// A new connection was opened or failed (only with [`Observer::times_connections`]).
+    fn on_connect(&self, _event: &ConnectEvent) {}
+}
+
+/// A DNS lookup the transport made to open a connection. A URL whose host is an IP address
+/// needs none, and a reused connection none either: then no event comes.
+#[derive(Debug, Clone)]
+pub struct DnsEvent {
+    /// The name looked up.
+    pub host: String,
+    /// How long the lookup took (the system resolver, as reqwest's default).
+    pub elapsed: Duration,
+    /// How many addresses it gave, or why it failed.
+    pub result: Result<usize, String>,
+}
+
+/// A new connection the transport opened: the DNS lookup when the host is a name, the TCP
+/// connect, a proxy's tunnel and, for `https://`, the TLS handshake, as one span — reqwest does
+/// them in one step, so the TLS handshake is not timed apart from the TCP connect.
+#[derive(Debug, Clone)]
+pub struct ConnectEvent {
+    /// From the start of the connection attempt to a usable connection (or the failure).
+    pub elapsed: Duration,
+    /// Whether the connection was opened.
+    pub ok: bool,
+}
+
+/// Makes the transport report its DNS lookups and new connections to `observer`: a resolver
+/// that times each lookup (`tokio::net::lookup_host`: getaddrinfo on the blocking pool, as
+/// reqwest's default resolver) and a connector layer that times each new connection.
+pub(crate) fn time_connections(
+    b: reqwest::ClientBuilder,
+    observer: std::sync::Arc<dyn Observer>,
+) -> reqwest::ClientBuilder {
+    b.dns_resolver(std::sync::Arc::new(TimedResolver(observer.clone())))
+        .connector_layer(TimedConnectLayer(observer))
+}
+
+struct TimedResolver(std::sync::Arc<dyn Observer>);
+
+impl reqwest::dns::Resolve for TimedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let observer = self.0.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let start = std::time::Instant::now();
+            let found = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map(|addrs| addrs.collect::<Vec<std::net::SocketAddr>>());
+            let elapsed = start.elapsed();
+            match found {
+                Ok(addrs) => {
+                    observer.on_dns(&DnsEvent {
+                        host,
+                        elapsed,
+                        result: Ok(addrs.len()),
+                    });
+                    Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+                }
+                Err(e) => {
+                    observer.on_dns(&DnsEvent {
+                        host,
+                        elapsed,
+                        result: Err(e.to_string()),
+                    });
+                    Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                }
+            }
+        })
+    }
+}
+
+#[derive(Clone)]
+struct TimedConnectLayer(std::sync::Arc<dyn Observer>);
+
+impl<S> tower::Layer<S> for TimedConnectLayer {
+    type Service = TimedConnect<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        TimedConnect {
+            inner,
+            observer: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct TimedConnect<S> {
+    inner: S,
+    observer: std::sync::Arc<dyn Observer>,
+}
+
+type Connecting<T, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
+
+impl<S, R> tower::Service<R> for TimedConnect<S>
+where
+    S: tower::Service<R>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Connecting<S::Response, S::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        let start = std::time::Instant::now();
+        let connecting = self.inner.call(req);
+        let observer = self.observer.clone();
+        Box::pin(async move {
+            let conn = connecting.await;
+            observer.on_connect(&ConnectEvent {
+                elapsed: start.elapsed(),
+                ok: conn.is_ok(),
+            });
+            conn
+        })
+    }
 }

@@ -78,6 +78,7 @@ pub struct HttpArgs {
 #[derive(Debug, Args)]
 pub struct ShortcutArgs {
     /// URL: absolute, `:PORT/path` for localhost, or relative to the profile's base_url.
+    #[arg(required_unless_present = "input", default_value = "", hide_default_value = true)]
     pub url: String,
     /// Request items (see below).
     pub items: Vec<String>,
@@ -244,4 +245,38 @@ pub struct HttpOptions {
         help_heading = "Download"
     )]
     pub resume: bool,
+
+    /// Send the request to every URL in FILE, one per line (`-`: read the URLs from stdin;
+    /// blank lines and `#` comments are skipped), and print one ndjson line per URL: line, url,
+    /// status, latency_ms, size, error {kind, message}. Exit 0 when every URL answered (2xx/3xx
+    /// with --check-status), else the first that applies of 2 (a line is not a URL), 3 (refused,
+    /// TLS, timeout), 5, 4 (--check-status), 1. Positional request items apply to every URL.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["paginate", "download", "out_file", "offline", "curl", "filter", "verbose", "print"],
+        help_heading = "Many URLs"
+    )]
+    pub input: Option<PathBuf>,
+    /// How many --input URLs are in flight at once (default 32, at most 1024).
+    #[arg(long, value_name = "N", requires = "input", help_heading = "Many URLs")]
+    pub concurrency: Option<usize>,
+    /// Print the --input results in input order (a slow URL holds back the lines after it);
+    /// by default each result is printed as soon as it is known.
+    #[arg(long, requires = "input", help_heading = "Many URLs")]
+    pub ordered: bool,
+    /// Time the request's phases (DNS lookup, connect, TLS, first byte, total) and print them on
+    /// stderr, like curl -w or httpstat; --timing=json prints one JSON object. Stdout keeps the
+    /// body. A phase that was not measured says so instead of showing a number.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "text",
+        conflicts_with = "input",
+        help_heading = "Output"
+    )]
+    pub timing: Option<super::timing::TimingFormat>,
 }

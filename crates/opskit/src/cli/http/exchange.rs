@@ -118,7 +118,10 @@ pub(crate) fn deadlines_and_retries(
     cfg
 }
 
-fn client_config(plan: &Plan, printer: Arc<HeadPrinter>) -> anyhow::Result<engine::ClientConfig> {
+pub(super) fn client_config(
+    plan: &Plan,
+    printer: Arc<HeadPrinter>,
+) -> anyhow::Result<engine::ClientConfig> {
     let mut cfg = deadlines_and_retries(plan.timeout, plan.connect_timeout, plan.retries);
     if let Some(d) = plan.retry_max_wait {
         // a Retry-After is waited for whole or not at all: never cut below what the server asked
@@ -159,6 +162,9 @@ fn client_config(plan: &Plan, printer: Arc<HeadPrinter>) -> anyhow::Result<engin
     cfg.secret_query = plan.secret_query.clone();
     // always: a long wait is announced on stderr even when nothing else is shown
     cfg.observer = Some(printer);
+    if let Some(t) = &plan.timing {
+        cfg.observer = Some(t.observer(cfg.observer.take()));
+    }
     Ok(cfg)
 }
 
@@ -246,7 +252,7 @@ pub(crate) fn profile_auth(a: &AuthConfig) -> engine::Auth {
     }
 }
 
-async fn builder(
+pub(super) async fn builder(
     client: &engine::Client,
     method: engine::Method,
     plan: &Plan,
@@ -855,7 +861,7 @@ pub struct HeadPrinter {
 }
 
 impl HeadPrinter {
-    fn new(plan: &Plan) -> Self {
+    pub(super) fn new(plan: &Plan) -> Self {
         HeadPrinter {
             parts: plan.parts,
             to_stdout: !plan.parts.resp_body,

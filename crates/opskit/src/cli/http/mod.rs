@@ -9,11 +9,13 @@ pub mod exchange;
 pub mod filename;
 pub mod filter;
 pub mod items;
+pub mod many;
 pub mod plan;
 pub mod profile;
 pub mod render;
 pub mod request;
 pub mod show;
+pub mod timing;
 pub mod values;
 
 use std::io::Write;
@@ -39,6 +41,9 @@ impl HttpCommand {
 }
 
 fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
+    if a.opts.input.is_some() {
+        return many::run(method, a);
+    }
     let plan = plan::build(method, &a.url, &a.items, a.opts)?;
     let mut stdout = crate::output::stdout();
     if plan.offline_or_curl() {
@@ -74,7 +79,8 @@ fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let timing = plan.timing.clone();
+        let outcome = tokio::select! {
             r = exchange::run(plan) => r,
             _ = limit => Err(Failure::new(
                 exit::code::NETWORK,
@@ -85,7 +91,11 @@ fn request_command(method: &str, a: ShortcutArgs) -> anyhow::Result<u8> {
             _ = tokio::signal::ctrl_c() => {
                 Err(Failure::new(exit::code::INTERRUPTED, "interrupted").into())
             }
+        };
+        if let Some(t) = timing {
+            t.report(std::time::Instant::now());
         }
+        outcome
     })?
 }
 

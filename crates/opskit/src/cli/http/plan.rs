@@ -110,6 +110,8 @@ pub struct Plan {
     pub check_status: bool,
     pub paginate: Option<PagePlan>,
     pub format: Option<OutputFormat>,
+    /// `--timing`: the phases of the request, printed on stderr at the end.
+    pub timing: Option<std::sync::Arc<super::timing::Timing>>,
     pub filter: Option<String>,
     pub parts: Parts,
     pub color: bool,
@@ -278,6 +280,7 @@ pub fn build(
         check_status: o.check_status || prof.check_status.unwrap_or(false),
         paginate,
         format: o.format,
+        timing: o.timing.map(super::timing::Timing::new),
         filter,
         parts,
         color,
