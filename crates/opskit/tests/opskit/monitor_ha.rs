@@ -3,154 +3,17 @@
 //! alert. Real binaries, a real PostgreSQL (OPSKIT_TEST_POSTGRES_URL), a local endpoint that the
 //! test switches down and up, and a local webhook receiver.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
 use serde_json::Value;
-use sqlx::Connection as _;
 
-/// The PostgreSQL URL, or None (skipped) outside CI; under CI=true a missing one fails.
-fn pg_url() -> Option<String> {
-    match std::env::var("OPSKIT_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "OPSKIT_TEST_POSTGRES_URL is not set (CI=true): run scripts/test, which starts PostgreSQL"
-                );
-            }
-            eprintln!("skipped: OPSKIT_TEST_POSTGRES_URL is not set");
-            None
-        }
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A fresh database for one test, dropped at the end.
-struct PgDb {
-    base: String,
-    name: String,
-    url: String,
-}
-
-impl PgDb {
-    fn new(rt: &tokio::runtime::Runtime) -> Option<PgDb> {
-        let base = pg_url()?;
-        let name = format!("opskit_ha_{:016x}", rand_u64());
-        rt.block_on(async {
-            let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        });
-        let mut u = url::Url::parse(&base).unwrap();
-        u.set_path(&format!("/{name}"));
-        Some(PgDb {
-            base,
-            name,
-            url: u.to_string(),
-        })
-    }
-
-    fn drop_with(&self, rt: &tokio::runtime::Runtime) {
-        rt.block_on(async {
-            if let Ok(mut c) = sqlx::PgConnection::connect(&self.base).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                )))
-                .execute(&mut c)
-                .await;
-            }
-        });
-    }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.finish()
-}
-
-/// The endpoint under watch: `/switch` answers with the status the test sets.
-fn service(rt: &tokio::runtime::Runtime, code: Arc<AtomicU16>) -> SocketAddr {
-    rt.block_on(async move {
-        let app = axum::Router::new().route(
-            "/switch",
-            get(move || {
-                let c = code.load(Ordering::SeqCst);
-                async move { StatusCode::from_u16(c).unwrap() }
-            }),
-        );
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        addr
-    })
-}
-
-/// One alert the receiver got: (webhook id, event, incident id).
-type Alerts = Arc<Mutex<Vec<(String, String, String)>>>;
-
-fn receiver(rt: &tokio::runtime::Runtime) -> (SocketAddr, Alerts) {
-    let log: Alerts = Arc::default();
-    let l2 = log.clone();
-    let addr = rt.block_on(async move {
-        let app = axum::Router::new().route(
-            "/hook",
-            post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let log = l2.clone();
-                async move {
-                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let id = headers
-                        .get("webhook-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string();
-                    log.lock().unwrap().push((
-                        id,
-                        v["event"].as_str().unwrap_or_default().to_string(),
-                        v["incident_id"].as_str().unwrap_or_default().to_string(),
-                    ));
-                    StatusCode::OK
-                }
-            }),
-        );
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        addr
-    });
-    (addr, log)
-}
-
-fn poll(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::support::{
+    self, Alerts, PgDb, poll, runtime, switch_endpoint, switch_monitor_config, webhook_receiver,
+};
 
 /// A running `opskit monitor run`, killed when dropped (also when the test fails).
 struct Instance {
@@ -188,16 +51,11 @@ impl Instance {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {}", self.pid());
+        support::signal(self.pid(), sig);
     }
 
     fn is_holder(&self, holder: &str) -> bool {
-        holder.contains(&format!(":{}:", self.pid()))
+        support::is_holder(self.pid(), holder)
     }
 }
 
@@ -255,23 +113,13 @@ struct Setup {
 
 fn setup() -> Option<Setup> {
     let rt = runtime();
-    let pg = PgDb::new(&rt)?;
+    let pg = rt.block_on(PgDb::create("ha"))?;
     let code = Arc::new(AtomicU16::new(503));
-    let svc = service(&rt, code.clone());
-    let (hook, alerts) = receiver(&rt);
+    let svc = switch_endpoint(&rt, code.clone());
+    let (hook, alerts) = webhook_receiver(&rt);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("monitor.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[destinations.hook]\ntype = \"webhook\"\nurl = \"http://{hook}/hook\"\n\
-             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\n\
-             [[monitor]]\nname = \"api\"\nkind = \"http\"\ntarget = \"http://{svc}/switch\"\n\
-             interval = \"500ms\"\ntimeout = \"400ms\"\nconditions = [\".status == 200\"]\n\
-             alerts = [{{ destination = \"hook\", failure_threshold = 2, success_threshold = 2 }}]\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, switch_monitor_config(hook, svc)).unwrap();
     Some(Setup {
         rt,
         pg,
@@ -292,7 +140,7 @@ impl Setup {
     }
 
     fn events(&self, event: &str) -> usize {
-        self.alerts().iter().filter(|a| a.1 == event).count()
+        support::events(&self.alerts, event)
     }
 
     /// Both instances up: one leads, the other follows.
@@ -335,7 +183,7 @@ impl Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        self.pg.drop_with(&self.rt);
+        self.rt.block_on(self.pg.remove());
     }
 }
 

@@ -2,31 +2,21 @@
 //! follow the servers API with no restart, and `opskit ssh run --inventory` reads the same
 //! inventory from the database directly (`--inventory-database`) against the test sshd.
 
-use std::io::BufRead;
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::{Value, json};
 
-/// A running `opskit serve` on a temp SQLite database, killed on drop.
+use crate::support;
+
+/// A running `opskit serve` on a temp SQLite database with an admin API key, killed on drop.
 struct Serve {
-    child: std::process::Child,
-    addr: String,
+    s: support::Serve,
     db: String,
     key: String,
-    /// serve's log lines (JSON), read to the end so serve never blocks on a full pipe.
-    log: Receiver<String>,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts `opskit serve` on 127.0.0.1:0 with `extra` flags, waits (with a deadline) for its
@@ -38,46 +28,11 @@ fn serve(extra: &[&str], dir: tempfile::TempDir) -> Serve {
 
 /// [`serve`] on the database `db`.
 fn serve_on(db: &str, extra: &[&str], dir: tempfile::TempDir) -> Serve {
-    let db = db.to_owned();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
-        .args(["--log-format", "json", "--rate-limit", "0"])
-        .args(extra)
-        .env("OPSKIT_ADMIN_PASSWORD", "admin-password-1")
-        .env_remove("OPSKIT_DATABASE")
-        .env_remove("OPSKIT_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("opskit serve did not start");
-        };
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v["fields"]["message"] == "opskit serve listening"
-        {
-            break v["fields"]["addr"].as_str().unwrap().to_owned();
-        }
-    };
+    let s = support::Serve::start(db, extra);
     let out = Command::cargo_bin("opskit")
         .unwrap()
-        .args(["apikey", "--database", &db, "create"])
-        .arg(format!("inventory-test-{}", child.id()))
+        .args(["apikey", "--database", db, "create"])
+        .arg(format!("inventory-test-{}", s.pid()))
         .env_remove("OPSKIT_DATABASE")
         .assert()
         .success();
@@ -86,11 +41,9 @@ fn serve_on(db: &str, extra: &[&str], dir: tempfile::TempDir) -> Serve {
         .trim()
         .to_owned();
     Serve {
-        child,
-        addr,
-        db,
+        s,
+        db: db.to_owned(),
         key,
-        log: rx,
         dir,
     }
 }
@@ -104,7 +57,7 @@ impl Serve {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.s.url(path)
     }
 
     async fn create(&self, hostname: &str, ip: &str, env: &str, tags: &[&str]) -> Value {
@@ -323,11 +276,8 @@ impl Serve {
                 return now;
             }
             if Instant::now() >= deadline {
-                let log: Vec<String> = self
-                    .log
-                    .try_iter()
-                    .filter(|l| l.contains("monitor"))
-                    .collect();
+                let log = self.s.log();
+                let log: Vec<&str> = log.lines().filter(|l| l.contains("monitor")).collect();
                 panic!(
                     "{what}: not within 30 s; monitors now: {:?}; serve's monitor log: {log:#?}",
                     now.keys().collect::<Vec<_>>()
@@ -381,7 +331,7 @@ target = "{{ip}}:{port}"
         ],
         dir,
     );
-    let pid = srv.child.id();
+    let pid = srv.s.pid();
     let m = srv
         .wait_for("the file's monitor", |m| names(m) == ["file listener"])
         .await;
@@ -450,69 +400,8 @@ target = "{{ip}}:{port}"
     .await;
 
     // all of it without a restart
-    assert_eq!(srv.child.id(), pid);
-    assert!(
-        srv.log
-            .try_iter()
-            .all(|l| !l.contains("opskit serve listening"))
-    );
-}
-
-/// A fresh PostgreSQL database for one test (OPSKIT_TEST_POSTGRES_URL), dropped at the end.
-struct PgDb {
-    base: String,
-    name: String,
-    url: String,
-}
-
-impl PgDb {
-    async fn new() -> Option<PgDb> {
-        use sqlx::Connection as _;
-        let base = match std::env::var("OPSKIT_TEST_POSTGRES_URL") {
-            Ok(u) if !u.is_empty() => u,
-            _ => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "OPSKIT_TEST_POSTGRES_URL is not set (CI=true): run scripts/test"
-                );
-                eprintln!("skipped: OPSKIT_TEST_POSTGRES_URL is not set");
-                return None;
-            }
-        };
-        let name = format!(
-            "opskit_inv_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-                % 1_000_000_000
-        );
-        let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        let mut u = url::Url::parse(&base).unwrap();
-        u.set_path(&format!("/{name}"));
-        Some(PgDb {
-            base,
-            name,
-            url: u.to_string(),
-        })
-    }
-
-    async fn drop_it(self) {
-        use sqlx::Connection as _;
-        if let Ok(mut c) = sqlx::PgConnection::connect(&self.base).await {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut c)
-            .await;
-        }
-    }
+    assert_eq!(srv.s.pid(), pid);
+    assert!(!srv.s.log().contains("opskit serve listening"));
 }
 
 /// Two replicas on one PostgreSQL database: a server written through one changes the checks of
@@ -520,7 +409,9 @@ impl PgDb {
 /// reads the same inventory (read only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_postgresql_follow_each_others_servers() {
-    let Some(pg) = PgDb::new().await else { return };
+    let Some(pg) = support::PgDb::create("inv").await else {
+        return;
+    };
     let port = listener("127.0.0.1");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("monitor.toml");
@@ -573,7 +464,7 @@ async fn replicas_on_postgresql_follow_each_others_servers() {
     }
     drop(a);
     drop(b);
-    pg.drop_it().await;
+    pg.remove().await;
 }
 
 /// `opskit monitor validate` checks templates as serve loads them: counted when valid, a
@@ -646,16 +537,7 @@ fn monitor_run_says_templates_are_left_to_serve() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = support::lines_of(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
     let found = loop {

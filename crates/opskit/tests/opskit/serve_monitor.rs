@@ -4,157 +4,18 @@
 //! killed with -9 in the middle of an incident: one "down" and one "resolved" alert, both
 //! replicas serving the API, the failover time printed.
 
-use std::io::BufRead as _;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
 use serde_json::Value;
 use sqlx::{Connection as _, Row as _};
 
-const ADMIN_PASSWORD: &str = "admin-password-1";
-
-fn opskit() -> std::process::Command {
-    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("opskit"));
-    c.env_remove("OPSKIT_DATABASE")
-        .env_remove("OPSKIT_LOG")
-        .env_remove("OPSKIT_MONITOR")
-        .env_remove("OPSKIT_MONITOR_CONFIG")
-        .env_remove("OPSKIT_MONITOR_LEASE");
-    c
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn poll(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A running `opskit serve` (JSON logs), killed on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-    lines: Receiver<String>,
-    seen: Mutex<Vec<String>>,
-}
-
-impl Serve {
-    fn start(db: &str, extra: &[&str]) -> Serve {
-        let mut child = opskit()
-            .args(["serve", "--bind", "127.0.0.1:0", "--database", db])
-            .args(["--log-format", "json", "--rate-limit", "0"])
-            .args(extra)
-            .env("OPSKIT_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("serve did not start: {seen:?}"));
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["fields"]["message"] == "opskit serve listening"
-            {
-                break v["fields"]["addr"].as_str().unwrap().to_owned();
-            }
-            seen.push(line);
-        };
-        Serve {
-            child,
-            addr,
-            lines: rx,
-            seen: Mutex::new(seen),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Every log line so far.
-    fn log(&self) -> String {
-        let mut seen = self.seen.lock().unwrap();
-        while let Ok(l) = self.lines.try_recv() {
-            seen.push(l);
-        }
-        seen.join("\n")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {}", self.pid());
-    }
-
-    /// SIGTERM, then the exit status (within a deadline) and the log.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        self.signal("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                // the reader thread ends with the pipe: take every line
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while let Ok(l) = self
-                    .lines
-                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                {
-                    self.seen.lock().unwrap().push(l);
-                }
-                return (s, self.log());
-            }
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn is_holder(&self, holder: &str) -> bool {
-        holder.contains(&format!(":{}:", self.pid()))
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{
+    self, ADMIN_PASSWORD, Serve, events, opskit, poll, runtime, switch_endpoint,
+    switch_monitor_config, webhook_receiver,
+};
 
 /// One HTTP request: (status, content type, body). `admin` sends the admin's Basic credential.
 fn http(method: &str, url: &str, admin: bool, body: Option<Value>) -> (u16, String, String) {
@@ -385,55 +246,19 @@ fn serve_monitor_refuses_a_bad_monitor_file_and_lease() {
 
 // ---- two replicas on one PostgreSQL ----
 
-/// The PostgreSQL URL, or None (skipped) outside CI; under CI=true a missing one fails.
-fn pg_url() -> Option<String> {
-    match std::env::var("OPSKIT_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "OPSKIT_TEST_POSTGRES_URL is not set (CI=true): run scripts/test, which starts PostgreSQL"
-                );
-            }
-            eprintln!("skipped: OPSKIT_TEST_POSTGRES_URL is not set");
-            None
-        }
-    }
-}
-
-/// A fresh PostgreSQL database, dropped at the end.
+/// The replicas' database, with the lease and the results read straight from it.
 struct PgDb {
     rt: tokio::runtime::Runtime,
-    base: String,
-    name: String,
+    db: support::PgDb,
     url: String,
 }
 
 impl PgDb {
     fn new() -> Option<PgDb> {
-        let base = pg_url()?;
         let rt = runtime();
-        let name = format!("opskit_srvha_{}", std::process::id());
-        rt.block_on(async {
-            let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
-            for sql in [
-                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                format!("CREATE DATABASE {name}"),
-            ] {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-            }
-        });
-        let mut u = url::Url::parse(&base).unwrap();
-        u.set_path(&format!("/{name}"));
-        Some(PgDb {
-            rt,
-            base,
-            name,
-            url: u.to_string(),
-        })
+        let db = rt.block_on(support::PgDb::create("srvha"))?;
+        let url = db.url.clone();
+        Some(PgDb { rt, db, url })
     }
 
     /// The lease row: (holder, fencing token, live).
@@ -469,78 +294,8 @@ impl PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
-        self.rt.block_on(async {
-            if let Ok(mut c) = sqlx::PgConnection::connect(&self.base).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                )))
-                .execute(&mut c)
-                .await;
-            }
-        });
+        self.rt.block_on(self.db.remove());
     }
-}
-
-/// The endpoint under watch: `/switch` answers with the status the test sets.
-fn endpoint(rt: &tokio::runtime::Runtime, code: Arc<AtomicU16>) -> SocketAddr {
-    rt.block_on(async move {
-        let app = axum::Router::new().route(
-            "/switch",
-            get(move || {
-                let c = code.load(Ordering::SeqCst);
-                async move { StatusCode::from_u16(c).unwrap() }
-            }),
-        );
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        addr
-    })
-}
-
-/// (webhook id, event, incident id) of every alert received.
-type Alerts = Arc<Mutex<Vec<(String, String, String)>>>;
-
-fn webhook_receiver(rt: &tokio::runtime::Runtime) -> (SocketAddr, Alerts) {
-    let log: Alerts = Arc::default();
-    let l2 = log.clone();
-    let addr = rt.block_on(async move {
-        let app = axum::Router::new().route(
-            "/hook",
-            post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let log = l2.clone();
-                async move {
-                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let id = headers
-                        .get("webhook-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string();
-                    log.lock().unwrap().push((
-                        id,
-                        v["event"].as_str().unwrap_or_default().to_string(),
-                        v["incident_id"].as_str().unwrap_or_default().to_string(),
-                    ));
-                    StatusCode::OK
-                }
-            }),
-        );
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        addr
-    });
-    (addr, log)
-}
-
-fn events(alerts: &Alerts, event: &str) -> usize {
-    alerts
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|a| a.1 == event)
-        .count()
 }
 
 /// Both replicas answer the servers API (one of them creates a server, the other reads it).
@@ -566,21 +321,11 @@ fn serve_monitor_ha_two_replicas_kill_9_of_the_leader_mid_incident() {
     let Some(pg) = PgDb::new() else { return };
     let rt = runtime();
     let code = Arc::new(AtomicU16::new(503));
-    let svc = endpoint(&rt, code.clone());
+    let svc = switch_endpoint(&rt, code.clone());
     let (hook, alerts) = webhook_receiver(&rt);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("monitor.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[destinations.hook]\ntype = \"webhook\"\nurl = \"http://{hook}/hook\"\n\
-             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\n\
-             [[monitor]]\nname = \"api\"\nkind = \"http\"\ntarget = \"http://{svc}/switch\"\n\
-             interval = \"500ms\"\ntimeout = \"400ms\"\nconditions = [\".status == 200\"]\n\
-             alerts = [{{ destination = \"hook\", failure_threshold = 2, success_threshold = 2 }}]\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, switch_monitor_config(hook, svc)).unwrap();
     let args = [
         "--monitor-config",
         config.to_str().unwrap(),

@@ -6,15 +6,14 @@
 //! Chromium comes from scripts/services/chromium.sh (`OPSKIT_TEST_CHROMIUM`); without it the
 //! test is skipped with a message, and fails under `CI=true`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::cargo_bin;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::Serve;
 
 /// The chromium binary, or None (skipped) outside CI; under CI=true a missing one fails.
 fn chromium() -> Option<String> {
@@ -34,67 +33,14 @@ fn chromium() -> Option<String> {
     }
 }
 
-/// A running `opskit serve`.
-struct Served {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// The child is handed to `Served`, whose Drop kills and waits for it.
-#[allow(clippy::zombie_processes)]
-fn serve(dir: &Path, monitor_toml: &str, extra: &[&str]) -> Served {
+/// `opskit serve --monitor-config` with `monitor_toml`, on a SQLite database in `dir`.
+fn serve(dir: &Path, monitor_toml: &str, extra: &[&str]) -> Serve {
     let conf = dir.join("monitor.toml");
     std::fs::write(&conf, monitor_toml).unwrap();
     let db = format!("sqlite://{}", dir.join("serve.db").display());
-    let mut child = Command::new(cargo_bin("opskit"))
-        .arg("serve")
-        .args(["--bind", "127.0.0.1:0", "--database", &db])
-        .args(["--log-format", "json", "--rate-limit", "0"])
-        .arg("--monitor-config")
-        .arg(&conf)
-        .args(extra)
-        .env_remove("OPSKIT_DATABASE")
-        .env_remove("OPSKIT_LOG")
-        .env("OPSKIT_ADMIN_PASSWORD", "browser-test-pw-1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn opskit serve");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve did not start: {seen:#?}");
-        };
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v["fields"]["message"] == "opskit serve listening"
-        {
-            let addr = v["fields"]["addr"].as_str().unwrap().to_owned();
-            // keep draining stderr so the server never blocks on a full pipe
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            return Served { child, addr };
-        }
-        seen.push(line);
-    }
+    let mut args = vec!["--monitor-config", conf.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Serve::start(&db, &args)
 }
 
 /// A TCP listener that accepts (and drops) every connection: a service that is up.
