@@ -17,4 +17,5 @@ mod serve;
 mod serve_monitor;
 mod ssh;
 mod status_browser;
+mod support;
 mod vault;
