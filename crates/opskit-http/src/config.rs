@@ -84,8 +84,8 @@ pub struct TlsConfig {
     pub danger_accept_invalid_certs: bool,
 }
 
-/// An HTTP(S) proxy.
-#[derive(Debug, Clone)]
+/// An HTTP(S) proxy. `Debug` shows neither the password nor one written in the URL.
+#[derive(Clone)]
 pub struct ProxyConfig {
     /// Proxy URL, e.g. `http://proxy.corp:3128`.
     pub url: String,
@@ -95,6 +95,17 @@ pub struct ProxyConfig {
     pub password: Option<Secret>,
     /// Hosts that bypass the proxy (comma list like `NO_PROXY`).
     pub no_proxy: Option<String>,
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("url", &crate::proxy::redact_userinfo(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
 }
 
 /// Everything a [`crate::Client`] needs. `Debug` redacts secrets.

@@ -12,8 +12,12 @@ pub(crate) fn configure(
     cfg: &ClientConfig,
 ) -> Result<reqwest::ClientBuilder, Error> {
     if let Some(p) = &cfg.proxy {
-        let mut proxy = reqwest::Proxy::all(&p.url)
-            .map_err(|e| Error::config(format!("proxy URL {:?} is invalid: {e}", p.url)))?;
+        let mut proxy = reqwest::Proxy::all(&p.url).map_err(|e| {
+            Error::config(format!(
+                "proxy URL {:?} is invalid: {e}",
+                redact_userinfo(&p.url)
+            ))
+        })?;
         if let Some(user) = &p.username {
             let pw = match &p.password {
                 Some(s) => resolve_blocking(s, "proxy password")?,
@@ -52,5 +56,52 @@ fn resolve_blocking(s: &crate::Secret, what: &str) -> Result<String, Error> {
         Ok(Err(Error::Auth { message })) => Err(Error::config(format!("{what}: {message}"))),
         Ok(Err(e)) => Err(Error::config(format!("{what}: {e}"))),
         Err(_) => Err(Error::config(format!("cannot read the {what}"))),
+    }
+}
+
+/// A proxy URL with the password of its `user:pass@` replaced, for messages and `Debug`.
+pub(crate) fn redact_userinfo(raw: &str) -> String {
+    let start = raw.find("://").map_or(0, |i| i + 3);
+    let rest = &raw[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!(
+                "{}{user}:{}{}",
+                &raw[..start],
+                crate::observe::REDACTED,
+                &rest[at..]
+            )
+        }
+        None => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_a_proxy_url_is_redacted() {
+        assert_eq!(
+            redact_userinfo("http://ops:s3cr%40t@proxy:3128/x@y"),
+            "http://ops:<redacted>@proxy:3128/x@y"
+        );
+        assert_eq!(redact_userinfo("http://proxy:3128"), "http://proxy:3128");
+        assert_eq!(redact_userinfo("ops:pw@proxy:1"), "ops:<redacted>@proxy:1");
+    }
+
+    #[test]
+    fn an_invalid_proxy_url_is_reported_without_its_password() {
+        let cfg = ClientConfig::default().proxy(crate::ProxyConfig {
+            url: "http://ops:hunter2@[::bad".into(),
+            username: None,
+            password: None,
+            no_proxy: None,
+        });
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+        let e = configure(reqwest::Client::builder(), &cfg).err().unwrap();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }

@@ -155,7 +155,11 @@ impl Chain {
         if self.hops > self.max {
             return Err(Error::Redirect {
                 url: shown.to_string(),
-                message: format!("more than {} redirects", self.max),
+                message: format!(
+                    "more than {} redirects (the limit): the server redirects again after the \
+                     last one followed",
+                    self.max
+                ),
             });
         }
         let key = without_fragment(&next);

@@ -31,12 +31,9 @@ pub(crate) fn configure(
             "a client key was given without a client certificate; set both",
         ));
     }
-    if tls.danger_accept_invalid_certs {
-        return Ok(b
-            .tls_version_min(reqwest_version(tls.min_version))
-            .tls_danger_accept_invalid_certs(true));
-    }
-    if let Some(path) = &tls.ca_bundle {
+    if let Some(path) = &tls.ca_bundle
+        && !tls.danger_accept_invalid_certs
+    {
         let bundle = read_bundle(path)?;
         return Ok(b.tls_backend_preconfigured(bundle_config(tls, bundle)?));
     }
@@ -61,6 +58,11 @@ pub(crate) fn configure(
             ))
         })?;
         b = b.identity(id);
+    }
+    if tls.danger_accept_invalid_certs {
+        // nothing verified, but a client certificate is still presented (mutual TLS against a
+        // test server with a self-signed certificate)
+        b = b.tls_danger_accept_invalid_certs(true);
     }
     Ok(b.tls_version_min(reqwest_version(tls.min_version)))
 }

@@ -5,6 +5,7 @@ mod basics;
 mod github;
 mod hostile;
 mod http;
+mod http_flags;
 mod http_many;
 mod monitor;
 mod monitor_ha;

@@ -158,6 +158,37 @@ pub struct HttpOptions {
     #[arg(long, value_name = "TTL", help_heading = "Reliability")]
     pub cache: Option<Span>,
 
+    /// Client certificate (PEM) for mutual TLS, like curl --cert; its key in the same file or in
+    /// --key.
+    #[arg(long, value_name = "FILE", help_heading = "TLS, proxy, redirects")]
+    pub cert: Option<PathBuf>,
+    /// The unencrypted private key (PEM: PKCS#8, PKCS#1 or SEC1) of --cert, like curl --key.
+    #[arg(long, value_name = "FILE", help_heading = "TLS, proxy, redirects")]
+    pub key: Option<PathBuf>,
+    /// Do not verify the server's certificate (like curl -k). Anyone on the path can read and
+    /// change the traffic: stderr says so on every run.
+    #[arg(short = 'k', long, help_heading = "TLS, proxy, redirects")]
+    pub insecure: bool,
+    /// Send the request through this HTTP proxy, e.g. http://user:pass@proxy:3128 (like curl -x;
+    /// the password is never printed). Without it HTTPS_PROXY/HTTP_PROXY/ALL_PROXY are used;
+    /// NO_PROXY lists the hosts that go direct either way.
+    #[arg(long, value_name = "URL", help_heading = "TLS, proxy, redirects")]
+    pub proxy: Option<String>,
+    /// Do not follow redirects: the 30x response itself is the answer (curl's default).
+    #[arg(
+        long,
+        conflicts_with = "max_redirects",
+        help_heading = "TLS, proxy, redirects"
+    )]
+    pub no_follow: bool,
+    /// Follow at most N redirects (default 10); a longer chain is an error (exit 1).
+    #[arg(long, value_name = "N", help_heading = "TLS, proxy, redirects")]
+    pub max_redirects: Option<usize>,
+    /// Print strings unquoted, as jq -r (with --filter, or a response that is a JSON string);
+    /// other values stay JSON.
+    #[arg(short = 'r', long, help_heading = "Output")]
+    pub raw_output: bool,
+
     /// Follow pages and stream every item.
     #[arg(long, help_heading = "Paging")]
     pub paginate: bool,

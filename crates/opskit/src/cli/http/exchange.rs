@@ -18,7 +18,7 @@ use super::request::{Body, Part};
 use super::show;
 use super::values::PageStyle;
 use crate::exit::{Failure, code};
-use crate::output::{Sink, plural};
+use crate::output::plural;
 
 /// Sends the request and writes the outcome; returns the exit code.
 pub async fn run(plan: Plan) -> anyhow::Result<u8> {
@@ -55,6 +55,17 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
         .to_ascii_lowercase();
     let shown_url = engine::redact_url(resp.url(), &show::extra_sensitive(&plan));
     let resp_head = (status, resp.headers().clone());
+    if plan.max_redirects == Some(0)
+        && status.is_redirection()
+        && !plan.parts.resp_headers
+        && let Some(loc) = resp.headers().get("location")
+    {
+        // the redirect is the answer (--no-follow); its body is often empty, so say where it goes
+        eprintln!(
+            "HTTP {status} → {} (not followed: --no-follow)",
+            crate::peer_text::line(&String::from_utf8_lossy(loc.as_bytes()))
+        );
+    }
     if plan.parts.resp_body {
         if streams(&plan, &content_type) {
             // bytes out as they arrive: memory stays flat whatever the size
@@ -145,6 +156,30 @@ pub(super) fn client_config(
     }
     if let Some(ca) = &plan.ca_bundle {
         cfg.tls.ca_bundle = Some(ca.clone());
+    }
+    // --cert/--key, --insecure, --proxy or the environment's HTTPS_PROXY/HTTP_PROXY/NO_PROXY as
+    // curl reads them, --no-follow/--max-redirects
+    cfg.tls.client_cert = plan.client_cert.clone();
+    cfg.tls.client_key = plan.client_key.clone();
+    if let Some(who) = &plan.insecure {
+        // on every run, not once: a flag left in a script or a profile must keep saying it
+        eprintln!(
+            "WARNING: {who}: TLS certificates are NOT verified; anyone on the network path can \
+             read and change this traffic (give the server's CA with --ca-bundle instead)"
+        );
+        cfg.tls.danger_accept_invalid_certs = true;
+    }
+    cfg.system_proxy = true;
+    cfg.proxy = plan.proxy.as_ref().map(|p| engine::ProxyConfig {
+        url: p.url.clone(),
+        username: p.username.clone(),
+        password: p.password.as_ref().map(|s| s.to_secret()),
+        no_proxy: ["NO_PROXY", "no_proxy"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty())),
+    });
+    if let Some(n) = plan.max_redirects {
+        cfg.max_redirects = n;
     }
     cfg.auth = auth(&plan.auth);
     if let Some(n) = plan.max_body {
@@ -401,7 +436,7 @@ impl Write for BodyOut {
 /// Whether the body is written exactly as received (so it can be streamed): `--output raw`, or
 /// no format and no filter for a body that is not JSON.
 fn streams(plan: &Plan, content_type: &str) -> bool {
-    plan.format == Some(OutputFormat::Raw)
+    (plan.format == Some(OutputFormat::Raw) && plan.filter.is_none())
         || (plan.format.is_none() && plan.filter.is_none() && !content_type.contains("json"))
 }
 
@@ -478,7 +513,7 @@ fn write_body_to(
                 OutputFormat::Json | OutputFormat::Ndjson | OutputFormat::Csv | OutputFormat::Table
             )
         );
-    if plan.format == Some(OutputFormat::Raw) || body.is_empty() {
+    if (plan.format == Some(OutputFormat::Raw) && plan.filter.is_none()) || body.is_empty() {
         out.write_all(body)?;
         return Ok(());
     }
@@ -509,13 +544,7 @@ fn write_body_to(
         }
         None => vec![value],
     };
-    let mut sink = Sink::new(
-        plan.format.unwrap_or(OutputFormat::Json).rows(),
-        plan.color,
-        false,
-        plan.stdout_tty,
-        out,
-    );
+    let mut sink = super::render::Writer::new(plan, false, out);
     sink.push(values)?;
     sink.finish()?;
     Ok(())
@@ -561,9 +590,8 @@ async fn paginate(rb: engine::RequestBuilder, plan: &Plan, pages: &PagePlan) -> 
         Some(f) => Some(Filter::new(f).map_err(Failure::usage)?),
         None => None,
     };
-    let format = plan.format.unwrap_or(OutputFormat::Json).rows();
     let mut out = BodyOut::new(plan);
-    let mut sink = Sink::new(format, plan.color, true, plan.stdout_tty, &mut out);
+    let mut sink = super::render::Writer::new(plan, true, &mut out);
     let mut stream = Box::pin(rb.paginate(paginator(pages)?));
     let mut outcome: anyhow::Result<()> = Ok(());
     while let Some(item) = stream.next().await {
@@ -810,7 +838,8 @@ pub fn failure(e: engine::Error, check_status: bool) -> anyhow::Error {
             }
             engine::Error::Redirect { .. } => Failure::new(code::FAILURE, msg).with_hint(
                 "the server redirects in a loop, too often or somewhere opskit does not follow; \
-                 check the URL (-v shows every hop)",
+                 check the URL (-v shows every hop); --max-redirects N allows a longer chain \
+                 (default 10), --no-follow prints the redirect itself",
             ),
             engine::Error::BodyTooLarge { .. } => Failure::new(code::FAILURE, msg).with_hint(
                 "raise --max-body, or let it stream: --output raw, -o FILE or --download",
@@ -824,7 +853,10 @@ pub fn failure(e: engine::Error, check_status: bool) -> anyhow::Error {
 /// What to do about a failed TLS handshake, from what rustls said.
 fn tls_hint(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
-    if m.contains("not valid for") || m.contains("notvalidforname") {
+    if m.contains("certificaterequired") || m.contains("certificate required") {
+        "the server asks for a client certificate: give it with --cert FILE --key FILE (PEM, like \
+         curl --cert/--key), or client_cert/client_key in the profile"
+    } else if m.contains("not valid for") || m.contains("notvalidforname") {
         "the certificate was issued for another name: use a host name it lists (curl says the same)"
     } else if m.contains("expired") || m.contains("not valid yet") || m.contains("notvalidyet") {
         "the server's certificate is outside its validity dates (or this machine's clock is wrong)"

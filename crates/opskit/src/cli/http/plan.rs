@@ -125,6 +125,89 @@ pub struct Plan {
     pub curl: bool,
     /// `--print`/`-v` was given (so `--offline` prints only those parts).
     pub print_explicit: bool,
+    /// `-r/--raw-output`: strings unquoted, as `jq -r`.
+    pub raw_output: bool,
+    /// `--cert`/`--key` or the profile's `client_cert`/`client_key`.
+    pub client_cert: Option<std::path::PathBuf>,
+    pub client_key: Option<std::path::PathBuf>,
+    /// Certificates are not verified: who asked for it (`--insecure`, or the profile), for the
+    /// warning printed on every run.
+    pub insecure: Option<String>,
+    /// `--proxy`, its credentials taken out of the URL.
+    pub proxy: Option<ProxyPlan>,
+    /// `--no-follow` (0) or `--max-redirects N`; the engine's default (10) otherwise.
+    pub max_redirects: Option<usize>,
+}
+
+/// `--proxy URL` with the `user:pass@` of the URL held apart (the password as a secret), so no
+/// message or event can show it.
+#[derive(Debug, Clone)]
+pub struct ProxyPlan {
+    /// The URL without credentials.
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
+}
+
+impl ProxyPlan {
+    /// Parses `--proxy`: `http://` or `https://` (a bare `host:port` is `http://`, as curl
+    /// takes it); the error never repeats the password.
+    pub fn parse(raw: &str) -> Result<ProxyPlan, Failure> {
+        // never repeated when it holds credentials
+        let shown = if raw.contains('@') {
+            "<URL with credentials>"
+        } else {
+            raw
+        };
+        let full = if raw.contains("://") {
+            raw.to_owned()
+        } else {
+            format!("http://{raw}")
+        };
+        let mut u = url::Url::parse(&full).map_err(|e| {
+            Failure::usage(format!("--proxy `{shown}` is not a valid URL ({e})"))
+                .with_hint("e.g. --proxy http://proxy.corp:3128 or http://user:pass@proxy:3128")
+        })?;
+        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
+            return Err(Failure::usage(format!(
+                "--proxy `{shown}`: only http:// and https:// proxies with a host are supported"
+            )));
+        }
+        let decode = |s: &str| {
+            // the URL keeps user and password percent-encoded; the proxy wants them plain
+            let b = s.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match (b[i], hex) {
+                    (b'%', Some(v)) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    (c, _) => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        let username = (!u.username().is_empty()).then(|| decode(u.username()));
+        let password = u
+            .password()
+            .map(|p| SecretRef::Inline(secrecy::SecretString::from(decode(p))));
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        Ok(ProxyPlan {
+            url: u.to_string(),
+            username,
+            password,
+        })
+    }
 }
 
 impl Plan {
@@ -255,6 +338,30 @@ pub fn build(
         })?;
     }
 
+    if o.raw_output && matches!(o.format, Some(OutputFormat::Csv | OutputFormat::Table)) {
+        return Err(Failure::usage(format!(
+            "-r/--raw-output prints JSON strings unquoted; it does not apply to --output {}",
+            if o.format == Some(OutputFormat::Csv) {
+                "csv"
+            } else {
+                "table"
+            }
+        ))
+        .with_hint("use -r with --output json, ndjson or raw")
+        .into());
+    }
+    let proxy = o.proxy.as_deref().map(ProxyPlan::parse).transpose()?;
+    let insecure = if o.insecure {
+        Some("--insecure".to_owned())
+    } else if prof.insecure == Some(true) {
+        Some(format!(
+            "profile `{}` (insecure = true)",
+            profile_name.as_deref().unwrap_or("?")
+        ))
+    } else {
+        None
+    };
+
     Ok(Plan {
         spec,
         profile_name,
@@ -292,6 +399,16 @@ pub fn build(
         offline: o.offline,
         curl: o.curl,
         print_explicit: o.print.is_some() || o.verbose,
+        raw_output: o.raw_output,
+        client_cert: o.cert.or(prof.client_cert),
+        client_key: o.key.or(prof.client_key),
+        insecure,
+        proxy,
+        max_redirects: if o.no_follow {
+            Some(0)
+        } else {
+            o.max_redirects
+        },
     })
 }
 

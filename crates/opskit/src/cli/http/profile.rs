@@ -71,6 +71,15 @@ pub struct Profile {
     /// Extra CA certificates (PEM) to trust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS (`--cert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM) when not in `client_cert` (`--key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+    /// Do not verify the server's certificate (`--insecure`); warned on stderr on every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paginate: Option<PaginateConfig>,
 }
