@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use opskit_monitor::metrics::escape_label;
+
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -213,8 +215,8 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "opskit_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
-                escape(method),
-                escape(route)
+                escape_label(method),
+                escape_label(route)
             );
         }
         out.push_str(
@@ -222,7 +224,7 @@ impl Metrics {
         );
         out.push_str("# TYPE opskit_http_request_duration_seconds histogram\n");
         for (route, h) in &latency {
-            let route = escape(route);
+            let route = escape_label(route);
             for (i, le) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
@@ -248,12 +250,6 @@ impl Metrics {
         }
         out
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
