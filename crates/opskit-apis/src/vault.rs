@@ -617,14 +617,15 @@ fn encode_path(path: &str) -> String {
     out
 }
 
+/// A secret's fields, each held as a secret.
+type Fields = Arc<HashMap<String, SecretString>>;
+
 /// Reads `vault:` secrets for the whole process from `VAULT_ADDR`, `VAULT_TOKEN` (or
 /// `~/.vault-token`), `VAULT_NAMESPACE` and `VAULT_CACERT`: each path is fetched once (its
 /// fields kept in memory as secrets), within [`SECRET_DEADLINE`].
 #[derive(Default)]
 pub struct SecretReader {
-    cache: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<HashMap<String, SecretString>>>>>>,
-    /// Paths fetched so far (for tests and `--verbose` counts).
-    fetches: std::sync::atomic::AtomicU64,
+    cache: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Fields>>>>,
 }
 
 impl std::fmt::Debug for SecretReader {
@@ -639,15 +640,7 @@ pub fn install_secret_reader() {
 }
 
 impl SecretReader {
-    /// How many paths were fetched from Vault.
-    pub fn fetches(&self) -> u64 {
-        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    async fn fields(
-        &self,
-        reference: &VaultRef,
-    ) -> Result<Arc<HashMap<String, SecretString>>, opskit_http::Error> {
+    async fn fields(&self, reference: &VaultRef) -> Result<Fields, opskit_http::Error> {
         let cell = {
             let mut cache = self
                 .cache
@@ -658,8 +651,6 @@ impl SecretReader {
         cell.get_or_try_init(|| async {
             let fetch = async {
                 let vault = Vault::from_env(ClientConfig::default())?;
-                self.fetches
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 vault.read_reference(reference).await
             };
             let data = tokio::time::timeout(SECRET_DEADLINE, fetch)
