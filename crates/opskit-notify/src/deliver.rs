@@ -321,6 +321,24 @@ impl ChatSender {
         self.post("Slack", webhook, &slack::payload(alert)).await
     }
 
+    /// Posts an alert or a plain text to a Slack incoming webhook, with the channel, username
+    /// and icon overrides of a legacy webhook (checked and normalised first).
+    pub async fn slack_message(
+        &self,
+        webhook: &SecretString,
+        message: &slack::Message,
+        overrides: &slack::Overrides,
+    ) -> Result<Delivered, Error> {
+        message.validate()?;
+        let overrides = overrides.normalized()?;
+        self.post(
+            "Slack",
+            webhook,
+            &slack::message_payload(message, &overrides),
+        )
+        .await
+    }
+
     /// Posts `alert` to a Teams Workflows webhook (Adaptive Card) or legacy connector.
     pub async fn teams(
         &self,

@@ -300,10 +300,62 @@ fn slack(method: &Method, headers: &HeaderMap, body: &[u8], p: &mut Vec<String>)
     }
 }
 
-/// Slack's attachment format, field by field.
+/// Slack's message format: `text` (required without attachments or blocks), the legacy
+/// webhook overrides (`channel`, `username`, `icon_emoji` / `icon_url`), and the attachment
+/// format field by field.
 pub fn check_slack_payload(v: &Value, p: &mut Vec<String>) {
+    only_keys(
+        v,
+        &[
+            "text",
+            "attachments",
+            "blocks",
+            "channel",
+            "username",
+            "icon_emoji",
+            "icon_url",
+            "mrkdwn",
+            "unfurl_links",
+            "unfurl_media",
+            "thread_ts",
+        ],
+        "message",
+        p,
+    );
     if v.get("text").is_some_and(|t| !t.is_string()) {
         p.push("`text` is not a string".into());
+    }
+    for key in ["channel", "username"] {
+        match v.get(key) {
+            None => {}
+            Some(Value::String(s)) if !s.trim().is_empty() => {}
+            Some(other) => p.push(format!("`{key}` {other} is not a non-empty string")),
+        }
+    }
+    match v.get("channel").and_then(Value::as_str) {
+        Some(c) if c.contains(char::is_whitespace) => {
+            p.push(format!("`channel` {c:?} holds a space"));
+        }
+        _ => {}
+    }
+    match v.get("icon_emoji") {
+        None => {}
+        Some(Value::String(e))
+            if e.len() > 2
+                && e.starts_with(':')
+                && e.ends_with(':')
+                && !e[1..e.len() - 1].contains([':', ' ']) => {}
+        Some(other) => p.push(format!(
+            "`icon_emoji` {other} is not an emoji code like :smile:"
+        )),
+    }
+    if v.get("attachments").is_none() && v.get("blocks").is_none() {
+        // a plain message: `text` is what Slack shows
+        match v.get("text").and_then(Value::as_str) {
+            Some(t) if !t.trim().is_empty() => {}
+            _ => p.push("`text` is required (and non-empty) without attachments or blocks".into()),
+        }
+        return;
     }
     let Some(atts) = v.get("attachments").and_then(Value::as_array) else {
         p.push("`attachments` is missing or not an array".into());

@@ -10,6 +10,7 @@ use opskit_notify::jira::IssueRequest;
 use opskit_notify::signing::{
     FileSeenIds, ReceivedHeaders, Verifier, WebhookSecret, XSignatureSecret,
 };
+use opskit_notify::slack::{Message as SlackMessage, Overrides as SlackOverrides};
 use opskit_notify::teams::CardFormat;
 use opskit_notify::{
     Alert, ChatSender, DeliveryOptions, Error as NotifyError, JiraClient, JiraOutcome, Severity,
@@ -78,35 +79,123 @@ enum SeverityArg {
 
 impl AlertArgs {
     fn alert(&self) -> anyhow::Result<Alert> {
-        let severity = match self.severity {
-            SeverityArg::Critical => Severity::Critical,
-            SeverityArg::Warning => Severity::Warning,
-            SeverityArg::Info => Severity::Info,
-            SeverityArg::Resolved => Severity::Resolved,
+        build_alert(
+            self.severity,
+            &self.title,
+            &self.message,
+            &self.fields,
+            self.host.as_deref(),
+            &self.footer,
+        )
+    }
+}
+
+fn build_alert(
+    severity: SeverityArg,
+    title: &str,
+    message: &str,
+    fields: &[String],
+    host: Option<&str>,
+    footer: &str,
+) -> anyhow::Result<Alert> {
+    let severity = match severity {
+        SeverityArg::Critical => Severity::Critical,
+        SeverityArg::Warning => Severity::Warning,
+        SeverityArg::Info => Severity::Info,
+        SeverityArg::Resolved => Severity::Resolved,
+    };
+    let mut alert = Alert::new(severity, title, message);
+    footer.clone_into(&mut alert.footer);
+    if let Some(h) = host {
+        alert = alert.host(h);
+    }
+    for f in fields {
+        let (k, v) = opskit_notify::alert::parse_field(f).map_err(usage)?;
+        alert = alert.field(k, v);
+    }
+    alert.validate().map_err(usage)?;
+    Ok(alert)
+}
+
+/// `notify slack`: an alert (`--title` and `--message`, an attachment coloured by severity) or a
+/// plain `--text`, with the seeds' basic webhook fields.
+#[derive(Debug, Clone, Args)]
+pub struct SlackArgs {
+    /// A plain message without an attachment (Slack mrkdwn: *bold*, <url|link>, :emoji:); instead
+    /// of --title/--message.
+    #[arg(long, conflicts_with_all = ["title", "message", "fields", "host"])]
+    text: Option<String>,
+    /// How bad it is; sets the colour of the attachment.
+    #[arg(long, value_enum, default_value_t = SeverityArg::Info)]
+    severity: SeverityArg,
+    /// Headline, shown as `[SEVERITY] title`.
+    #[arg(long, required_unless_present = "text")]
+    title: Option<String>,
+    /// The message text.
+    #[arg(long, required_unless_present = "text")]
+    message: Option<String>,
+    /// An extra field `name=value` (repeatable, shown in order).
+    #[arg(long = "field", value_name = "NAME=VALUE")]
+    fields: Vec<String>,
+    /// The host the alert is about (shown as the first field).
+    #[arg(long)]
+    host: Option<String>,
+    /// Footer text.
+    #[arg(long, default_value = "opskit")]
+    footer: String,
+    /// Post to this channel (`#ops`, `@user`) instead of the webhook's own; legacy webhooks.
+    #[arg(long)]
+    channel: Option<String>,
+    /// Post as this name (the seeds' "Python Bot"); legacy webhooks.
+    #[arg(long)]
+    username: Option<String>,
+    /// Emoji used as the avatar, e.g. :robot_face: (colons optional); legacy webhooks.
+    #[arg(long, value_name = "EMOJI")]
+    icon_emoji: Option<String>,
+}
+
+impl SlackArgs {
+    fn message(&self) -> anyhow::Result<SlackMessage> {
+        if let Some(text) = &self.text {
+            let message = SlackMessage::Text(text.clone());
+            message.validate().map_err(usage)?;
+            return Ok(message);
+        }
+        // clap requires both when --text is absent
+        let (Some(title), Some(message)) = (&self.title, &self.message) else {
+            return Err(Failure::usage("give --text, or --title and --message").into());
         };
-        let mut alert = Alert::new(severity, &self.title, &self.message);
-        alert.footer.clone_from(&self.footer);
-        if let Some(h) = &self.host {
-            alert = alert.host(h);
+        Ok(SlackMessage::Alert(build_alert(
+            self.severity,
+            title,
+            message,
+            &self.fields,
+            self.host.as_deref(),
+            &self.footer,
+        )?))
+    }
+
+    fn overrides(&self) -> anyhow::Result<SlackOverrides> {
+        SlackOverrides {
+            channel: self.channel.clone(),
+            username: self.username.clone(),
+            icon_emoji: self.icon_emoji.clone(),
         }
-        for f in &self.fields {
-            let (k, v) = opskit_notify::alert::parse_field(f).map_err(usage)?;
-            alert = alert.field(k, v);
-        }
-        alert.validate().map_err(usage)?;
-        Ok(alert)
+        .normalized()
+        .map_err(usage)
     }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum NotifyCommand {
-    /// Post an alert to a Slack incoming webhook (attachment coloured by severity).
+    /// Post an alert (attachment coloured by severity) or a plain --text to a Slack incoming
+    /// webhook.
     Slack {
         /// The webhook URL: env:VAR, file:PATH, cmd:COMMAND or the URL itself.
         #[arg(long, value_name = "SECRET", default_value = "env:SLACK_WEBHOOK_URL")]
         webhook: String,
         #[command(flatten)]
-        alert: AlertArgs,
+        slack: SlackArgs,
     },
     /// Post an alert to Microsoft Teams (Adaptive Card for Workflows, or a legacy MessageCard).
     Teams {
@@ -319,12 +408,16 @@ impl NotifyCommand {
 
     async fn run_async(self, delivery: &DeliveryArgs) -> anyhow::Result<u8> {
         match self {
-            NotifyCommand::Slack { webhook, alert } => {
-                let alert = alert.alert()?;
+            NotifyCommand::Slack { webhook, slack } => {
+                let message = slack.message()?;
+                let overrides = slack.overrides()?;
                 let url = resolve(&webhook, "Slack webhook URL").await?;
                 let sender =
                     ChatSender::new(&delivery.options(DeliveryOptions::slack())?).map_err(usage)?;
-                let done = sender.slack(&url, &alert).await.map_err(delivery_failure)?;
+                let done = sender
+                    .slack_message(&url, &message, &overrides)
+                    .await
+                    .map_err(delivery_failure)?;
                 println!("sent to Slack ({})", attempts(done.status, done.attempts));
             }
             NotifyCommand::Teams {

@@ -67,6 +67,119 @@ fn slack_alert_from_env_webhook() {
     assert_eq!(body["attachments"][0]["fields"][1]["value"], "production");
 }
 
+/// Issue 17: the seeds' basic webhook (`send_slack_webhook`): a plain text, no attachment, with
+/// channel, username and icon_emoji — exactly that JSON reaches the webhook.
+#[test]
+fn slack_plain_text_with_the_seeds_basic_fields_sends_exactly_that_json() {
+    let s = serve(Vendor::Slack);
+    opskit()
+        .env("SLACK_WEBHOOK_URL", s.f.url("/services/T/B/SECRET"))
+        .args([
+            "notify",
+            "slack",
+            "--text",
+            ":warning: Server web01 is down!",
+        ])
+        .args(["--channel", "#ops-alerts", "--username", "Python Bot"])
+        .args(["--icon-emoji", ":robot_face:"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("sent to Slack (HTTP 200)"));
+    s.f.assert_valid();
+    let sent = s.f.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].json(),
+        serde_json::json!({
+            "text": ":warning: Server web01 is down!",
+            "channel": "#ops-alerts",
+            "username": "Python Bot",
+            "icon_emoji": ":robot_face:",
+        })
+    );
+
+    // only --text: {"text": ...} and nothing else; an emoji without colons gets them
+    opskit()
+        .env("SLACK_WEBHOOK_URL", s.f.url("/services/T/B/SECRET"))
+        .args(["notify", "slack", "--text", "deploy done"])
+        .assert()
+        .success();
+    opskit()
+        .env("SLACK_WEBHOOK_URL", s.f.url("/services/T/B/SECRET"))
+        .args(["notify", "slack", "--text", "x", "--icon-emoji", "rocket"])
+        .assert()
+        .success();
+    s.f.assert_valid();
+    let sent = s.f.requests();
+    assert_eq!(sent[1].json(), serde_json::json!({"text": "deploy done"}));
+    assert_eq!(
+        sent[2].json(),
+        serde_json::json!({"text": "x", "icon_emoji": ":rocket:"})
+    );
+}
+
+/// The overrides go on an alert too, beside its attachment.
+#[test]
+fn slack_alert_with_channel_username_and_icon() {
+    let s = serve(Vendor::Slack);
+    opskit()
+        .args([
+            "notify",
+            "slack",
+            "--webhook",
+            &s.f.url("/services/T/B/SECRET"),
+        ])
+        .args([
+            "--severity",
+            "critical",
+            "--title",
+            "DB down",
+            "--message",
+            "failover",
+        ])
+        .args([
+            "--channel",
+            "@oncall",
+            "--username",
+            "opskit",
+            "--icon-emoji",
+            ":fire:",
+        ])
+        .assert()
+        .success();
+    s.f.assert_valid();
+    let body = s.f.requests()[0].json();
+    assert_eq!(body["channel"], "@oncall");
+    assert_eq!(body["username"], "opskit");
+    assert_eq!(body["icon_emoji"], ":fire:");
+    assert_eq!(body["text"], "[CRITICAL] DB down");
+    assert_eq!(body["attachments"][0]["text"], "failover");
+}
+
+/// Bad values are usage errors before any request; --text and --title do not mix; without
+/// --text an alert still needs --title and --message.
+#[test]
+fn slack_text_and_overrides_are_checked_before_sending() {
+    let s = serve(Vendor::Slack);
+    let url = s.f.url("/services/T/B/SECRET");
+    let runs: [(&[&str], &str); 5] = [
+        (&["--text", "x", "--channel", "#two words"], "space"),
+        (&["--text", "x", "--icon-emoji", ":no way:"], "emoji"),
+        (&["--text", "   "], "text is empty"),
+        (&["--text", "x", "--title", "t"], "cannot be used with"),
+        (&["--title", "t"], "--message"),
+    ];
+    for (args, says) in runs {
+        opskit()
+            .args(["notify", "slack", "--webhook", &url])
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+    }
+    assert!(s.f.requests().is_empty());
+}
+
 #[test]
 fn slack_missing_webhook_is_a_usage_error_naming_the_variable() {
     opskit()
