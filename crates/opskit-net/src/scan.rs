@@ -11,6 +11,9 @@
 //!   open port: nothing listens there. Nor are two of our own probes whose SYNs crossed (each
 //!   one's source port is the other's target, a TCP simultaneous open): both are counted closed.
 //! - Every connect has a deadline; a probe that runs past it is `filtered`.
+//! - With [`ScanOptions::banner`], an open port is read from for at most that long: the first
+//!   line the service sends (SSH, SMTP, FTP …), escaped and capped ([`banner_text`]), is its
+//!   banner; a port that sends nothing has none and costs at most that deadline.
 
 use std::collections::HashSet;
 use std::io;
@@ -20,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::io::AsyncReadExt as _;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::services::service_name;
@@ -93,47 +97,58 @@ pub fn is_exhaustion(e: &io::Error) -> bool {
 /// calls of a loopback scan). Otherwise the socket joins the tokio reactor and is awaited with the
 /// deadline.
 pub async fn attempt(addr: SocketAddr, timeout: Duration) -> Attempt {
+    attempt_keeping(addr, timeout, false).await.0
+}
+
+/// [`attempt`], and with `keep` the connected stream of an open port (to read its banner).
+async fn attempt_keeping(
+    addr: SocketAddr,
+    timeout: Duration,
+    keep: bool,
+) -> (Attempt, Option<TcpStream>) {
     use socket2::{Domain, Protocol, Socket, Type};
     let start = Instant::now();
     let socket = match Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)) {
         Ok(s) => s,
-        Err(e) if is_exhaustion(&e) => return Attempt::Exhausted(e),
-        Err(e) => return Attempt::Unreachable(e),
+        Err(e) if is_exhaustion(&e) => return (Attempt::Exhausted(e), None),
+        Err(e) => return (Attempt::Unreachable(e), None),
     };
     if let Err(e) = socket.set_nonblocking(true) {
-        return Attempt::Unreachable(e);
+        return (Attempt::Unreachable(e), None);
     }
-    match socket.connect(&addr.into()) {
-        Ok(()) => {
-            return established(
-                &socket.local_addr().ok().and_then(|a| a.as_socket()),
-                addr,
-                start,
-            );
-        }
-        Err(e) if !is_in_progress(&e) => return classify_connect_error(e),
-        Err(_) => {}
-    }
-    // In progress: settled already?
-    match socket.take_error() {
-        Ok(Some(e)) | Err(e) => return classify_connect_error(e),
-        Ok(None) => {}
-    }
-    if socket.peer_addr().is_ok() {
-        return established(
+    // An open port found without the reactor: hand its socket over when asked to.
+    let settled_open = |socket: Socket| {
+        let found = established(
             &socket.local_addr().ok().and_then(|a| a.as_socket()),
             addr,
             start,
         );
+        let stream = (keep && matches!(found, Attempt::Open(..)))
+            .then(|| TcpStream::from_std(std::net::TcpStream::from(socket)).ok())
+            .flatten();
+        (found, stream)
+    };
+    match socket.connect(&addr.into()) {
+        Ok(()) => return settled_open(socket),
+        Err(e) if !is_in_progress(&e) => return (classify_connect_error(e), None),
+        Err(_) => {}
+    }
+    // In progress: settled already?
+    match socket.take_error() {
+        Ok(Some(e)) | Err(e) => return (classify_connect_error(e), None),
+        Ok(None) => {}
+    }
+    if socket.peer_addr().is_ok() {
+        return settled_open(socket);
     }
     // Not yet: wait for writability in the reactor, with the deadline.
     let stream = match TcpStream::from_std(std::net::TcpStream::from(socket)) {
         Ok(s) => s,
-        Err(e) if is_exhaustion(&e) => return Attempt::Exhausted(e),
-        Err(e) => return Attempt::Unreachable(e),
+        Err(e) if is_exhaustion(&e) => return (Attempt::Exhausted(e), None),
+        Err(e) => return (Attempt::Unreachable(e), None),
     };
     let left = timeout.saturating_sub(start.elapsed());
-    match tokio::time::timeout(left, stream.writable()).await {
+    let found = match tokio::time::timeout(left, stream.writable()).await {
         Err(_) => Attempt::TimedOut,
         Ok(Err(e)) => classify_connect_error(e),
         Ok(Ok(())) => match stream.take_error() {
@@ -143,7 +158,95 @@ pub async fn attempt(addr: SocketAddr, timeout: Duration) -> Attempt {
                 Err(e) => classify_connect_error(e),
             },
         },
+    };
+    let keep = keep && matches!(found, Attempt::Open(..));
+    (found, keep.then_some(stream))
+}
+
+/// The most bytes read from a port for its banner.
+const BANNER_READ: usize = 1024;
+/// The most characters of a banner shown (an ellipsis marks a cut).
+pub const BANNER_CHARS: usize = 200;
+
+/// Reads what `stream` sends first, until a line end, [`BANNER_READ`] bytes, the peer's close or
+/// `deadline`, and returns its first line as [`banner_text`] (`None` when nothing came).
+async fn read_banner(mut stream: TcpStream, deadline: Duration) -> Option<String> {
+    let mut got: Vec<u8> = Vec::with_capacity(256);
+    let mut chunk = [0u8; BANNER_READ];
+    let reading = async {
+        while got.len() < BANNER_READ {
+            match stream.read(&mut chunk[..BANNER_READ - got.len()]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    got.extend_from_slice(&chunk[..n]);
+                    if chunk[..n].contains(&b'\n') {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(deadline, reading).await;
+    banner_text(&got)
+}
+
+/// A service's first line made safe to show: up to the first line end (a trailing `\r` dropped),
+/// control and invisible formatting characters and bytes that are not UTF-8 escaped (`\x1b`,
+/// `\u{202e}`, a backslash as `\\`), at most [`BANNER_CHARS`] characters then `…`. `None` when
+/// the line is empty.
+///
+/// ```
+/// use opskit_net::scan::banner_text;
+/// assert_eq!(banner_text(b"SSH-2.0-OpenSSH_9.2\r\nmore").as_deref(), Some("SSH-2.0-OpenSSH_9.2"));
+/// assert_eq!(banner_text(b"220 hi\x1b[2J\xff").as_deref(), Some("220 hi\\x1b[2J\\xff"));
+/// assert_eq!(banner_text(b"\r\n"), None);
+/// ```
+pub fn banner_text(bytes: &[u8]) -> Option<String> {
+    let line = match bytes.iter().position(|&b| b == b'\n') {
+        Some(end) => &bytes[..end],
+        None => bytes,
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut out = String::new();
+    let mut shown = 0usize;
+    let mut push = |out: &mut String, piece: &str| -> bool {
+        if shown >= BANNER_CHARS {
+            return false;
+        }
+        out.push_str(piece);
+        shown += 1;
+        true
+    };
+    'all: for chunk in line.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let piece = match c {
+                '\\' => "\\\\".to_owned(),
+                '\t' => "\\t".to_owned(),
+                '\r' => "\\r".to_owned(),
+                c if (c as u32) < 0x80 && c.is_control() => format!("\\x{:02x}", c as u32),
+                c if c.is_control() || is_invisible_format(c) => {
+                    format!("\\u{{{:x}}}", c as u32)
+                }
+                c => c.to_string(),
+            };
+            if !push(&mut out, &piece) {
+                out.push('…');
+                break 'all;
+            }
+        }
+        for b in chunk.invalid() {
+            if !push(&mut out, &format!("\\x{b:02x}")) {
+                out.push('…');
+                break 'all;
+            }
+        }
     }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Zero-width and direction-changing characters: they would hide or reorder text on a terminal.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 fn is_in_progress(e: &io::Error) -> bool {
@@ -245,6 +348,8 @@ pub struct ScanOptions {
     /// Keep closed and filtered ports in [`ScanReport::ports`] (default: open ports only; the
     /// others are counted).
     pub keep_all: bool,
+    /// Read each open port's banner for at most this long (default: no banners).
+    pub banner: Option<Duration>,
 }
 
 impl Default for ScanOptions {
@@ -255,6 +360,7 @@ impl Default for ScanOptions {
             concurrency: None,
             exhaustion_patience: Duration::from_secs(60),
             keep_all: false,
+            banner: None,
         }
     }
 }
@@ -273,6 +379,10 @@ pub struct PortResult {
     /// Connect time of an open port, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// The first line the service sent (with [`ScanOptions::banner`]), made safe by
+    /// [`banner_text`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub banner: Option<String>,
 }
 
 /// Progress of a scan, reported after every probe.
@@ -422,6 +532,7 @@ fn uncross(found: &mut [Found]) -> u64 {
             );
             r.state = PortState::Closed;
             r.latency_ms = None;
+            r.banner = None;
             crossed += 1;
         }
     }
@@ -455,7 +566,7 @@ async fn worker(shared: &Shared, total: u64) -> Result<WorkerOut> {
         let host = &shared.hosts[(i % nhosts) as usize];
         let port = shared.ports[(i / nhosts) as usize];
         let addr = SocketAddr::new(host.ip, port);
-        let (state, latency, local) = probe(shared, addr).await?;
+        let (state, latency, local, banner) = probe(shared, addr).await?;
         match state {
             PortState::Open => {
                 shared.open.fetch_add(1, Ordering::Relaxed);
@@ -473,6 +584,7 @@ async fn worker(shared: &Shared, total: u64) -> Result<WorkerOut> {
                     state,
                     service: service_name(port),
                     latency_ms: latency.map(|d| d.as_secs_f64() * 1000.0),
+                    banner,
                 },
                 local,
             ));
@@ -492,30 +604,42 @@ async fn worker(shared: &Shared, total: u64) -> Result<WorkerOut> {
     }
 }
 
+/// What one probe found: the state, the connect time and local address of an open port, and its
+/// banner.
+type Probed = (
+    PortState,
+    Option<Duration>,
+    Option<SocketAddr>,
+    Option<String>,
+);
+
 /// Probes one port: retries timeouts `retries` times, waits out resource exhaustion.
-async fn probe(
-    shared: &Shared,
-    addr: SocketAddr,
-) -> Result<(PortState, Option<Duration>, Option<SocketAddr>)> {
+async fn probe(shared: &Shared, addr: SocketAddr) -> Result<Probed> {
     let mut timeouts_left = shared.opts.retries;
     let mut waiting_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(2);
+    let banner = shared.opts.banner;
     loop {
-        match attempt(addr, shared.opts.timeout).await {
+        let (found, stream) = attempt_keeping(addr, shared.opts.timeout, banner.is_some()).await;
+        match found {
             Attempt::Open(latency, local) => {
-                return Ok((PortState::Open, Some(latency), Some(local)));
+                let text = match (stream, banner) {
+                    (Some(stream), Some(deadline)) => read_banner(stream, deadline).await,
+                    _ => None,
+                };
+                return Ok((PortState::Open, Some(latency), Some(local), text));
             }
-            Attempt::Refused => return Ok((PortState::Closed, None, None)),
+            Attempt::Refused => return Ok((PortState::Closed, None, None, None)),
             Attempt::SelfConnect => {
                 shared.self_connects.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%addr, "self-connect: counted closed");
-                return Ok((PortState::Closed, None, None));
+                return Ok((PortState::Closed, None, None, None));
             }
             Attempt::TimedOut if timeouts_left > 0 => timeouts_left -= 1,
-            Attempt::TimedOut => return Ok((PortState::Filtered, None, None)),
+            Attempt::TimedOut => return Ok((PortState::Filtered, None, None, None)),
             Attempt::Unreachable(e) => {
                 tracing::debug!(%addr, error = %e, "unreachable: counted filtered");
-                return Ok((PortState::Filtered, None, None));
+                return Ok((PortState::Filtered, None, None, None));
             }
             Attempt::Exhausted(e) => {
                 shared.waits.fetch_add(1, Ordering::Relaxed);
@@ -566,6 +690,7 @@ mod tests {
                     state: PortState::Open,
                     service: None,
                     latency_ms: Some(0.1),
+                    banner: None,
                 },
                 Some(SocketAddr::new(lo, local_port)),
             )
@@ -582,6 +707,22 @@ mod tests {
             states,
             [PortState::Closed, PortState::Closed, PortState::Open]
         );
+    }
+
+    #[test]
+    fn banners_are_one_line_escaped_and_capped() {
+        assert_eq!(
+            banner_text(b"220 mail ESMTP\r\n250 more").as_deref(),
+            Some("220 mail ESMTP")
+        );
+        assert_eq!(
+            banner_text("a\tb\\c\u{202e}d\x07".as_bytes()).as_deref(),
+            Some("a\\tb\\\\c\\u{202e}d\\x07")
+        );
+        let long = banner_text(&[b'x'; 900]).unwrap();
+        assert_eq!(long.chars().count(), BANNER_CHARS + 1);
+        assert!(long.ends_with('…'));
+        assert_eq!(banner_text(b""), None);
     }
 
     #[test]

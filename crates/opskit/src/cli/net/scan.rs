@@ -41,6 +41,13 @@ pub struct ScanArgs {
     /// List closed and filtered ports too (default: open ports only; the others are counted).
     #[arg(long)]
     all: bool,
+    /// Show the first line each open port sends (SSH, SMTP, FTP …), control characters escaped,
+    /// at most 200 characters.
+    #[arg(long)]
+    banner: bool,
+    /// How long to wait for an open port's banner; a port silent that long shows none.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    banner_timeout: Duration,
     /// No progress bar (it is drawn only when stderr is a terminal anyway).
     #[arg(long)]
     no_progress: bool,
@@ -63,6 +70,7 @@ impl ScanArgs {
             retries: self.retries,
             concurrency: self.concurrency.map(|c| c as usize),
             keep_all: self.all,
+            banner: self.banner.then_some(self.banner_timeout),
             ..ScanOptions::default()
         };
         let show_bar = !self.no_progress && std::io::stderr().is_terminal();
@@ -92,21 +100,25 @@ impl ScanArgs {
             .ports
             .iter()
             .map(|p| {
-                json!({
+                let mut row = json!({
                     "host": p.host,
                     "ip": p.ip.to_string(),
                     "port": p.port,
                     "state": p.state.as_str(),
                     "service": p.service,
                     "latency_ms": p.latency_ms.map(round_ms),
-                })
+                });
+                if self.banner {
+                    row["banner"] = json!(p.banner);
+                }
+                row
             })
             .collect();
-        render(
-            &["host", "ip", "port", "state", "service", "latency_ms"],
-            rows,
-            self.output,
-        )?;
+        let mut columns = vec!["host", "ip", "port", "state", "service", "latency_ms"];
+        if self.banner {
+            columns.push("banner");
+        }
+        render(&columns, rows, self.output)?;
         let mut summary = format!(
             "scanned {} in {:.2}s: {} open, {} closed, {} filtered (up to {} in flight, open-file limit {})",
             plural(
