@@ -3,13 +3,14 @@
 //! Tokens are fetched lazily, cached until expiry minus a skew, and refreshed exactly once
 //! when many concurrent requests are refused with 401 at the same time (single flight).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::error::{Error, TimeoutPhase};
+use crate::login::{self, Issued, LoginAuth, TokenEvent, TokenSet};
 use crate::secret::{Secret, fingerprint};
 
 /// Where an API key goes.
@@ -149,12 +150,17 @@ pub enum Auth {
     OAuth2(OAuth2ClientCredentials),
     /// Access + refresh token.
     RefreshToken(RefreshTokenAuth),
+    /// Log in with a username and password, refresh with the API's own refresh call.
+    Login(Box<LoginAuth>),
 }
 
 impl Auth {
     /// Whether a 401 can be cured by refreshing a token.
     pub fn can_refresh(&self) -> bool {
-        matches!(self, Auth::OAuth2(_) | Auth::RefreshToken(_))
+        matches!(
+            self,
+            Auth::OAuth2(_) | Auth::RefreshToken(_) | Auth::Login(_)
+        )
     }
 
     /// The header or query names that carry this auth's secret (for redaction).
@@ -174,6 +180,12 @@ struct TokenState {
     generation: u64,
     /// How many times a token was fetched or refreshed.
     fetches: u64,
+    /// `login`: when the access token expires (wall clock, for a saved session).
+    expires_wall: Option<SystemTime>,
+    /// `login`: the generation whose token a login of this process gave (0: none).
+    login_generation: u64,
+    /// `login`: the saved tokens were taken.
+    loaded: bool,
 }
 
 /// What a request attaches for auth.
@@ -247,6 +259,7 @@ impl AuthState {
             Auth::RefreshToken(r) => {
                 format!("refresh:{}:{}", r.refresh_url, r.refresh_token.source_id())
             }
+            Auth::Login(l) => format!("login:{}:{}", l.login_url, l.username.source_id()),
         })
     }
 
@@ -302,6 +315,35 @@ impl AuthState {
                     }),
                 }
             }
+            Auth::Login(l) => {
+                let mut st = self.state.lock().await;
+                if !st.loaded {
+                    st.loaded = true;
+                    if let Some(t) = &l.tokens {
+                        load_tokens(l, t, &mut st);
+                    }
+                }
+                let fresh = match (&st.access, st.expires_at) {
+                    (Some(_), None) => true,
+                    (Some(_), Some(renew_at)) => Instant::now() < renew_at,
+                    (None, _) => false,
+                };
+                if !fresh {
+                    self.renew(l, &mut st).await?;
+                }
+                let tok = st
+                    .access
+                    .clone()
+                    .ok_or_else(|| Error::auth("no access token after the login"))?;
+                Ok(Credential {
+                    header: Some((
+                        http::header::AUTHORIZATION,
+                        sensitive_value(&format!("Bearer {}", tok.expose_secret()))?,
+                    )),
+                    query: None,
+                    generation: st.generation,
+                })
+            }
             Auth::OAuth2(_) | Auth::RefreshToken(_) => {
                 let mut st = self.state.lock().await;
                 let skew = match &self.auth {
@@ -352,10 +394,70 @@ impl AuthState {
             return Ok(false);
         }
         let mut st = self.state.lock().await;
-        if st.generation == generation {
+        if st.generation != generation {
+            // another request renewed the token meanwhile
+            return Ok(true);
+        }
+        if let Auth::Login(l) = &self.auth {
+            if st.login_generation != 0 && st.login_generation == generation {
+                // a second login would be refused the same way: no loop
+                return Err(Error::auth(format!(
+                    "the API answered 401 to the access token the login at {} just issued; \
+                     check the token pointer ({}) and that this API takes that token",
+                    l.login_url, l.token_pointer
+                )));
+            }
+            self.renew(l, &mut st).await?;
+        } else {
             self.fetch(&mut st).await?;
         }
         Ok(true)
+    }
+
+    /// `login`: refresh when there is a refresh token and URL, else (or when that fails) log
+    /// in; at most one login (caller holds the lock).
+    async fn renew(&self, l: &LoginAuth, st: &mut TokenState) -> Result<(), Error> {
+        if let (Some(url), Some(rt)) = (&l.refresh_url, st.refresh.clone()) {
+            match login::refresh(l, url, &rt, &self.http, self.timeout).await {
+                Ok(issued) => {
+                    self.take(l, st, issued, TokenEvent::Refresh);
+                    return Ok(());
+                }
+                Err(e) => tracing::info!(error = %e, "the refresh failed; logging in again"),
+            }
+        }
+        let issued = login::login(l, &self.http, self.timeout).await?;
+        self.take(l, st, issued, TokenEvent::Login);
+        st.login_generation = st.generation;
+        Ok(())
+    }
+
+    /// `login`: keep what a login or refresh issued, and tell the sink.
+    fn take(&self, l: &LoginAuth, st: &mut TokenState, issued: Issued, event: TokenEvent) {
+        st.access = Some(issued.access);
+        match (event, issued.refresh) {
+            (_, Some(r)) => st.refresh = Some(r),
+            // a login without a refresh token ends the old one; a refresh that does not
+            // rotate keeps it
+            (TokenEvent::Login, None) => st.refresh = None,
+            (TokenEvent::Refresh, None) => {}
+        }
+        st.expires_wall = issued.lifetime.map(|d| SystemTime::now() + d);
+        st.expires_at = issued
+            .lifetime
+            .map(|d| Instant::now() + d.saturating_sub(l.skew_for(d)));
+        st.generation += 1;
+        st.fetches += 1;
+        if let Some(sink) = &l.on_tokens {
+            sink.tell(
+                event,
+                &TokenSet {
+                    access_token: st.access.clone(),
+                    refresh_token: st.refresh.clone(),
+                    expires_at: st.expires_wall,
+                },
+            );
+        }
     }
 
     /// Fetch a new token (caller holds the lock).
@@ -450,6 +552,19 @@ impl AuthState {
         st.fetches += 1;
         Ok(())
     }
+}
+
+/// `login`: start from saved tokens; an expiry in the past means renew first.
+fn load_tokens(l: &LoginAuth, t: &TokenSet, st: &mut TokenState) {
+    st.access = t.access_token.clone();
+    st.refresh = t.refresh_token.clone();
+    st.expires_wall = t.expires_at;
+    st.expires_at = t.expires_at.map(|at| {
+        let left = at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        Instant::now() + left.saturating_sub(l.skew_for(left))
+    });
 }
 
 fn sensitive_value(v: &str) -> Result<http::HeaderValue, Error> {

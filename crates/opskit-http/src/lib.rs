@@ -31,6 +31,7 @@ mod config;
 mod download;
 pub mod duration;
 mod error;
+mod login;
 mod observe;
 mod paginate;
 mod proxy;
@@ -51,6 +52,7 @@ pub use config::{
 };
 pub use download::{DownloadOptions, DownloadProgress, DownloadReport, ProgressFn, partial_path};
 pub use error::{BODY_EXCERPT_LIMIT, Error, StatusError, TimeoutPhase};
+pub use login::{LoginAuth, LoginBody, TokenEvent, TokenSet, TokenSink};
 pub use observe::{
     ConnectEvent, DnsEvent, Observer, REDACTED, RequestEvent, ResponseEvent, WaitEvent, WaitReason,
     is_sensitive_header, redact_headers, redact_url, redact_url_path,

@@ -7,6 +7,7 @@ mod hostile;
 mod http;
 mod http_flags;
 mod http_many;
+mod http_session;
 mod monitor;
 mod monitor_ha;
 mod monitor_inventory;

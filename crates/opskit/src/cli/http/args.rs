@@ -120,6 +120,14 @@ pub struct HttpOptions {
     #[arg(long, value_enum, default_value = "header", help_heading = "Auth")]
     pub api_key_in: KeyLocation,
 
+    /// Keep cookies and the profile's login tokens between runs under NAME, owner-only in
+    /// $XDG_STATE_HOME/opskit/sessions (default ~/.local/state); a NAME with a `/` is the file.
+    #[arg(long, value_name = "NAME", help_heading = "Session")]
+    pub session: Option<String>,
+    /// Start --session NAME afresh: what it holds is ignored, then replaced.
+    #[arg(long, requires = "session", help_heading = "Session")]
+    pub session_reset: bool,
+
     /// Deadline for each attempt (e.g. 30s, 500ms).
     #[arg(long, value_name = "DURATION", help_heading = "Reliability")]
     pub timeout: Option<Span>,

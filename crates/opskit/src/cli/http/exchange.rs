@@ -45,6 +45,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<u8> {
     }
 
     let resp = rb.send().await.map_err(|e| failure(e, plan.check_status))?;
+    if let Some(s) = &plan.session {
+        s.absorb(resp.url(), resp.headers());
+    }
     let status = resp.status();
     let attempts = resp.attempts();
     let content_type = resp
@@ -182,6 +185,9 @@ pub(super) fn client_config(
         cfg.max_redirects = n;
     }
     cfg.auth = auth(&plan.auth);
+    if let Some(s) = &plan.session {
+        s.attach(&mut cfg.auth);
+    }
     if let Some(n) = plan.max_body {
         cfg.max_body = n;
     }
@@ -275,6 +281,7 @@ pub(crate) fn profile_auth(a: &AuthConfig) -> engine::Auth {
                 .unwrap_or_else(|| engine::Secret::value("")),
         },
         AuthConfig::Bearer { token } => engine::Auth::Bearer(token.to_secret()),
+        AuthConfig::Login(l) => super::session::engine_login(l),
         AuthConfig::ApiKey {
             name,
             value,
@@ -296,6 +303,13 @@ pub(super) async fn builder(
     let mut rb = client.request(method, spec.url.as_str());
     for (k, v) in &spec.headers {
         rb = rb.header(k, v);
+    }
+    if let Some(c) = plan
+        .session
+        .as_ref()
+        .and_then(|s| s.cookie_header(&spec.url, &spec.headers))
+    {
+        rb = rb.header("Cookie", &c);
     }
     rb = match &spec.body {
         Body::None => rb,

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod profile;
 pub mod render;
 pub mod request;
+pub mod session;
 pub mod show;
 pub mod timing;
 pub mod values;

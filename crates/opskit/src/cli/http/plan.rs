@@ -94,6 +94,8 @@ pub struct Plan {
     /// The profile's `secret_query` alone.
     pub secret_query: Vec<String>,
     pub auth: AuthPlan,
+    /// `--session NAME`: cookies and login tokens kept between runs.
+    pub session: Option<std::sync::Arc<super::session::Session>>,
     pub timeout: Option<Duration>,
     pub connect_timeout: Option<Duration>,
     /// `--max-time`: deadline of the whole command.
@@ -307,6 +309,16 @@ pub fn build(
         // --offline and --curl never read the secrets
         check_secret_sources(&auth)?;
     }
+    let session = match o.offline || o.curl {
+        true => None,
+        false => super::session::open(
+            o.session.as_deref(),
+            o.session_reset,
+            profile_name.as_deref(),
+            &spec.url,
+            o.verbose || o.print.as_deref().is_some_and(|p| p.contains('H')),
+        )?,
+    };
 
     let paginate = if o.paginate {
         Some(page_plan(&o, prof.paginate.clone().unwrap_or_default())?)
@@ -374,6 +386,7 @@ pub fn build(
         secret_headers: prof.secret_headers.clone(),
         secret_query: prof.secret_query.clone(),
         auth,
+        session,
         timeout: o.timeout.or(prof.timeout).map(|s| s.0),
         connect_timeout: o.connect_timeout.or(prof.connect_timeout).map(|s| s.0),
         max_time: o.max_time.map(|s| s.0),
@@ -483,6 +496,7 @@ fn check_secret_sources(auth: &AuthPlan) -> anyhow::Result<()> {
         }) => std::iter::once(refresh_token)
             .chain(access_token.as_ref())
             .collect(),
+        AuthPlan::Profile(AuthConfig::Login(l)) => vec![&l.username, &l.password],
         AuthPlan::Profile(_) => vec![],
     };
     for r in refs {

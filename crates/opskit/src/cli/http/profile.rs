@@ -126,6 +126,55 @@ pub enum AuthConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
     },
+    /// POST a username and password (JSON, or a form as FastAPI's OAuth2 password flow) to
+    /// `login_url`, send the access token found at `token_pointer` as a bearer token, renew it
+    /// at `refresh_url` (the refresh token sent in `refresh_field`), else by a new login. With
+    /// `--session` the tokens are kept between runs (see `super::session`).
+    Login(Box<LoginConfig>),
+}
+
+/// The keys of `type = "login"` (see [`AuthConfig::Login`]).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    pub login_url: Url,
+    pub username: SecretRef,
+    pub password: SecretRef,
+    /// `json` (default) or `form` (application/x-www-form-urlencoded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<LoginBodyKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_field: Option<String>,
+    /// More fields sent with the login, e.g. `{ grant_type = "password" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub login_fields: BTreeMap<String, String>,
+    /// JSON pointer to the access token (default `/access_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_pointer: Option<String>,
+    /// JSON pointer to its lifetime in seconds (default `/expires_in`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_pointer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_url: Option<Url>,
+    /// JSON pointer to the refresh token (default `/refresh_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_pointer: Option<String>,
+    /// The body field the refresh token is sent in (default `refresh_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_field: Option<String>,
+    /// `json` (default) or `form`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_body: Option<LoginBodyKind>,
+}
+
+/// How a `login` auth encodes its login or refresh body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginBodyKind {
+    Json,
+    Form,
 }
 
 /// Where an API key goes.
@@ -397,6 +446,26 @@ fn validate(cfg: &ConfigFile, text: &str) -> Vec<Problem> {
                 Some("base_url"),
                 format!("`{url}` must start with http:// or https://"),
             );
+        }
+        if let Some(AuthConfig::Login(l)) = &p.auth {
+            let auth_table = format!("{table}.auth");
+            for (key, ptr) in [
+                ("token_pointer", &l.token_pointer),
+                ("expires_pointer", &l.expires_pointer),
+                ("refresh_token_pointer", &l.refresh_token_pointer),
+            ] {
+                if let Some(ptr) = ptr
+                    && !ptr.starts_with('/')
+                {
+                    at(
+                        &auth_table,
+                        Some(key),
+                        format!(
+                            "`{ptr}` must be a JSON pointer starting with `/` (e.g. /access_token)"
+                        ),
+                    );
+                }
+            }
         }
         if let Some(pg) = &p.paginate {
             let pg_table = format!("{table}.paginate");

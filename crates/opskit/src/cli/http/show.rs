@@ -225,6 +225,7 @@ pub fn curl_command(plan: &Plan) -> (String, bool) {
         AuthPlan::Profile(cfg) => {
             let how = match cfg {
                 AuthConfig::Oauth2ClientCredentials { .. } => "client credentials",
+                AuthConfig::Login(_) => "login",
                 _ => "refresh token",
             };
             redacted.set(true);
