@@ -46,6 +46,26 @@ pub enum Error {
     /// The caller's input cannot be sent (a bad time, repository name, …).
     #[error("{0}")]
     InvalidInput(String),
+    /// A long-running operation the API ran (a DigitalOcean action) ended in failure.
+    #[error("{api} {what} {message}")]
+    OperationFailed {
+        /// Which API.
+        api: &'static str,
+        /// What failed (`action 7 (reboot) on droplet 3`).
+        what: String,
+        /// How it ended.
+        message: String,
+    },
+    /// Waiting for an operation ran past its deadline (the operation itself may still finish).
+    #[error("{what} did not finish within {}s (last status: {last})", .after.as_secs())]
+    WaitTimedOut {
+        /// What was waited for.
+        what: String,
+        /// The deadline.
+        after: std::time::Duration,
+        /// The last status read.
+        last: String,
+    },
 }
 
 impl Error {

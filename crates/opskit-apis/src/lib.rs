@@ -2,6 +2,8 @@
 //! built on the [`opskit_http`] engine (timeouts, retries, rate limits, paging, cache): no second
 //! HTTP stack.
 //!
+//! - [`digitalocean`]: the DigitalOcean API v2: droplets (every page), power actions and
+//!   snapshots, an action polled until it completes or errors within a deadline.
 //! - [`github`]: the GitHub REST API: issues (pull requests told apart), repositories, any
 //!   endpoint with every `Link` page, issue creation that is safe to retry, rate-limit errors
 //!   that say when the quota resets.
@@ -12,6 +14,7 @@
 //!
 //! Libraries never print: every call returns typed values or one [`Error`].
 
+pub mod digitalocean;
 mod error;
 pub mod github;
 pub mod prometheus;

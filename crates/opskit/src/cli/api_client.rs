@@ -183,3 +183,32 @@ impl engine::Observer for WaitNotice {
         );
     }
 }
+
+/// Writes the rows of every page as they arrive (the table waits for the last page), `columns`
+/// in that order for the table and CSV.
+pub async fn stream_rows<S>(
+    columns: &[&str],
+    pages: S,
+    output: Option<Format>,
+    row: impl Fn(&Value) -> Value,
+) -> anyhow::Result<()>
+where
+    S: futures::Stream<Item = Result<Vec<Value>, opskit_apis::Error>>,
+{
+    use futures::TryStreamExt as _;
+    let format = Format::or_default(output);
+    let mut sink = crate::output::Sink::new(
+        format,
+        crate::output::color_stdout(),
+        true,
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        crate::output::stdout(),
+    )
+    .with_columns(columns);
+    let mut pages = std::pin::pin!(pages);
+    while let Some(page) = pages.try_next().await.map_err(crate::failure::apis)? {
+        sink.push(page.iter().map(&row).collect())?;
+    }
+    sink.finish()?;
+    Ok(())
+}

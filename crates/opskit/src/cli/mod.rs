@@ -7,6 +7,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::exit::{self, EXIT_CODES_HELP};
 
 pub mod api_client;
+pub mod digitalocean;
 pub mod github;
 pub mod http;
 pub mod monitor;
@@ -75,6 +76,9 @@ pub enum Command {
     Prom(Box<prom::PromArgs>),
     /// GitHub: issues, repos, issue create, api (every page, ETag cache, rate limits).
     Github(Box<github::GithubArgs>),
+    /// DigitalOcean: droplets list, get, action (power_on, reboot, …) and snapshot, with --wait.
+    #[command(name = "do")]
+    Do(Box<digitalocean::DoArgs>),
     /// Vault KV v1/v2: kv get, put (values from files or stdin), list, delete, metadata.
     Vault(Box<vault::VaultArgs>),
 }
@@ -118,6 +122,7 @@ impl Command {
             Command::Monitor(args) => args.run(),
             Command::Prom(args) => args.run(),
             Command::Github(args) => args.run(),
+            Command::Do(args) => args.run(),
             Command::Vault(args) => args.run(),
         }
     }
