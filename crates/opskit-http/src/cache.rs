@@ -210,10 +210,21 @@ impl Cache {
         e.age() < self.cfg.ttl
     }
 
+    /// Stores a new response, body and all.
     pub(crate) async fn put(&self, key: &str, entry: Entry) {
+        self.store(key, entry, true).await;
+    }
+
+    /// Stores an entry a 304 revalidated: its body is the one already stored, so only its
+    /// headers and time are written (a large body is not copied to disk again).
+    pub(crate) async fn refresh(&self, key: &str, entry: Entry) {
+        self.store(key, entry, false).await;
+    }
+
+    async fn store(&self, key: &str, entry: Entry, with_body: bool) {
         let entry = Arc::new(entry);
         if let Some(dir) = &self.cfg.dir
-            && let Err(e) = write_disk(dir, key, &entry).await
+            && let Err(e) = write_disk(dir, key, &entry, with_body).await
         {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot write the on-disk HTTP cache");
         }
@@ -306,7 +317,9 @@ async fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.flush().await
 }
 
-async fn write_disk(dir: &Path, key: &str, e: &Entry) -> std::io::Result<()> {
+/// Writes the entry's metadata, and its body unless `with_body` is false (the body file on disk
+/// is then the one of the same entry, kept).
+async fn write_disk(dir: &Path, key: &str, e: &Entry, with_body: bool) -> std::io::Result<()> {
     create_private_dir(dir).await?;
     let meta = DiskMeta {
         status: e.status.as_u16(),
@@ -324,9 +337,11 @@ async fn write_disk(dir: &Path, key: &str, e: &Entry) -> std::io::Result<()> {
             .as_secs(),
     };
     let meta = serde_json::to_vec(&meta).map_err(std::io::Error::other)?;
-    let tmp_body = dir.join(format!("{key}.body.tmp{}", std::process::id()));
-    write_private(&tmp_body, &e.body).await?;
-    tokio::fs::rename(&tmp_body, dir.join(format!("{key}.body"))).await?;
+    if with_body {
+        let tmp_body = dir.join(format!("{key}.body.tmp{}", std::process::id()));
+        write_private(&tmp_body, &e.body).await?;
+        tokio::fs::rename(&tmp_body, dir.join(format!("{key}.body"))).await?;
+    }
     let tmp_meta = dir.join(format!("{key}.json.tmp{}", std::process::id()));
     write_private(&tmp_meta, &meta).await?;
     tokio::fs::rename(&tmp_meta, dir.join(format!("{key}.json"))).await?;
@@ -357,7 +372,7 @@ impl Client {
             fresh.stored_wall = SystemTime::now();
             let attempts = resp.attempts;
             let out = self.cached_response(rb, &fresh, attempts)?;
-            c.put(key, fresh).await;
+            c.refresh(key, fresh).await;
             return Ok(out);
         }
         if storable(resp.status, &resp.headers) {

@@ -170,6 +170,49 @@ async fn stale_entries_are_revalidated_with_etag_and_a_304_reuses_the_body() {
     assert_eq!(fx.state.hits("/cached").len(), 2);
 }
 
+/// A 304 refreshes the stored entry's headers and time on disk without writing its body again
+/// (the body file is the same file), and a new process still reads body and headers from disk.
+#[cfg(unix)]
+#[tokio::test(start_paused = true)]
+async fn a_304_rewrites_the_metadata_but_not_the_body_on_disk() {
+    use std::os::unix::fs::MetadataExt as _;
+    let fx = Fixture::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CacheConfig::new(Duration::from_secs(30)).dir(dir.path());
+    let client = Client::new(config(&fx.base()).cache(cache.clone())).unwrap();
+    let (first, _) = get(&client, "cached").await;
+    let file = |ext: &str| {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == ext))
+            .unwrap()
+    };
+    let (body, meta) = (file("body"), file("json"));
+    let body_ino = std::fs::metadata(&body).unwrap().ino();
+    let meta_ino = std::fs::metadata(&meta).unwrap().ino();
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let (second, hit) = get(&client, "cached").await;
+    assert!(hit);
+    assert_eq!(first, second);
+    assert_eq!(fx.state.count("cached-304"), 1);
+    assert_eq!(
+        std::fs::metadata(&body).unwrap().ino(),
+        body_ino,
+        "the body was written again"
+    );
+    assert_ne!(
+        std::fs::metadata(&meta).unwrap().ino(),
+        meta_ino,
+        "the metadata was not refreshed"
+    );
+    let again = Client::new(config(&fx.base()).cache(cache)).unwrap();
+    let (third, hit) = get(&again, "cached").await;
+    assert!(hit);
+    assert_eq!(third, first);
+    assert_eq!(fx.state.count("cached-200"), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn stale_entries_are_revalidated_with_last_modified() {
     let fx = Fixture::start().await;
