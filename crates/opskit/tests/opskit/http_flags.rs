@@ -833,3 +833,42 @@ fn max_time_bounds_retries_and_their_retry_after_waits() {
     let attempts = hits_of(&format!("/busy/{tag}"));
     assert!((1..10).contains(&attempts), "{attempts} attempts");
 }
+
+// ---------------------------------------------------------------- --curl
+
+#[test]
+fn curl_shows_the_tls_proxy_and_redirect_flags_without_the_proxy_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, err) = run_ok(opskit(tmp.path()).args([
+        "get",
+        "https://api.example/x",
+        "--cert",
+        "c.pem",
+        "--key",
+        "k.pem",
+        "--insecure",
+        "--proxy",
+        "http://ops:pr0xy-pw@proxy.example:3128",
+        "--max-redirects",
+        "3",
+        "--curl",
+    ]));
+    for want in [
+        " -L --max-redirs 3 ",
+        " --cert c.pem --key k.pem -k ",
+        " -x http://proxy.example:3128/ --proxy-user 'ops:<redacted>' ",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    assert!(
+        !out.contains("pr0xy-pw") && !err.contains("pr0xy-pw"),
+        "{out}{err}"
+    );
+    assert!(err.contains("redacted"), "{err}");
+    // nothing is sent, so nothing to warn about
+    assert!(!err.contains("WARNING"), "{err}");
+    // --no-follow: no -L
+    let (out, _) =
+        run_ok(opskit(tmp.path()).args(["get", "https://api.example/x", "--no-follow", "--curl"]));
+    assert!(!out.contains(" -L"), "{out}");
+}

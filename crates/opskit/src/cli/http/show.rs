@@ -258,6 +258,39 @@ pub fn curl_command(plan: &Plan) -> (String, bool) {
     if plan.check_status {
         words.push("--fail".into());
     }
+    // redirects, TLS and proxy as curl spells them (opskit follows redirects unless told not to;
+    // curl only with -L)
+    if plan.max_redirects != Some(0) {
+        words.push("-L".into());
+    }
+    if let Some(n) = plan.max_redirects.filter(|n| *n > 0) {
+        words.push("--max-redirs".into());
+        words.push(n.to_string());
+    }
+    for (flag, path) in [
+        ("--cacert", &plan.ca_bundle),
+        ("--cert", &plan.client_cert),
+        ("--key", &plan.client_key),
+    ] {
+        if let Some(p) = path {
+            words.push(flag.into());
+            words.push(shell_quote(&p.display().to_string()));
+        }
+    }
+    if plan.insecure.is_some() {
+        words.push("-k".into());
+    }
+    if let Some(p) = &plan.proxy {
+        words.push("-x".into());
+        words.push(shell_quote(&p.url));
+        if let Some(user) = &p.username {
+            words.push("--proxy-user".into());
+            words.push(match &p.password {
+                Some(pw) => shell_quote(&format!("{user}:{}", secret(pw))),
+                None => shell_quote(user),
+            });
+        }
+    }
     // the URL may hold a shell expression for a query API key
     let url_word = if url.as_str().contains("${") || url.as_str().contains("$(") {
         dquote(url.as_str())
