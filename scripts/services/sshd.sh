@@ -11,10 +11,17 @@
 #   OPSKIT_TEST_SSH_KEY        unencrypted ed25519 client key (authorized)
 #   OPSKIT_TEST_SSH_KEY_ECDSA  unencrypted ECDSA client key (authorized)
 #   OPSKIT_TEST_SSH_KEY_RSA    RSA client key encrypted with OPSKIT_TEST_SSH_KEY_PASSPHRASE (authorized)
+#   OPSKIT_TEST_SSHD_SUDO      1 when the test user may run `sudo` with its password (always asked:
+#                              no NOPASSWD, no cached credentials), for `opskit ssh run --sudo`
+#   OPSKIT_TEST_SSHD_ACCEPT_ENV  the `AcceptEnv` pattern of sshd (OPSKIT_*), for `opskit ssh run --env`
 
 if [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ]; then
   (apt-get install -y openssh-server >/dev/null 2>&1 ||
     { apt-get update >/dev/null && apt-get install -y openssh-server >/dev/null; })
+fi
+if [ ! -x /usr/bin/sudo ] && [ "$(id -u)" = 0 ]; then
+  (apt-get install -y sudo >/dev/null 2>&1 ||
+    { apt-get update >/dev/null && apt-get install -y sudo >/dev/null; })
 fi
 
 if [ -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ]; then
@@ -35,6 +42,22 @@ if [ -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ]; then
   _sshd_password="pw-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
   useradd -m -s /bin/bash "$_sshd_user"
   echo "$_sshd_user:$_sshd_password" | chpasswd
+  # sudo for the test user, with its password asked every time (so `--sudo` really sends one).
+  _sshd_sudoers=""
+  if [ -x /usr/bin/sudo ]; then
+    mkdir -p /etc/sudoers.d
+    _sshd_sudoers="/etc/sudoers.d/opskit-test-$$"
+    printf 'Defaults:%s timestamp_timeout=0, passwd_tries=3\n%s ALL=(ALL:ALL) ALL\n' \
+      "$_sshd_user" "$_sshd_user" >"$_sshd_sudoers.tmp"
+    chmod 440 "$_sshd_sudoers.tmp"
+    if visudo -c -q -f "$_sshd_sudoers.tmp" && mv "$_sshd_sudoers.tmp" "$_sshd_sudoers"; then
+      export OPSKIT_TEST_SSHD_SUDO=1
+    else
+      rm -f "$_sshd_sudoers.tmp"
+      _sshd_sudoers=""
+      echo "sshd: could not install the sudo rule for $_sshd_user; the --sudo tests will skip (and fail under CI=true)" >&2
+    fi
+  fi
 
   _sshd_ports=""
   for _i in 1 2 3; do _sshd_ports="$_sshd_ports $(free_port)"; done
@@ -55,6 +78,7 @@ UsePAM no
 MaxStartups 200:30:400
 MaxSessions 50
 Subsystem sftp internal-sftp
+AcceptEnv OPSKIT_*
 CONF
   } >"$_sshd_dir/sshd_config"
   /usr/sbin/sshd -D -e -f "$_sshd_dir/sshd_config" 2>"$_sshd_dir/sshd.log" &
@@ -64,6 +88,7 @@ CONF
     kill "$_sshd_pid" 2>/dev/null || true
     wait "$_sshd_pid" 2>/dev/null || true
     userdel -f -r "$_sshd_user" 2>/dev/null || true
+    if [ -n "$_sshd_sudoers" ]; then rm -f "$_sshd_sudoers"; fi
   }
   on_exit _sshd_stop
 
@@ -90,6 +115,7 @@ CONF
   export OPSKIT_TEST_SSH_KEY_ECDSA="$_sshd_dir/client_ecdsa"
   export OPSKIT_TEST_SSH_KEY_RSA="$_sshd_dir/client_rsa"
   export OPSKIT_TEST_SSH_KEY_PASSPHRASE="opskit-pass"
+  export OPSKIT_TEST_SSHD_ACCEPT_ENV='OPSKIT_*'
   echo "sshd on 127.0.0.1 ports $_sshd_ports, test user $_sshd_user"
 else
   echo "sshd: not started (needs /usr/sbin/sshd and root); the SSH tests will skip, or fail under CI=true" >&2

@@ -29,6 +29,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// `--group` names a group the hosts file does not have.
+    #[error("{path}: no group `{group}`; the groups are: {}", list_groups(groups))]
+    UnknownGroup {
+        path: PathBuf,
+        group: String,
+        groups: Vec<String>,
+    },
+
     /// A private key file could not be read or decoded.
     #[error("cannot load key {path}: {reason}")]
     Key { path: PathBuf, reason: String },
@@ -44,6 +52,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn list_groups(groups: &[String]) -> String {
+    let mut all = groups.join(", ");
+    if all.is_empty() {
+        all.push_str("(none: the file has no [group] sections)");
+    }
+    all.push_str(" (and the implicit `all`, `ungrouped`)");
+    all
 }
 
 impl Error {

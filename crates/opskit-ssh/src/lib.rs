@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod error;
+pub mod hosts_file;
 pub mod known_hosts;
 mod outcome;
 mod run;
@@ -17,6 +18,7 @@ pub mod target;
 
 pub use auth::{Credentials, Identity, load_identity};
 pub use error::Error;
+pub use hosts_file::HostsFile;
 pub use outcome::{Event, EventSink, HostKeyInfo, HostReport, Outcome, Phase, RemoteEntry, Stream};
 pub use run::{
     FanOut, MAX_CAPTURE, RunOptions, fan_out, run_command, run_command_with, run_one, run_one_with,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use russh::{ChannelMsg, Sig};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -110,12 +111,19 @@ where
 }
 
 /// How a command is run on each host.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Ask for a pseudo-terminal (`ssh -t`): stdout and stderr arrive merged, and when the
     /// channel is closed at the deadline the hang-up ends the command even where the server
     /// refuses signals.
     pub tty: bool,
+    /// Environment variables sent as SSH `env` requests before the command. A server that
+    /// refuses one (not in its `AcceptEnv`) fails the host: the command is not run.
+    pub env: Vec<(String, String)>,
+    /// Run the command as root with `sudo -S`: the password goes to sudo's standard input when
+    /// (and only when) sudo asks for it, never into the remote command line. sudo's prompt and
+    /// messages are kept out of the output; a refused password ends as `auth_failed`.
+    pub sudo: Option<SecretString>,
 }
 
 /// How long a command gets to end after `TERM` (and after the channel is closed) at the deadline.
@@ -143,10 +151,12 @@ pub async fn run_command_with(
 ) -> Vec<HostReport> {
     let command = Arc::new(command);
     let opts = Arc::new(opts);
+    let run = Arc::new(run);
     let job_sink = sink.clone();
     fan_out(targets, fan, sink, move |i, target| {
-        let (command, opts, sink) = (command.clone(), opts.clone(), job_sink.clone());
-        async move { run_one_with(i, &target, &command, &opts, sink, run).await }
+        let (command, opts, sink, run) =
+            (command.clone(), opts.clone(), job_sink.clone(), run.clone());
+        async move { run_one_ref(i, &target, &command, &opts, sink, &run).await }
     })
     .await
 }
@@ -171,6 +181,17 @@ pub async fn run_one_with(
     sink: Option<EventSink>,
     run: RunOptions,
 ) -> HostReport {
+    run_one_ref(index, target, command, opts, sink, &run).await
+}
+
+async fn run_one_ref(
+    index: usize,
+    target: &Target,
+    command: &str,
+    opts: &ConnectOptions,
+    sink: Option<EventSink>,
+    run: &RunOptions,
+) -> HostReport {
     let started = Instant::now();
     let deadline = started + opts.timeout;
     let mut report = HostReport::new(&target.label, &target.host, target.port);
@@ -188,12 +209,7 @@ pub async fn run_one_with(
         &mut report,
     )
     .await;
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        conn.handle
-            .disconnect(russh::Disconnect::ByApplication, "", "en"),
-    )
-    .await;
+    conn.disconnect(std::time::Duration::from_secs(1)).await;
     report.duration = started.elapsed();
     report
 }
@@ -240,13 +256,156 @@ fn signal_name(sig: &Sig) -> String {
     }
 }
 
+/// Quotes `s` for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// A marker no command output can guess: 128 bits from the OS-seeded std hasher keys.
+fn nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let part = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    };
+    format!("{:016x}{:016x}", part(), part())
+}
+
+/// `--sudo`: watches what sudo says before the command starts, answers its password prompt
+/// once, and lets the command's output through only after the wrapper's ready line.
+struct SudoGate {
+    password: SecretString,
+    prompt: String,
+    ready: String,
+    /// sudo's own output so far (prompts, "Sorry, try again", the lecture): never shown as
+    /// command output.
+    talk: Vec<u8>,
+    /// Prompts answered (1: the password was sent; 2: sudo asked again, so it was refused).
+    prompts: usize,
+    passed: bool,
+}
+
+impl SudoGate {
+    fn new(password: SecretString) -> Self {
+        let n = nonce();
+        Self {
+            password,
+            prompt: format!("[opskit-sudo-prompt:{n}]"),
+            ready: format!("opskit-sudo-ready:{n}"),
+            talk: Vec::new(),
+            prompts: 0,
+            passed: false,
+        }
+    }
+
+    /// The command line that runs `command` through sudo. The password is not in it.
+    fn wrap(&self, command: &str) -> String {
+        format!(
+            "sudo -S -p {} -- /bin/sh -c {} opskit-sudo {} {}",
+            shell_quote(&self.prompt),
+            shell_quote("printf '%s\\n' \"$1\" >&2; exec /bin/sh -c \"$2\""),
+            shell_quote(&self.ready),
+            shell_quote(command)
+        )
+    }
+
+    /// Takes bytes of the stream sudo talks on before the command starts. Returns what is
+    /// command output (after the ready line) and whether sudo's prompt needs an answer now
+    /// (`Some(true)`: send the password, `Some(false)`: it was refused, close stdin).
+    fn take(&mut self, data: &[u8]) -> (Vec<u8>, Option<bool>) {
+        self.talk.extend_from_slice(data);
+        let text = String::from_utf8_lossy(&self.talk);
+        let mut answer = None;
+        let asked = text.matches(&self.prompt).count();
+        if asked > self.prompts {
+            answer = Some(self.prompts == 0);
+            self.prompts = asked;
+        }
+        if let Some(at) = find(&self.talk, self.ready.as_bytes()) {
+            let after = at + self.ready.len();
+            if let Some(nl) = self
+                .talk
+                .get(after..)
+                .and_then(|r| r.iter().position(|b| *b == b'\n'))
+            {
+                self.passed = true;
+                let rest = self.talk.get(after + nl + 1..).unwrap_or_default().to_vec();
+                self.talk.clear();
+                return (rest, None);
+            }
+        }
+        (Vec::new(), answer)
+    }
+
+    /// What sudo said, prompts removed and the password (should sudo ever echo it) hidden.
+    fn said(&self) -> String {
+        let text = String::from_utf8_lossy(&self.talk)
+            .replace(&self.prompt, "\n")
+            .replace(self.password.expose_secret(), "[redacted]");
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The outcome when the channel ended before the command started.
+    fn failed(&self, host: &str, exit_status: Option<u32>, report: &mut HostReport) {
+        let said = self.said();
+        let said = if said.is_empty() {
+            "no message".to_owned()
+        } else {
+            said
+        };
+        if self.prompts >= 2 || (self.prompts == 1 && said.contains("incorrect password")) {
+            report.outcome = Outcome::AuthFailed;
+            report.message = Some(format!(
+                "sudo on {host} refused the password (--sudo); the command was not run (sudo: {said})"
+            ));
+        } else {
+            report.outcome = Outcome::Failed {
+                exit_code: exit_status,
+            };
+            report.message = Some(format!("sudo did not run the command (--sudo): {said}"));
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Waits for the server's answer to a channel request sent with `want_reply`.
+async fn request_reply(
+    channel: &mut russh::Channel<russh::client::Msg>,
+    deadline: Instant,
+) -> Result<bool, String> {
+    loop {
+        match tokio::time::timeout_at(deadline, channel.wait()).await {
+            Err(_) => return Err("no answer from the server before the deadline".into()),
+            Ok(None) | Ok(Some(ChannelMsg::Close)) => {
+                return Err("the server closed the session".into());
+            }
+            Ok(Some(ChannelMsg::Success)) => return Ok(true),
+            Ok(Some(ChannelMsg::Failure)) => return Ok(false),
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+#[allow(clippy::too_many_lines, reason = "one channel's life, step by step")]
 async fn exec(
     index: usize,
     handle: &russh::client::Handle<crate::session::Client>,
     command: &str,
     deadline: Instant,
     sink: Option<EventSink>,
-    run: RunOptions,
+    run: &RunOptions,
     report: &mut HostReport,
 ) {
     let mut channel = match tokio::time::timeout_at(deadline, handle.channel_open_session()).await {
@@ -264,18 +423,63 @@ async fn exec(
         }
         Ok(Ok(c)) => c,
     };
+    let mut refused = Vec::new();
+    for (name, value) in &run.env {
+        if let Err(e) = channel.set_env(true, name.as_str(), value.as_str()).await {
+            report.outcome = Outcome::NoExitStatus;
+            report.message = Some(format!("cannot send --env {name}: {e}"));
+            return;
+        }
+        match request_reply(&mut channel, deadline).await {
+            Ok(true) => {}
+            Ok(false) => refused.push(name.as_str()),
+            Err(why) => {
+                report.outcome = Outcome::NoExitStatus;
+                report.message = Some(format!("--env {name}: {why}"));
+                return;
+            }
+        }
+    }
+    if !refused.is_empty() {
+        report.outcome = Outcome::Failed { exit_code: None };
+        report.message = Some(format!(
+            "the server refused --env {} (its sshd_config `AcceptEnv` does not allow {}); the command was not run",
+            refused.join(", "),
+            if refused.len() == 1 { "it" } else { "them" }
+        ));
+        return;
+    }
     if run.tty {
-        let pty = tokio::time::timeout_at(
+        let sent = tokio::time::timeout_at(
             deadline,
             channel.request_pty(true, "xterm", 80, 24, 0, 0, &[]),
         )
         .await;
-        if !matches!(pty, Ok(Ok(()))) {
+        let given = match sent {
+            Ok(Ok(())) => request_reply(&mut channel, deadline).await,
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer from the server before the deadline".into()),
+        };
+        if !matches!(given, Ok(true)) {
             report.outcome = Outcome::NoExitStatus;
-            report.message = Some("the server did not give a pseudo-terminal (--tty)".into());
+            report.message = Some(match given {
+                Err(why) => format!("no pseudo-terminal (--tty): {why}"),
+                _ => "the server refused a pseudo-terminal (--tty)".into(),
+            });
             return;
         }
     }
+    let mut gate = run.sudo.clone().map(SudoGate::new);
+    let wrapped;
+    let command = match &gate {
+        Some(g) => {
+            wrapped = g.wrap(command);
+            wrapped.as_str()
+        }
+        None => command,
+    };
+    // Where sudo talks: stderr, or the one merged stream of a PTY.
+    let sudo_ext = if run.tty { None } else { Some(1) };
     if let Err(e) = channel.exec(true, command).await {
         report.outcome = Outcome::NoExitStatus;
         report.message = Some(format!("cannot start the command: {e}"));
@@ -301,6 +505,20 @@ async fn exec(
                     phase: Phase::Command,
                 };
                 report.message = Some(stop_at_deadline(&mut channel, run, report).await);
+                if let Some(g) = &gate
+                    && !g.passed
+                {
+                    let said = g.said();
+                    let m = report.message.take().unwrap_or_default();
+                    report.message = Some(format!(
+                        "{m}; sudo had not started the command{}",
+                        if said.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (sudo: {said})")
+                        }
+                    ));
+                }
                 if let Some(s) = &sink {
                     out.finish(s);
                     err.finish(s);
@@ -309,6 +527,44 @@ async fn exec(
             }
             Ok(None) => break,
             Ok(Some(msg)) => match msg {
+                ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, ext: 1 }
+                    if gate.as_ref().is_some_and(|g| !g.passed)
+                        && sudo_ext
+                            == match &msg {
+                                ChannelMsg::ExtendedData { .. } => Some(1),
+                                _ => None,
+                            } =>
+                {
+                    let Some(g) = gate.as_mut() else { continue };
+                    let (rest, answer) = g.take(&data);
+                    match answer {
+                        Some(true) => {
+                            let mut line = g.password.expose_secret().as_bytes().to_vec();
+                            line.push(b'\n');
+                            let _ = channel.data(&line[..]).await;
+                            line.fill(0);
+                        }
+                        Some(false) => {
+                            // sudo asks again: the password was refused. Asking it to give up
+                            // (EOF) does not reach sudo through a PTY, so end the session.
+                            let _ = channel.eof().await;
+                            let _ = channel.close().await;
+                            break;
+                        }
+                        None => {}
+                    }
+                    if !rest.is_empty() {
+                        let (buf, split) = if sudo_ext.is_some() {
+                            (&mut report.stderr, &mut err)
+                        } else {
+                            (&mut report.stdout, &mut out)
+                        };
+                        keep(buf, &rest, &mut truncated);
+                        if let Some(s) = &sink {
+                            split.push(&rest, s);
+                        }
+                    }
+                }
                 ChannelMsg::Data { data } => {
                     keep(&mut report.stdout, &data, &mut truncated);
                     if let Some(s) = &sink {
@@ -333,6 +589,12 @@ async fn exec(
     if let Some(s) = &sink {
         out.finish(s);
         err.finish(s);
+    }
+    if let Some(g) = &gate
+        && !g.passed
+    {
+        g.failed(&report.label.clone(), exit_status, report);
+        return;
     }
     if truncated {
         report.message = Some(format!(
@@ -359,7 +621,7 @@ async fn exec(
 /// PTY the hang-up ends the command; without one it may keep running on the host.
 async fn stop_at_deadline(
     channel: &mut russh::Channel<russh::client::Msg>,
-    run: RunOptions,
+    run: &RunOptions,
     report: &mut HostReport,
 ) -> String {
     let lead = "the command was still running at the deadline (--timeout)";

@@ -116,22 +116,152 @@ impl client::Handler for Client {
     }
 }
 
-/// An authenticated connection.
+/// An authenticated connection (through its jump hosts, kept open while it lives).
 pub(crate) struct Connection {
     pub handle: Handle<Client>,
+    /// The jump hosts' sessions, first hop first; each carries the next one's TCP stream.
+    pub jumps: Vec<Handle<Client>>,
+}
+
+impl Connection {
+    /// Says goodbye to the target, then to each jump host, last hop first (each within `limit`).
+    pub async fn disconnect(self, limit: Duration) {
+        let _ = tokio::time::timeout(
+            limit,
+            self.handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en"),
+        )
+        .await;
+        for hop in self.jumps.iter().rev() {
+            let _ = tokio::time::timeout(
+                limit,
+                hop.disconnect(russh::Disconnect::ByApplication, "", "en"),
+            )
+            .await;
+        }
+    }
 }
 
 fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
-/// Connects and authenticates; on failure fills `report` and returns `None`.
+/// Connects and authenticates, through the target's jump hosts when it has any (each hop with
+/// its own connect deadline and the same host-key policy); on failure fills `report` (naming
+/// the hop that failed) and returns `None`.
 pub(crate) async fn connect(
     target: &Target,
     opts: &ConnectOptions,
     deadline: Instant,
     report: &mut HostReport,
 ) -> Option<Connection> {
+    let hops = target.jump.len();
+    let mut jumps: Vec<Handle<Client>> = Vec::with_capacity(hops);
+    for (i, hop) in target
+        .jump
+        .iter()
+        .chain(std::iter::once(target))
+        .enumerate()
+    {
+        let handle = match jumps.last() {
+            None => {
+                let addr = (hop.host.clone(), hop.port);
+                handshake(
+                    hop,
+                    async move {
+                        let stream = tokio::net::TcpStream::connect(addr)
+                            .await
+                            .map_err(|e| (true, e.to_string()))?;
+                        let _ = stream.set_nodelay(true);
+                        Ok(stream)
+                    },
+                    opts,
+                    deadline,
+                    report,
+                )
+                .await
+            }
+            Some(via) => {
+                let open = via.channel_open_direct_tcpip(
+                    hop.host.clone(),
+                    u32::from(hop.port),
+                    "127.0.0.1",
+                    0,
+                );
+                let via_label = target
+                    .jump
+                    .get(i.wrapping_sub(1))
+                    .map_or_else(String::new, |j| j.label.clone());
+                handshake(
+                    hop,
+                    async move {
+                        open.await.map(russh::Channel::into_stream).map_err(|e| {
+                            (
+                                true,
+                                format!("jump host {via_label} could not open a connection to {}:{}: {e}", hop.host, hop.port),
+                            )
+                        })
+                    },
+                    opts,
+                    deadline,
+                    report,
+                )
+                .await
+            }
+        };
+        let Some(handle) = handle else {
+            if i < hops {
+                let why = report.message.take().unwrap_or_default();
+                report.message = Some(format!(
+                    "jump host {} ({}:{}, hop {} of {hops}): {why}",
+                    hop.label,
+                    hop.host,
+                    hop.port,
+                    i + 1
+                ));
+            } else if hops > 0
+                && let Some(m) = report.message.take()
+            {
+                report.message = Some(format!("{m} (through {})", chain_label(target)));
+            }
+            for j in jumps.iter().rev() {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    j.disconnect(russh::Disconnect::ByApplication, "", "en"),
+                )
+                .await;
+            }
+            return None;
+        };
+        jumps.push(handle);
+    }
+    let handle = jumps.pop()?;
+    Some(Connection { handle, jumps })
+}
+
+/// `a -> b` for the jump hosts of `target`.
+fn chain_label(target: &Target) -> String {
+    target
+        .jump
+        .iter()
+        .map(|j| j.label.as_str())
+        .collect::<Vec<_>>()
+        .join(" -> ")
+}
+
+/// One SSH session over `stream` (opened within the connect deadline): handshake, host-key check
+/// and authentication as `target`.
+async fn handshake<S, F>(
+    target: &Target,
+    stream: F,
+    opts: &ConnectOptions,
+    deadline: Instant,
+    report: &mut HostReport,
+) -> Option<Handle<Client>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: std::future::Future<Output = Result<S, (bool, String)>> + Send,
+{
     let seen = Arc::new(std::sync::Mutex::new(None));
     let handler = Client {
         host: target.host.clone(),
@@ -175,12 +305,8 @@ pub(crate) async fn connect(
         ..Default::default()
     });
     let connect_limit = opts.connect_timeout.min(remaining(deadline));
-    let addr = (target.host.clone(), target.port);
     let fut = async move {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| (true, e.to_string()))?;
-        let _ = stream.set_nodelay(true);
+        let stream = stream.await?;
         client::connect_stream(config, stream, handler)
             .await
             .map_err(|e| (false, e.to_string()))
@@ -243,7 +369,9 @@ pub(crate) async fn connect(
                 }
                 _ => {
                     report.outcome = Outcome::Unreachable;
-                    report.message = Some(if tcp {
+                    report.message = Some(if tcp && msg.starts_with("jump host ") {
+                        msg
+                    } else if tcp {
                         format!("cannot connect to {}:{}: {msg}", target.host, target.port)
                     } else {
                         format!(
@@ -271,7 +399,7 @@ pub(crate) async fn connect(
             ));
             None
         }
-        Ok(Ok(())) => Some(Connection { handle }),
+        Ok(Ok(())) => Some(handle),
         Ok(Err(msg)) => {
             report.outcome = Outcome::AuthFailed;
             report.message = Some(msg);

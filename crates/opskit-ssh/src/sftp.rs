@@ -70,13 +70,12 @@ where
     let label = report.label.clone();
     let (host, port) = (report.host.clone(), report.port);
     let host_key = report.host_key.clone();
-    let mut report = match tokio::time::timeout_at(deadline, job(conn.handle, sftp, report)).await {
+    let crate::session::Connection { handle, jumps } = conn;
+    let mut report = match tokio::time::timeout_at(deadline, job(handle, sftp, report)).await {
         Ok((report, handle)) => {
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(1),
-                handle.disconnect(russh::Disconnect::ByApplication, "", "en"),
-            )
-            .await;
+            crate::session::Connection { handle, jumps }
+                .disconnect(std::time::Duration::from_secs(1))
+                .await;
             report
         }
         Err(_) => {

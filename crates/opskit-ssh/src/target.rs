@@ -19,6 +19,10 @@ pub struct Target {
     /// Directives from the ssh config that apply to this host and that we do not implement but
     /// that do not change where we connect (e.g. `ServerAliveInterval`): `(file:line, directive)`.
     pub ignored_directives: Vec<String>,
+    /// Jump hosts (`ProxyJump`, `-J`), in order: the first is reached directly, each next one
+    /// through a `direct-tcpip` channel of the one before, and this target through the last.
+    /// Empty: connect directly. Each hop's host key is checked like a direct connection's.
+    pub jump: Vec<Target>,
 }
 
 /// Defaults for parts a target does not give.
@@ -28,12 +32,42 @@ pub struct TargetDefaults {
     pub user: Option<String>,
     /// `-p/--port`: overrides the config's `Port` (but not `:port` in the target).
     pub port: Option<u16>,
+    /// `-J HOST[,HOST2]`: the jump hosts of every target, instead of the config's `ProxyJump`
+    /// (`Some(empty)` for `-J none`: connect directly). As with OpenSSH, `user` and `port` above
+    /// do not apply to the jump hosts: they take theirs from the spec or the ssh config.
+    pub jump: Option<Vec<String>>,
+}
+
+/// Most hops a chain of jump hosts may have (a `ProxyJump` loop ends here with an error).
+pub const MAX_JUMPS: usize = 8;
+
+/// Splits a `ProxyJump` / `-J` value: `[user@]host[:port]` or `ssh://[user@]host[:port]`,
+/// comma-separated; `none` is no jump host.
+pub fn parse_jump_list(value: &str) -> Result<Vec<String>, Error> {
+    if value.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    value
+        .split(',')
+        .map(|hop| {
+            let hop = hop.trim();
+            let hop = hop.strip_prefix("ssh://").unwrap_or(hop);
+            let hop = hop.strip_suffix('/').unwrap_or(hop);
+            if hop.is_empty() {
+                return Err(Error::BadTarget {
+                    target: value.to_string(),
+                    reason: "empty jump host in the list".into(),
+                });
+            }
+            parse_spec(hop)?;
+            Ok(hop.to_string())
+        })
+        .collect()
 }
 
 /// Directives that decide where or how we connect; when one applies to a host we refuse rather
 /// than silently connect somewhere else.
 const REFUSED: &[&str] = &[
-    "proxyjump",
     "proxycommand",
     "hostkeyalias",
     "match",
@@ -194,7 +228,59 @@ impl SshConfig {
 
     /// Resolves a target string against this config and the defaults.
     pub fn resolve(&self, spec: &str, defaults: &TargetDefaults) -> Result<Target, Error> {
+        let mut t = self.resolve_one(spec, defaults)?;
+        let hops = match (&defaults.jump, t.jump_spec.take()) {
+            (Some(list), _) => list.clone(),
+            (None, Some((path, line, value))) => {
+                parse_jump_list(&value).map_err(|e| Error::Parse {
+                    path,
+                    line,
+                    reason: format!("bad ProxyJump: {e}"),
+                })?
+            }
+            (None, None) => Vec::new(),
+        };
+        let mut target = t.target;
+        target.jump = self.resolve_chain(&hops, &mut vec![spec.to_string()])?;
+        Ok(target)
+    }
+
+    /// The jump hosts `hops`, each resolved against this config (its own `ProxyJump` first, as
+    /// OpenSSH's `ssh -J` does), flattened into one chain.
+    fn resolve_chain(&self, hops: &[String], seen: &mut Vec<String>) -> Result<Vec<Target>, Error> {
+        let mut chain = Vec::new();
+        for hop in hops {
+            if seen.len() > MAX_JUMPS {
+                return Err(Error::BadTarget {
+                    target: seen.join(" -> "),
+                    reason: format!("more than {MAX_JUMPS} jump hosts (a ProxyJump loop?)"),
+                });
+            }
+            seen.push(hop.clone());
+            let mut r = self.resolve_one(hop, &TargetDefaults::default())?;
+            if let Some((path, line, value)) = r.jump_spec.take() {
+                let inner = parse_jump_list(&value).map_err(|e| Error::Parse {
+                    path,
+                    line,
+                    reason: format!("bad ProxyJump: {e}"),
+                })?;
+                chain.extend(self.resolve_chain(&inner, seen)?);
+            }
+            chain.push(r.target);
+            if chain.len() > MAX_JUMPS {
+                return Err(Error::BadTarget {
+                    target: seen.join(" -> "),
+                    reason: format!("more than {MAX_JUMPS} jump hosts (a ProxyJump loop?)"),
+                });
+            }
+        }
+        Ok(chain)
+    }
+
+    /// One host from the config, with its `ProxyJump` value (file, line, value) not yet followed.
+    fn resolve_one(&self, spec: &str, defaults: &TargetDefaults) -> Result<Resolved, Error> {
         let (user, host, port) = parse_spec(spec)?;
+        let mut jump_spec: Option<(PathBuf, usize, String)> = None;
         let mut host_name: Option<String> = None;
         let mut cfg_user: Option<String> = None;
         let mut cfg_port: Option<u16> = None;
@@ -238,7 +324,12 @@ impl SshConfig {
                         }
                     }
                     "identityfile" => identity_files.push(expand_tilde(value)),
-                    "proxyjump" | "proxycommand" if value.eq_ignore_ascii_case("none") => {}
+                    "proxyjump" => {
+                        if jump_spec.is_none() {
+                            jump_spec = Some((path.clone(), *line, value.clone()));
+                        }
+                    }
+                    "proxycommand" if value.eq_ignore_ascii_case("none") => {}
                     k if REFUSED.contains(&k) => return Err(refuse(k)),
                     k => ignored.push(format!("{}:{line}: {k}", path.display())),
                 }
@@ -250,15 +341,24 @@ impl SshConfig {
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "root".to_string());
         let port = port.or(defaults.port).or(cfg_port).unwrap_or(22);
-        Ok(Target {
-            label: spec.to_string(),
-            host: host_name.unwrap_or(host),
-            port,
-            user,
-            identity_files,
-            ignored_directives: ignored,
+        Ok(Resolved {
+            target: Target {
+                label: spec.to_string(),
+                host: host_name.unwrap_or(host),
+                port,
+                user,
+                identity_files,
+                ignored_directives: ignored,
+                jump: Vec::new(),
+            },
+            jump_spec,
         })
     }
+}
+
+struct Resolved {
+    target: Target,
+    jump_spec: Option<(PathBuf, usize, String)>,
 }
 
 fn split_option(line: &str) -> Option<(&str, &str)> {
@@ -398,15 +498,10 @@ pub fn parse_spec(spec: &str) -> Result<(Option<String>, String, Option<u16>), E
     Ok((user, host, port))
 }
 
-/// Reads a hosts file: one target per line, `#` comments and blank lines ignored.
+/// Reads a hosts file: one target per line, `#` comments and blank lines ignored; every host of
+/// every `[group]` ([`crate::HostsFile`] selects groups).
 pub fn read_hosts_file(path: &Path) -> Result<Vec<String>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    Ok(text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect())
+    Ok(crate::HostsFile::load(path)?.all())
 }
 
 #[cfg(test)]
@@ -449,6 +544,7 @@ mod tests {
                 &TargetDefaults {
                     user: Some("x".into()),
                     port: Some(1),
+                    jump: None,
                 },
             )
             .unwrap();
@@ -459,16 +555,69 @@ mod tests {
                 &TargetDefaults {
                     user: Some("x".into()),
                     port: Some(1),
+                    jump: None,
                 },
             )
             .unwrap();
         assert_eq!((t.port, t.user.as_str()), (1, "x"));
-        let err = cfg
-            .resolve("jumpy", &TargetDefaults::default())
-            .unwrap_err();
-        assert!(err.to_string().contains("proxyjump"), "{err}");
+        let t = cfg.resolve("jumpy", &TargetDefaults::default()).unwrap();
+        assert_eq!(t.jump.len(), 1);
+        assert_eq!(
+            (t.jump[0].label.as_str(), t.jump[0].user.as_str()),
+            ("bastion", "nobody")
+        );
         let t = cfg.resolve("other", &TargetDefaults::default()).unwrap();
         assert_eq!(t.user, "nobody");
+    }
+
+    #[test]
+    fn proxy_jump_chains_command_line_and_loops() {
+        let cfg = SshConfig::parse(
+            "cfg".into(),
+            "Host inner\n  HostName 10.0.0.9\n  ProxyJump ssh://ops@bastion2:2222,mid\nHost mid\n  HostName 10.0.0.5\n  User m\n  ProxyJump outer\nHost loop1\n  ProxyJump loop2\nHost loop2\n  ProxyJump loop1\nHost direct\n  ProxyJump none\n",
+        )
+        .unwrap();
+        let none = TargetDefaults::default();
+        let t = cfg.resolve("inner", &none).unwrap();
+        let hops: Vec<(&str, &str, u16)> = t
+            .jump
+            .iter()
+            .map(|h| (h.label.as_str(), h.host.as_str(), h.port))
+            .collect();
+        // mid's own ProxyJump (outer) comes before mid
+        assert_eq!(
+            hops,
+            [
+                ("ops@bastion2:2222", "bastion2", 2222),
+                ("outer", "outer", 22),
+                ("mid", "10.0.0.5", 22)
+            ]
+        );
+        assert_eq!(t.jump[0].user, "ops");
+        assert!(cfg.resolve("direct", &none).unwrap().jump.is_empty());
+        // -J replaces the config's ProxyJump; -u/-p do not apply to jump hosts
+        let cli = TargetDefaults {
+            user: Some("u".into()),
+            port: Some(2),
+            jump: Some(parse_jump_list("b1:7,root@b2").unwrap()),
+        };
+        let t = cfg.resolve("inner", &cli).unwrap();
+        assert_eq!((t.user.as_str(), t.port), ("u", 2));
+        let hops: Vec<(&str, u16, &str)> = t
+            .jump
+            .iter()
+            .map(|h| (h.host.as_str(), h.port, h.label.as_str()))
+            .collect();
+        assert_eq!(hops, [("b1", 7, "b1:7"), ("b2", 22, "root@b2")]);
+        assert_eq!(t.jump[1].user, "root");
+        let err = cfg.resolve("loop1", &none).unwrap_err();
+        assert!(err.to_string().contains("loop"), "{err}");
+        assert!(parse_jump_list("a,,b").is_err());
+        assert!(parse_jump_list("a:x").is_err());
+        assert!(parse_jump_list("None").unwrap().is_empty());
+        let bad = SshConfig::parse("cfg".into(), "Host x\n  ProxyJump a:0\n").unwrap();
+        let err = bad.resolve("x", &none).unwrap_err();
+        assert!(err.to_string().contains("cfg:2"), "{err}");
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub fn ssh(e: opskit_ssh::Error) -> anyhow::Error {
     let text = e.to_string();
     let failure = match &e {
         E::Unsupported { .. } => Failure::usage(text).with_hint(
-            "opskit ssh supports Host, HostName, User, Port, IdentityFile and Include; \
+            "opskit ssh supports Host, HostName, User, Port, IdentityFile, ProxyJump and Include; \
              use -F FILE or -F none to choose another config",
         ),
         E::Key { .. } | E::KeyEncrypted { .. } => {

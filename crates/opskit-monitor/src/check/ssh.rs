@@ -30,6 +30,7 @@ async fn run(s: &SshCheck, timeout: Duration) -> Result<Raw, String> {
         user,
         identity_files: Vec::new(),
         ignored_directives: Vec::new(),
+        jump: Vec::new(),
     };
     let mut credentials = Credentials {
         agent_socket: std::env::var_os("SSH_AUTH_SOCK").map(Into::into),

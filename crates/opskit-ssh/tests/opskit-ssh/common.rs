@@ -98,6 +98,7 @@ pub fn target(user: &str, port: u16) -> Target {
         user: user.into(),
         identity_files: Vec::new(),
         ignored_directives: Vec::new(),
+        jump: Vec::new(),
     }
 }
 

@@ -86,15 +86,31 @@ struct ConnArgs {
     /// reads no config at all.
     #[arg(short = 'F', long = "config", value_name = "FILE|none")]
     config: Option<PathBuf>,
-    /// Read more targets from FILE (one per line, `#` comments).
+    /// Read more targets from FILE (one per line, `#` comments; `[group]` sections as in Ansible
+    /// INI inventories, `[group:children]` too).
     #[arg(long, value_name = "FILE")]
     hosts_file: Option<PathBuf>,
+    /// Only the hosts of this `[group]` of --hosts-file (repeatable: the union; `all` and
+    /// `ungrouped` as in Ansible).
+    #[arg(
+        short = 'g',
+        long = "group",
+        value_name = "NAME",
+        requires = "hosts_file"
+    )]
+    group: Vec<String>,
     /// Login user when the target has no `user@` (default: ssh config `User`, then $USER).
     #[arg(short = 'u', long)]
     user: Option<String>,
     /// Port when the target has no `:port` (default: ssh config `Port`, then 22).
     #[arg(short = 'p', long)]
     port: Option<u16>,
+    /// Jump hosts (bastions) to go through, like `ssh -J`: `[user@]host[:port]`, several
+    /// comma-separated, in order; replaces the ssh config's `ProxyJump` (`none`: connect
+    /// directly). Each hop's host key is checked as a direct connection's. -u and -p do not apply
+    /// to jump hosts (their user and port come from the spec or the ssh config).
+    #[arg(short = 'J', long = "jump", value_name = "HOST[,HOST2]")]
+    jump: Option<String>,
     /// Private key file (ed25519, ECDSA, RSA); repeatable. Default: ~/.ssh/id_{ed25519,ecdsa,rsa}.
     #[arg(short = 'i', long = "identity", value_name = "FILE")]
     identity: Vec<PathBuf>,
@@ -171,6 +187,18 @@ struct RunArgs {
     /// the TERM signal.
     #[arg(short = 't', long)]
     tty: bool,
+    /// Run the command as root through `sudo -S`, with this sudo password: `env:VAR`,
+    /// `file:PATH`, `cmd:COMMAND` or `prompt` (the default when given without a value; asked
+    /// once on the terminal, not echoed). The password reaches sudo on its standard input only
+    /// when sudo asks for it: never on a command line, never in the output or the logs. A
+    /// refused password ends the host as auth_failed (exit 21).
+    #[arg(long, value_name = "SECRET", num_args = 0..=1, default_missing_value = "prompt")]
+    sudo: Option<String>,
+    /// Set an environment variable for the command (SSH `env` request; repeatable). The server
+    /// must accept the name (sshd_config `AcceptEnv`); if it refuses one, the host fails and the
+    /// command is not run there.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
     /// The command, after `--` (run by the remote user's shell).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -207,6 +235,47 @@ struct LsArgs {
     conn: ConnArgs,
 }
 
+/// `--env NAME=VALUE`: a name as a shell takes it.
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = s.split_once('=') else {
+        return Err(format!("{s:?} is not NAME=VALUE"));
+    };
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(format!(
+            "{name:?} is not a variable name (letters, digits and `_`, not starting with a digit)"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// The targets of `--hosts-file` (only those of the `--group`s when given).
+fn hosts_from_file(conn: &ConnArgs) -> anyhow::Result<Vec<String>> {
+    let Some(file) = &conn.hosts_file else {
+        return Ok(Vec::new());
+    };
+    let hosts = opskit_ssh::HostsFile::load(file).map_err(crate::failure::ssh)?;
+    if conn.group.is_empty() {
+        return Ok(hosts.all());
+    }
+    let chosen = hosts.select(&conn.group).map_err(crate::failure::ssh)?;
+    if chosen.is_empty() {
+        return Err(Failure::usage(format!(
+            "{}: the group{} {} {} no hosts",
+            file.display(),
+            if conn.group.len() == 1 { "" } else { "s" },
+            conn.group.join(", "),
+            if conn.group.len() == 1 { "has" } else { "have" }
+        ))
+        .into());
+    }
+    Ok(chosen)
+}
+
 impl SshArgs {
     pub fn run(self) -> anyhow::Result<u8> {
         match self.command {
@@ -229,10 +298,7 @@ fn prepare(
     mut specs: Vec<String>,
     inventory: Vec<inventory::InventoryHost>,
 ) -> anyhow::Result<Prepared> {
-    if let Some(file) = &conn.hosts_file {
-        let more = opskit_ssh::target::read_hosts_file(file).map_err(crate::failure::ssh)?;
-        specs.extend(more);
-    }
+    specs.extend(hosts_from_file(conn)?);
     if specs.is_empty() && inventory.is_empty() {
         return Err(Failure::usage("no targets given")
             .with_hint("name hosts as [user@]host[:port], or use --hosts-file FILE or --inventory SELECTOR")
@@ -243,9 +309,19 @@ fn prepare(
         None => SshConfig::load_default(),
     }
     .map_err(crate::failure::ssh)?;
+    let jump = match &conn.jump {
+        Some(list) => Some(opskit_ssh::target::parse_jump_list(list).map_err(|e| {
+            anyhow::Error::from(
+                Failure::usage(format!("bad -J/--jump: {e}"))
+                    .with_hint("write -J [user@]bastion[:port][,[user@]bastion2[:port]]"),
+            )
+        })?),
+        None => None,
+    };
     let defaults = TargetDefaults {
         user: conn.user.clone(),
         port: conn.port,
+        jump,
     };
     let mut targets = Vec::new();
     // One warning per config line, however many targets it applies to.
@@ -254,7 +330,12 @@ fn prepare(
         let t = config
             .resolve(spec, &defaults)
             .map_err(crate::failure::ssh)?;
-        for d in &t.ignored_directives {
+        for d in t
+            .jump
+            .iter()
+            .chain(std::iter::once(&t))
+            .flat_map(|h| &h.ignored_directives)
+        {
             if warned.insert(d.clone()) {
                 eprintln!("warning: {d} is not supported by opskit ssh and has no effect");
             }
@@ -265,7 +346,12 @@ fn prepare(
         let mut t = config
             .resolve(&h.hostname, &defaults)
             .map_err(crate::failure::ssh)?;
-        for d in &t.ignored_directives {
+        for d in t
+            .jump
+            .iter()
+            .chain(std::iter::once(&t))
+            .flat_map(|h| &h.ignored_directives)
+        {
             if warned.insert(d.clone()) {
                 eprintln!("warning: {d} is not supported by opskit ssh and has no effect");
             }
@@ -279,7 +365,10 @@ fn prepare(
 
     // Keys: -i files, then IdentityFile from the ssh config, else the default files.
     let mut paths: Vec<PathBuf> = conn.identity.clone();
-    for t in &targets {
+    for t in targets
+        .iter()
+        .flat_map(|t| t.jump.iter().chain(std::iter::once(t)))
+    {
         for p in &t.identity_files {
             if !paths.contains(p) {
                 paths.push(p.clone());
@@ -379,7 +468,7 @@ fn remotes(
         specs.push(t);
         paths.push(p);
     }
-    if let Some(file) = &conn.hosts_file {
+    if conn.hosts_file.is_some() {
         let Some(path) = paths
             .first()
             .cloned()
@@ -387,7 +476,7 @@ fn remotes(
         else {
             return Err(Failure::usage("give at least one TARGET:PATH with --hosts-file").into());
         };
-        let more = opskit_ssh::target::read_hosts_file(file).map_err(crate::failure::ssh)?;
+        let more = hosts_from_file(conn)?;
         paths.extend(std::iter::repeat_n(path, more.len()));
     }
     Ok((specs, paths))
@@ -553,11 +642,20 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         },
         None => Vec::new(),
     };
-    let p = prepare(&args.conn, args.targets, hosts)?;
     let command = args.command.join(" ");
     if command.trim().is_empty() {
         return Err(Failure::usage("the command after `--` is empty").into());
     }
+    let p = prepare(&args.conn, args.targets, hosts)?;
+    let sudo = match &args.sudo {
+        Some(spec) => Some(secret_arg::resolve_blocking(
+            spec,
+            "--sudo",
+            "sudo password: ",
+            Literal::Refused,
+        )?),
+        None => None,
+    };
     if let Some(dir) = &args.out_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create --out-dir {}", dir.display()))?;
@@ -590,7 +688,11 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         p.opts,
         p.fan,
         sink,
-        opskit_ssh::RunOptions { tty: args.tty },
+        opskit_ssh::RunOptions {
+            tty: args.tty,
+            env: args.env,
+            sudo,
+        },
     ))?;
     if let Some(dir) = &args.out_dir {
         for r in &reports {

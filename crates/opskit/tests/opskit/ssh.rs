@@ -313,14 +313,14 @@ fn out_dir_stream_and_hosts_file() {
 }
 
 #[test]
-fn ssh_config_alias_and_unsupported_proxyjump() {
+fn ssh_config_alias_and_unsupported_proxycommand() {
     let Some(e) = Env::new() else { return };
     let ssh = e.home.path().join(".ssh");
     std::fs::create_dir_all(&ssh).unwrap();
     std::fs::write(
         ssh.join("config"),
         format!(
-            "Host web\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n\nHost behind\n  HostName 127.0.0.1\n  ProxyJump web\n",
+            "Host web\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n\nHost behind\n  HostName 127.0.0.1\n  ProxyCommand nc %h %p\n",
             e.s.ports[0], e.s.user, e.s.key
         ),
     )
@@ -340,7 +340,7 @@ fn ssh_config_alias_and_unsupported_proxyjump() {
         .args(["ssh", "run", "behind", "--", "true"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("proxyjump"))
+        .stderr(predicate::str::contains("proxycommand"))
         .stderr(predicate::str::contains("not supported"));
 }
 
@@ -580,13 +580,17 @@ fn ssh_config_include_and_dash_f() {
     );
 
     // A config opskit refuses for this host, skipped with -F none, replaced with -F FILE.
-    std::fs::write(ssh.join("config"), "Host 127.0.0.1\n  ProxyJump bastion\n").unwrap();
+    std::fs::write(
+        ssh.join("config"),
+        "Host 127.0.0.1\n  ProxyCommand nc %h %p\n",
+    )
+    .unwrap();
     base()
         .args(["-u", &e.s.user, "-i", &e.s.key])
         .args([e.target(0).as_str(), "--", "true"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("proxyjump"));
+        .stderr(predicate::str::contains("proxycommand"));
     base()
         .args(["-F", "none", "-u", &e.s.user, "-i", &e.s.key])
         .args([e.target(0).as_str(), "--", "true"])
@@ -851,5 +855,542 @@ fn run_on_inventory_servers_selected_from_opskit_serve() {
         .code(1)
         .stderr(predicate::str::contains(
             "no server in the inventory matches `env=staging`",
+        ));
+}
+
+// ---- issue 17: ProxyJump / -J, -t, --sudo, --env, hosts-file groups ----
+
+/// A shell line that prints how the target sees its client's socket: through a jump host the
+/// connection comes from the bastion's sshd, which runs as the test user (`uid:N` of the user);
+/// a direct connection comes from this test process.
+const CLIENT_SOCKET: &str = r#"ss -Htne state established "( sport = :$(echo "$SSH_CONNECTION" | cut -d' ' -f2) )"; echo "me=uid:$(id -u)""#;
+
+fn came_through_sshd(stdout: &str) -> bool {
+    let me = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("me="))
+        .expect("the uid line")
+        .to_string();
+    stdout
+        .lines()
+        .any(|l| !l.contains("me=") && l.contains(&format!("{me} ")))
+}
+
+#[test]
+fn proxy_jump_through_one_and_two_bastions() {
+    let Some(e) = Env::new() else { return };
+    let hop = |i: usize| format!("{}@{}", e.s.user, e.target(i));
+    // direct: the client socket is this test's
+    let out = e
+        .keyed("run")
+        .args([e.target(1), "--".into(), CLIENT_SOCKET.into()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!came_through_sshd(&String::from_utf8_lossy(&out.stdout)));
+    // one bastion with -J
+    let out = e
+        .keyed("run")
+        .args([
+            "-J".into(),
+            hop(0),
+            e.target(1),
+            "--".into(),
+            CLIENT_SOCKET.into(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(&format!("== {} [ok]", e.target(1))), "{text}");
+    assert!(came_through_sshd(&text), "{text}");
+    // a chain of two, comma-separated
+    let out = e
+        .keyed("run")
+        .args([
+            "--jump".into(),
+            format!("{},ssh://{}", hop(0), hop(1)),
+            e.target(2),
+            "--".into(),
+            CLIENT_SOCKET.into(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(came_through_sshd(&text), "{text}");
+    // put/ls go through the bastion too
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("jumped.txt");
+    std::fs::write(&local, "through the bastion\n").unwrap();
+    let remote = format!("/tmp/opskit-jump-{}.txt", std::process::id());
+    e.keyed("put")
+        .arg("-J")
+        .arg(hop(0))
+        .arg(&local)
+        .arg(format!("{}:{remote}", e.target(1)))
+        .assert()
+        .code(0);
+    e.keyed("run")
+        .args([
+            e.target(1),
+            "--".into(),
+            format!("cat {remote} && rm {remote}"),
+        ])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("through the bastion"));
+}
+
+#[test]
+fn proxy_jump_from_the_ssh_config_and_two_hops() {
+    let Some(e) = Env::new() else { return };
+    let ssh = e.home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    std::fs::write(
+        ssh.join("config"),
+        format!(
+            "Host bastion\n  HostName 127.0.0.1\n  Port {p0}\n\nHost inner\n  HostName 127.0.0.1\n  Port {p1}\n  ProxyJump bastion\n\nHost deep\n  HostName 127.0.0.1\n  Port {p2}\n  ProxyJump inner\n\nHost *\n  User {user}\n  IdentityFile {key}\n",
+            p0 = e.s.ports[0],
+            p1 = e.s.ports[1],
+            p2 = e.s.ports[2],
+            user = e.s.user,
+            key = e.s.key
+        ),
+    )
+    .unwrap();
+    let run = |target: &str| {
+        let mut c = Command::cargo_bin("opskit").unwrap();
+        c.env("HOME", e.home.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .args(["ssh", "run", "--known-hosts"])
+            .arg(&e.kh)
+            .args([target, "--", CLIENT_SOCKET]);
+        c.output().unwrap()
+    };
+    for target in ["inner", "deep"] {
+        let out = run(target);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{target}: {text}");
+        assert!(text.contains(&format!("== {target} [ok]")), "{text}");
+        assert!(came_through_sshd(&text), "{target}: {text}");
+    }
+    // `-J none` connects directly in spite of the config's ProxyJump
+    let mut c = Command::cargo_bin("opskit").unwrap();
+    let out = c
+        .env("HOME", e.home.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .args(["ssh", "run", "-J", "none", "--known-hosts"])
+        .arg(&e.kh)
+        .args(["inner", "--", CLIENT_SOCKET])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!came_through_sshd(&String::from_utf8_lossy(&out.stdout)));
+}
+
+#[test]
+fn proxy_jump_checks_the_host_key_of_every_hop() {
+    let Some(e) = Env::new() else { return };
+    let hop = |i: usize| format!("{}@{}", e.s.user, e.target(i));
+    let key =
+        e.s.host_pub
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+    let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let kh = |lines: &[(usize, &str)]| {
+        let text: String = lines
+            .iter()
+            .map(|(i, k)| format!("[127.0.0.1]:{} {k}\n", e.s.ports[*i]))
+            .collect();
+        std::fs::write(&e.kh, text).unwrap();
+    };
+    // the bastion's key is unknown (the target's is known): refused as a direct connection is
+    kh(&[(1, &key), (2, &key)]);
+    let out = e
+        .keyed("run")
+        .args(["-J".into(), hop(0), e.target(1), "--".into(), "true".into()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(20), "{text}");
+    assert!(text.contains("[hostkey_unknown]"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "jump host {} (127.0.0.1:{}, hop 1 of 1)",
+            hop(0),
+            e.s.ports[0]
+        )),
+        "{text}"
+    );
+    assert!(text.contains("is not known"), "{text}");
+    // a changed key at the second bastion of two
+    kh(&[(0, &key), (1, other), (2, &key)]);
+    let out = e
+        .keyed("run")
+        .args([
+            "-J".into(),
+            format!("{},{}", hop(0), hop(1)),
+            e.target(2),
+            "--output".into(),
+            "json".into(),
+            "--".into(),
+            "true".into(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(20));
+    let list = json(&out.stdout);
+    assert_eq!(list[0]["status"], "hostkey_changed");
+    let msg = list[0]["message"].as_str().unwrap();
+    assert!(msg.contains(&format!("jump host {} (", hop(1))), "{msg}");
+    assert!(
+        msg.contains("hop 2 of 2") && msg.contains("HOST KEY CHANGED"),
+        "{msg}"
+    );
+    // the bastions are known, the target is not: the message says the way it came
+    kh(&[(0, &key)]);
+    let out = e
+        .keyed("run")
+        .args(["-J".into(), hop(0), e.target(1), "--".into(), "true".into()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(20), "{text}");
+    assert!(
+        text.contains(&format!("[127.0.0.1]:{} is not known", e.s.ports[1])),
+        "{text}"
+    );
+    assert!(text.contains(&format!("(through {})", hop(0))), "{text}");
+    // --accept-new records the keys of every hop, as it would directly
+    e.keyed("run")
+        .args([
+            "-J".into(),
+            hop(0),
+            e.target(1),
+            "--accept-new".into(),
+            "--".into(),
+            "true".into(),
+        ])
+        .assert()
+        .code(0);
+    assert!(
+        std::fs::read_to_string(&e.kh)
+            .unwrap()
+            .contains(&format!("[127.0.0.1]:{}", e.s.ports[1]))
+    );
+}
+
+#[test]
+fn proxy_jump_hops_have_deadlines_and_bad_hops_are_named() {
+    let Some(e) = Env::new() else { return };
+    let hop = |i: usize| format!("{}@{}", e.s.user, e.target(i));
+    // behind the bastion, a TCP peer that never says a word of SSH
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let out = e
+        .keyed("run")
+        .args([
+            "-J".into(),
+            hop(0),
+            format!("127.0.0.1:{port}"),
+            "--connect-timeout".into(),
+            "1s".into(),
+            "--".into(),
+            "true".into(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("[timeout (connect)]"), "{text}");
+    assert!(text.contains(&format!("(through {})", hop(0))), "{text}");
+    drop(silent);
+    // the bastion cannot reach the next hop: named, unreachable
+    let closed = closed_port();
+    let out = e
+        .keyed("run")
+        .args([
+            "-J".into(),
+            format!("{},{}@127.0.0.1:{closed}", hop(0), e.s.user),
+            e.target(1),
+            "--".into(),
+            "true".into(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("[unreachable]"), "{text}");
+    assert!(text.contains("hop 2 of 2"), "{text}");
+    assert!(
+        text.contains(&format!("jump host {} could not open a connection", hop(0))),
+        "{text}"
+    );
+    // a bad -J is a usage error
+    e.keyed("run")
+        .args(["-J", "a,,b", "127.0.0.1", "--", "true"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("-J"));
+}
+
+#[test]
+fn tty_gives_the_command_a_terminal() {
+    let Some(e) = Env::new() else { return };
+    e.keyed("run")
+        .args([e.target(0), "-t".into(), "--".into(), "tty".into()])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::is_match(r"(?m)^   /dev/pts/\d+$").unwrap());
+    e.keyed("run")
+        .args([e.target(0), "--".into(), "tty".into()])
+        .assert()
+        .code(22)
+        .stdout(predicate::str::contains("not a tty"));
+}
+
+fn sudo_ready() -> bool {
+    var("OPSKIT_TEST_SSHD_SUDO").is_some()
+}
+
+#[test]
+fn sudo_runs_as_root_with_the_password_kept_out_of_sight() {
+    let Some(e) = Env::new() else { return };
+    if !sudo_ready() {
+        return;
+    }
+    let pw = &e.s.password;
+    // Without a PTY: sudo's prompt is not in the output; the password is in no process's argv
+    // and in no output or log line, even at trace level.
+    let out = e
+        .keyed("run")
+        .env("SUDO_PW", pw)
+        .env("OPSKIT_LOG", "trace")
+        .args([
+            e.target(0),
+            "--sudo".into(),
+            "env:SUDO_PW".into(),
+            "--output".into(),
+            "json".into(),
+            "--".into(),
+            "id -u; ps -eo args; echo to-stderr >&2".into(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(pw.as_str()) && !stderr.contains(pw.as_str()));
+    let list = json(&out.stdout);
+    let remote_out = list[0]["stdout"].as_str().unwrap();
+    assert_eq!(remote_out.lines().next(), Some("0"), "{remote_out}");
+    assert!(
+        remote_out.contains("sudo -S"),
+        "ps shows sudo: {remote_out}"
+    );
+    // only the command's own stderr: no prompt, no sudo chatter
+    assert_eq!(list[0]["stderr"], "to-stderr\n");
+    // With a PTY (where a terminal could echo it): still no prompt and no password.
+    let out = e
+        .keyed("run")
+        .env("SUDO_PW", pw)
+        .args([
+            e.target(0),
+            "-t".into(),
+            "--sudo".into(),
+            "env:SUDO_PW".into(),
+            "--".into(),
+            "id -u; tty".into(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains(pw.as_str()), "{text}");
+    assert!(
+        !text.contains("opskit-sudo") && !text.contains("assword"),
+        "{text}"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[1], "   0", "{text}");
+    assert!(lines[2].starts_with("   /dev/pts/"), "{text}");
+    // without --sudo the same command is the test user's
+    e.keyed("run")
+        .args([e.target(0), "--".into(), "id -u".into()])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("   0\n").not());
+}
+
+#[test]
+fn sudo_with_a_wrong_password_is_an_auth_failure() {
+    let Some(e) = Env::new() else { return };
+    if !sudo_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "not-the-password\n").unwrap();
+    for tty in [false, true] {
+        let mut c = e.keyed("run");
+        c.arg(e.target(0));
+        if tty {
+            c.arg("-t");
+        }
+        let out = c
+            .arg("--sudo")
+            .arg(format!("file:{}", file.display()))
+            .args(["--", "touch /tmp/opskit-sudo-must-not-run; id -u"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(21), "tty={tty}: {text}");
+        assert!(text.contains("[auth_failed]"), "{text}");
+        assert!(
+            text.contains("sudo on") && text.contains("refused the password"),
+            "{text}"
+        );
+        assert!(text.contains("the command was not run"), "{text}");
+        assert!(!text.contains("not-the-password"), "{text}");
+    }
+    assert!(!std::path::Path::new("/tmp/opskit-sudo-must-not-run").exists());
+    // `prompt` without a terminal: a usage error, nothing is run
+    e.keyed("run")
+        .args([e.target(0), "--sudo".into(), "--".into(), "true".into()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--sudo"));
+}
+
+#[test]
+fn env_is_sent_and_a_refused_name_fails_the_host() {
+    let Some(e) = Env::new() else { return };
+    if var("OPSKIT_TEST_SSHD_ACCEPT_ENV").is_none() {
+        return;
+    }
+    e.keyed("run")
+        .args([
+            e.target(0),
+            "--env".into(),
+            "OPSKIT_ONE=1".into(),
+            "-e".into(),
+            "OPSKIT_TWO=a b=c".into(),
+            "--".into(),
+            r#"echo "[$OPSKIT_ONE/$OPSKIT_TWO]""#.into(),
+        ])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("   [1/a b=c]"));
+    let out = e
+        .keyed("run")
+        .args([
+            e.target(0),
+            "-e".into(),
+            "OPSKIT_OK=1".into(),
+            "-e".into(),
+            "NOT_ACCEPTED=1".into(),
+            "--output".into(),
+            "json".into(),
+            "--".into(),
+            "echo ran".into(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(22));
+    let list = json(&out.stdout);
+    assert_eq!(list[0]["status"], "failed");
+    assert_eq!(list[0]["stdout"], "", "the command was not run");
+    let msg = list[0]["message"].as_str().unwrap();
+    assert!(msg.contains("refused --env NOT_ACCEPTED"), "{msg}");
+    assert!(
+        msg.contains("AcceptEnv") && msg.contains("not run"),
+        "{msg}"
+    );
+    e.keyed("run")
+        .args([e.target(0).as_str(), "-e", "NOEQUALS", "--", "true"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("NAME=VALUE"));
+}
+
+#[test]
+fn hosts_file_groups_select_hosts() {
+    let Some(e) = Env::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!(
+            "# the fleet\n{t0}\n\n[web]\n{t1}\n{t2}   # two web servers\n\n[db]\n{t2}\n\n[prod:children]\nweb\ndb\n",
+            t0 = e.target(0),
+            t1 = e.target(1),
+            t2 = e.target(2)
+        ),
+    )
+    .unwrap();
+    let run = |groups: &[&str]| {
+        let mut c = e.keyed("run");
+        c.arg("--hosts-file").arg(&hosts);
+        for g in groups {
+            c.args(["--group", g]);
+        }
+        c.args(["--output", "json", "--", "true"]);
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{groups:?}");
+        json(&out.stdout)
+            .iter()
+            .map(|r| r["host"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(&[]), [e.target(0), e.target(1), e.target(2)]);
+    assert_eq!(run(&["web"]), [e.target(1), e.target(2)]);
+    // a host in both groups runs once
+    assert_eq!(run(&["db", "web"]), [e.target(1), e.target(2)]);
+    assert_eq!(run(&["db"]), [e.target(2)]);
+    assert_eq!(run(&["prod"]), [e.target(1), e.target(2)]);
+    assert_eq!(run(&["ungrouped"]), [e.target(0)]);
+    // ls takes groups too (after its TARGET:PATH, with the same path)
+    let out = e
+        .keyed("ls")
+        .arg(format!("{}:/tmp", e.target(0)))
+        .arg("--hosts-file")
+        .arg(&hosts)
+        .args(["-g", "db", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let hosts_listed: Vec<String> = json(&out.stdout)
+        .iter()
+        .map(|r| r["host"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(hosts_listed, [e.target(0), e.target(2)]);
+    // an unknown group lists the groups
+    e.keyed("run")
+        .arg("--hosts-file")
+        .arg(&hosts)
+        .args(["--group", "wbe", "--", "true"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no group `wbe`"))
+        .stderr(predicate::str::contains("db, prod, web"));
+    // --group needs --hosts-file; sections Ansible has but we do not are refused by line
+    e.keyed("run")
+        .args(["--group", "web", "127.0.0.1", "--", "true"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--hosts-file"));
+    std::fs::write(&hosts, "[web]\nh1\n[web:vars]\nansible_user=x\n").unwrap();
+    e.keyed("run")
+        .arg("--hosts-file")
+        .arg(&hosts)
+        .args(["--", "true"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(":3:"))
+        .stderr(predicate::str::contains(
+            "[web:vars] sections are not supported",
         ));
 }
