@@ -490,7 +490,7 @@ impl Vault {
 fn kind_of(status: u16) -> String {
     match status {
         400 => "invalid request",
-        403 => "permission denied",
+        403 => "refused",
         405 => "unsupported operation",
         429 => "quota exceeded",
         500 => "internal error",

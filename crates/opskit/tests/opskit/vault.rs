@@ -871,7 +871,7 @@ fn vault_403_and_missing_token_errors() {
     ]));
     assert_eq!(code, 7, "{err}");
     assert!(
-        err.contains("HTTP 403") && err.contains("read secret/data/other: permission denied"),
+        err.contains("error: Vault refused (HTTP 403): read secret/data/other: permission denied"),
         "{err}"
     );
     assert!(
