@@ -98,4 +98,48 @@ pub enum Error {
         kind: crate::transfer::FailureKind,
         message: String,
     },
+    // --- raw sockets (net connect / listen) ---
+    /// Connecting (name resolution included) did not finish before the deadline.
+    #[error("connecting to {target} timed out after {after:?}")]
+    ConnectTimeout {
+        target: String,
+        after: std::time::Duration,
+    },
+    /// No connection or datagram came before the deadline of a listener.
+    #[error("nothing connected to {local} within {after:?}")]
+    AcceptTimeout {
+        local: String,
+        after: std::time::Duration,
+    },
+    /// No byte moved either way for the idle timeout: the connection was closed.
+    #[error("no data either way for {after:?}: closed the connection with {peer}")]
+    Idle {
+        peer: String,
+        after: std::time::Duration,
+    },
+    /// Could not connect to a Unix socket.
+    #[error("cannot connect to unix socket {path}: {source}")]
+    ConnectUnix {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Unix socket path that cannot be listened on (a live listener holds it, it is not a
+    /// socket, …); `reason` says which and what to do.
+    #[error("cannot listen on unix socket {path}: {reason}")]
+    BindUnix {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// The connection broke while bytes were moving (reset by the peer, …).
+    #[error(
+        "the connection with {peer} broke after {sent} bytes sent and {received} received: {source}"
+    )]
+    Broken {
+        peer: String,
+        sent: u64,
+        received: u64,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -5,6 +5,7 @@
 //! and a typed [`Error`], emits `tracing` events and reports progress through callbacks.
 
 pub mod echo;
+pub mod raw;
 mod error;
 pub mod transfer;
 

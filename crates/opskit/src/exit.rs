@@ -28,8 +28,11 @@ pub mod code {
     /// `opskit ssh`: a remote command failed (non-zero exit, signal, no exit status) or a transfer
     /// failed, or a host was skipped under `--fail-fast`; every host was reached.
     pub const SSH_REMOTE: u8 = 22;
-    /// `opskit net wait`: a target was not ready before `--timeout` (the command was not run).
+    /// `opskit net wait`: a target was not ready before `--timeout` (the command was not run);
+    /// `opskit net connect|listen`: a deadline passed (connect, accept, idle).
     pub const WAIT_TIMEOUT: u8 = 124;
+    /// `opskit net connect|listen`: the host name did not resolve (sysexits' `EX_NOHOST`).
+    pub const NO_SUCH_HOST: u8 = 68;
     /// `opskit monitor import-gatus`: the output was written, but some items were not converted
     /// (each is listed).
     pub const PARTLY_CONVERTED: u8 = 6;
@@ -56,6 +59,8 @@ Exit codes:
   opskit ssh exits with the first that applies of 20, 21, 3 (unreachable or timeout), 22, 0.
   124  net wait: a target was not ready before --timeout (the command was not run)
   opskit net check exits 1 when a target is not open, 3 when no target answered at all.
+  net connect/listen: 3 refused, unreachable or reset; 68 the host name does not resolve;
+  124 --connect-timeout, --accept-timeout or -w/--idle-timeout passed.
   6    monitor import-gatus: written, but some items were not converted (listed)
   7    vault: permission denied (HTTP 403: the token is missing, wrong, expired or not allowed)
   8    vault: no secret or field at the path (HTTP 404, or a deleted version)";

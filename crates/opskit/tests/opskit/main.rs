@@ -13,6 +13,7 @@ mod monitor;
 mod monitor_ha;
 mod monitor_inventory;
 mod net;
+mod net_raw;
 mod net_transfer;
 mod notify;
 mod prom;

@@ -11,8 +11,10 @@ pub use super::parse_duration;
 pub use crate::output::Format as Output;
 
 pub mod check;
+pub mod connect;
 pub mod dns;
 pub mod echo;
+pub mod listen;
 pub mod scan;
 pub mod transfer;
 pub mod wait;
@@ -40,6 +42,10 @@ pub enum NetCommand {
     Send(transfer::SendArgs),
     /// Receive files from `opskit net send` into a directory.
     Receive(transfer::ReceiveArgs),
+    /// Raw bytes between stdin/stdout and HOST:PORT (TCP, --udp or --unix), like nc.
+    Connect(connect::ConnectArgs),
+    /// Accept a connection on PORT (TCP, --udp or --unix) and move raw bytes, like nc -l.
+    Listen(listen::ListenArgs),
 }
 
 impl NetArgs {
@@ -52,6 +58,8 @@ impl NetArgs {
             NetCommand::Echo(cmd) => cmd.run(),
             NetCommand::Send(args) => transfer::send(args),
             NetCommand::Receive(args) => transfer::receive(args),
+            NetCommand::Connect(args) => args.run(),
+            NetCommand::Listen(args) => args.run(),
         }
     }
 }
