@@ -1,9 +1,11 @@
-"""Fixture API for bench/cli: one small JSON document and a paged CMDB-style host list.
+"""Fixture API for bench/cli: one small JSON document (also after ?ms=N of work at /work) and a
+paged CMDB-style host list.
 
 HTTP/1.1 with keep-alive, so clients that reuse connections can. Prints its port on stdout.
 """
 import json
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -42,6 +44,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urlparse(self.path)
         if url.path == "/small":
+            body = SMALL
+        elif url.path == "/work":
+            # a service that takes some time to answer (?ms=N), as a real health check does
+            time.sleep(int(parse_qs(url.query).get("ms", ["0"])[0]) / 1000)
             body = SMALL
         elif url.path == "/api/v1/hosts":
             q = parse_qs(url.query)

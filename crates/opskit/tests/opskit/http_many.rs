@@ -385,6 +385,64 @@ fn the_seeds_health_check_of_several_apis_is_one_command() {
 }
 
 #[test]
+fn a_named_profile_gives_every_line_its_base_url_and_auth_and_the_default_profile_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, _) = fixture();
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_profile = \"api\"\n[profiles.api]\nbase_url = \"{base}\"\nretries = 0\n\
+             [profiles.api.auth]\ntype = \"bearer\"\ntoken = \"env:HEALTH_TOKEN\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("paths.txt"),
+        format!("/health\n{base}/health\n"),
+    )
+    .unwrap();
+    let out = opskit(tmp.path())
+        .env("OPSKIT_CONFIG", &config)
+        .env("HEALTH_TOKEN", "t0ken")
+        .args([
+            "get",
+            "--input",
+            "paths.txt",
+            "--profile",
+            "api",
+            "--ordered",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = lines(&out.stdout);
+    assert_eq!(
+        rows[0]["url"],
+        format!("{base}/health"),
+        "relative to base_url"
+    );
+    assert_eq!(rows[0]["status"], 200, "with the profile's token");
+    assert_eq!(rows[1]["status"], 200);
+
+    // without --profile the config's default profile stays out: a list may hold other origins
+    let out = opskit(tmp.path())
+        .env("OPSKIT_CONFIG", &config)
+        .env("HEALTH_TOKEN", "t0ken")
+        .args(["get", "--input", "paths.txt", "--ordered"])
+        .output()
+        .unwrap();
+    let rows = lines(&out.stdout);
+    assert_eq!(rows[0]["error"]["kind"], "bad_url", "{}", rows[0]);
+    assert_eq!(rows[1]["status"], 401, "no token sent: {}", rows[1]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn urls_from_stdin_and_a_closed_stdout_ends_quietly() {
     let tmp = tempfile::tempdir().unwrap();
     let (base, _) = fixture();
