@@ -188,6 +188,16 @@ fn raw_output_prints_filtered_strings_unquoted_like_jq_r() {
         ".[] | .city, {id}",
     ]));
     assert_eq!(out, "Gwenborough\n{\"id\":1}\nWisokyburgh\n{\"id\":2}\n");
+    // with --paginate, item by item (no JSON array around them)
+    let (out, _) = run_ok(opskit(tmp.path()).args([
+        "get",
+        &url("/users"),
+        "--paginate",
+        "--filter",
+        ".name",
+        "-r",
+    ]));
+    assert_eq!(out, "Leanne\nErvin \"Jr\"\n");
     // -r makes no sense for csv and table: a usage error
     let (code, _, err) =
         run(opskit(tmp.path()).args(["get", &url("/users"), "-r", "--output", "csv"]));
