@@ -162,6 +162,15 @@ impl LoginAuth {
         }
     }
 
+    /// Whose tokens these are, to tell saved tokens apart: the username's source
+    /// (`env:OPS_USER`), or a hash of an inline username (never the value).
+    pub fn username_id(&self) -> String {
+        match &self.username {
+            Secret::Value(v) => format!("value:{}", crate::secret::fingerprint(v)),
+            other => other.source_id(),
+        }
+    }
+
     /// How long before `lifetime` runs out the token is renewed.
     pub(crate) fn skew_for(&self, lifetime: Duration) -> Duration {
         self.expiry_skew.min(lifetime / 2)

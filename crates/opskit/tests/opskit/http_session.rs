@@ -477,6 +477,22 @@ fn a_fastapi_password_form_login_is_kept_in_the_session() {
         1,
         "the second run reuses the token"
     );
+    // the tokens belong to alice: another username logs in itself (and bob is refused)
+    let cfg = tmp.path().join("config.toml");
+    let alice = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, alice.replace("\"alice\"", "\"bob\"")).unwrap();
+    let out = opskit(tmp.path())
+        .args(["get", "/users/me", "--profile", "api", "--session", "w"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    std::fs::write(&cfg, alice).unwrap();
+    me();
+    assert_eq!(
+        fx.logins.load(Ordering::SeqCst),
+        1,
+        "alice's token is still saved"
+    );
     // the API drops every token (no expiry was given, no refresh URL): 401, one new login
     fx.epoch.fetch_add(1, Ordering::SeqCst);
     me();

@@ -287,7 +287,7 @@ impl Session {
         let engine::Auth::Login(l) = auth else {
             return;
         };
-        let owner = (l.login_url.clone(), format!("{:?}", l.username));
+        let owner = (l.login_url.clone(), l.username_id());
         if let Ok(data) = self.data.lock()
             && let Some(saved) = &data.login
             && saved.login_url == owner.0
