@@ -45,8 +45,24 @@ use crate::{Error, Result};
 
 /// First bytes of every session.
 pub const MAGIC: [u8; 8] = *b"OPSKITXF";
-/// Protocol version spoken here.
+/// Protocol version of a session of plain files (`opskit net send FILE...`).
 pub const VERSION: u16 = 2;
+/// Protocol version of a directory tree session (`opskit net send -r DIR`): version 2 plus a
+/// relative path, an entry kind, a mode and a modification time in each header. A receiver
+/// speaks both; a sender uses 3 only for `-r`, so plain sends still reach version 2 receivers.
+pub const VERSION_TREE: u16 = 3;
+/// Longest relative path of a tree entry (`-r`), in bytes of UTF-8.
+pub const MAX_PATH: usize = 4096;
+/// Fixed part of a version 3 header: the version 2 fields, then kind u8, mode u32, mtime
+/// seconds i64, mtime nanoseconds u32.
+pub const HEADER_FIXED_TREE: usize = HEADER_FIXED + 1 + 4 + 8 + 4;
+/// Version 3 entry kind: a regular file (data follows, as in version 2).
+pub const KIND_FILE: u8 = 0;
+/// Version 3 entry kind: a directory (no data; answered with DONE at once).
+pub const KIND_DIR: u8 = 1;
+/// Permission bits a receiver applies from a version 3 header: setuid, setgid and sticky are
+/// dropped.
+pub const MODE_MASK: u32 = 0o777;
 /// Largest data chunk (frame payload) on the wire; the sender uses exactly this size.
 pub const MAX_CHUNK: usize = 1024 * 1024;
 /// Longest file name, in bytes of UTF-8.
@@ -198,6 +214,8 @@ pub struct FileReport {
     /// Where the data of this session started: 0, or the length of the partial file the
     /// receiver already had (`--resume`).
     pub resumed_from: u64,
+    /// A directory of a tree (`-r`): no data, no digest (`digest` is empty).
+    pub directory: bool,
 }
 
 /// Sender settings.
@@ -329,13 +347,48 @@ pub fn validate_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Checks a relative path of a tree entry from the wire (version 3): `/`-separated components,
+/// each a plain name as [`validate_name`] wants it; not absolute, no empty component, no `.` or
+/// `..`. Returns the components.
+pub fn validate_path(path: &str) -> std::result::Result<Vec<&str>, String> {
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if path.len() > MAX_PATH {
+        return Err(format!(
+            "the path is {} bytes long, the limit is {MAX_PATH}",
+            path.len()
+        ));
+    }
+    if path.starts_with('/') {
+        return Err(format!(
+            "the path {path:?} is absolute; only paths inside the target directory are accepted"
+        ));
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    for part in &parts {
+        if part.is_empty() {
+            return Err(format!(
+                "the path {path:?} has an empty component (`//` or a trailing `/`)"
+            ));
+        }
+        if *part == "." || *part == ".." {
+            return Err(format!(
+                "the path {path:?} has a {part:?} component; only paths inside the target directory are accepted"
+            ));
+        }
+        validate_name(part).map_err(|m| format!("in the path {path:?}: {m}"))?;
+    }
+    Ok(parts)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-fn hello(count: u32) -> [u8; HELLO_LEN] {
+fn hello(version: u16, count: u32) -> [u8; HELLO_LEN] {
     let mut h = [0u8; HELLO_LEN];
     h[..8].copy_from_slice(&MAGIC);
-    h[8..10].copy_from_slice(&VERSION.to_be_bytes());
+    h[8..10].copy_from_slice(&version.to_be_bytes());
     h[12..16].copy_from_slice(&count.to_be_bytes());
     h
 }
@@ -350,6 +403,40 @@ pub fn encode_header(name: &str, size: u64, checksum: Checksum, flags: u8) -> Ve
     v.push(flags);
     v.extend_from_slice(&(name.len() as u16).to_be_bytes());
     v.extend_from_slice(name.as_bytes());
+    v
+}
+
+/// What a version 3 header says besides the version 2 fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryAttrs {
+    /// [`KIND_FILE`] or [`KIND_DIR`].
+    pub kind: u8,
+    /// Mode bits (the receiver keeps `mode & 0o777`).
+    pub mode: u32,
+    /// Modification time: seconds since the Unix epoch (negative before it) and nanoseconds.
+    pub mtime: (i64, u32),
+}
+
+/// Encodes a version 3 (tree) header frame; `path` is the entry's relative path.
+pub fn encode_tree_header(
+    path: &str,
+    size: u64,
+    checksum: Checksum,
+    flags: u8,
+    attrs: EntryAttrs,
+) -> Vec<u8> {
+    let len = HEADER_FIXED_TREE + path.len();
+    let mut v = Vec::with_capacity(4 + len);
+    v.extend_from_slice(&(len as u32).to_be_bytes());
+    v.extend_from_slice(&size.to_be_bytes());
+    v.push(checksum.code());
+    v.push(flags);
+    v.extend_from_slice(&(path.len() as u16).to_be_bytes());
+    v.push(attrs.kind);
+    v.extend_from_slice(&attrs.mode.to_be_bytes());
+    v.extend_from_slice(&attrs.mtime.0.to_be_bytes());
+    v.extend_from_slice(&attrs.mtime.1.to_be_bytes());
+    v.extend_from_slice(path.as_bytes());
     v
 }
 
@@ -464,9 +551,133 @@ fn with_hashing(idle: Duration, bytes: u64) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // Sender
 
+#[derive(Debug, Clone)]
 struct Outgoing {
     path: PathBuf,
+    /// The name on the wire: a file name (version 2) or a relative path (version 3).
     name: String,
+    /// Version 3 (tree) entries: a directory rather than a file.
+    directory: Option<bool>,
+}
+
+/// A directory tree to send with [`send_tree`] (`opskit net send -r`), from [`plan_tree`].
+#[derive(Debug, Clone)]
+pub struct TreePlan {
+    entries: Vec<Outgoing>,
+    /// What is left out, with why: symbolic links and special files (sockets, FIFOs, devices).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl TreePlan {
+    /// Files and directories to send, in the order they go (each directory after its content).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Walks `dir` for [`send_tree`]: every regular file and directory under it (`dir` itself
+/// included, as the top directory of the paths: `DIR/a/b`), in name order, each directory
+/// after everything in it (so its time can be set last). Symbolic links are not followed and
+/// not sent (neither are sockets, FIFOs and devices): they are listed in
+/// [`TreePlan::skipped`]. A name that is not valid UTF-8 or not sendable is an error before
+/// anything is sent, as is a tree of more than [`MAX_FILES`] entries.
+pub fn plan_tree(dir: &Path) -> Result<TreePlan> {
+    let bad = |path: &Path, reason: String| Error::BadFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| bad(dir, format!("cannot read it: {e}")))?;
+    if !meta.is_dir() {
+        return Err(bad(dir, "not a directory (-r sends directories)".into()));
+    }
+    let top = match dir.file_name() {
+        Some(n) => n.to_owned(),
+        None => std::fs::canonicalize(dir)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_owned()))
+            .ok_or_else(|| bad(dir, "has no name to send it under (the root?)".into()))?,
+    };
+    let top = top
+        .to_str()
+        .ok_or_else(|| bad(dir, "the name is not valid UTF-8".into()))?
+        .to_owned();
+    validate_name(&top).map_err(|m| bad(dir, m))?;
+    let mut plan = TreePlan {
+        entries: Vec::new(),
+        skipped: Vec::new(),
+    };
+    walk(dir, &top, &mut plan)?;
+    if plan.entries.len() > MAX_FILES as usize {
+        return Err(bad(
+            dir,
+            format!(
+                "{} files and directories, the limit of one send is {MAX_FILES}",
+                plan.entries.len()
+            ),
+        ));
+    }
+    Ok(plan)
+}
+
+/// [`plan_tree`] below `dir`, whose path on the wire is `rel`.
+fn walk(dir: &Path, rel: &str, plan: &mut TreePlan) -> Result<()> {
+    let bad = |path: &Path, reason: String| Error::BadFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut children: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)
+        .and_then(|d| d.collect::<std::io::Result<Vec<_>>>())
+        .map_err(|e| bad(dir, format!("cannot list it: {e}")))?;
+    children.sort_by_key(|e| e.file_name());
+    for child in children {
+        let path = child.path();
+        let name = child
+            .file_name()
+            .to_str()
+            .ok_or_else(|| bad(&path, "the name is not valid UTF-8".into()))?
+            .to_owned();
+        validate_name(&name).map_err(|m| bad(&path, m))?;
+        let rel = format!("{rel}/{name}");
+        if rel.len() > MAX_PATH {
+            return Err(bad(
+                &path,
+                format!("the path is longer than {MAX_PATH} bytes"),
+            ));
+        }
+        let kind = child
+            .file_type()
+            .map_err(|e| bad(&path, format!("cannot read it: {e}")))?;
+        if kind.is_dir() {
+            walk(&path, &rel, plan)?;
+        } else if kind.is_file() {
+            plan.entries.push(Outgoing {
+                path,
+                name: rel,
+                directory: Some(false),
+            });
+        } else if kind.is_symlink() {
+            plan.skipped.push((
+                path,
+                "a symbolic link (links are not followed or sent)".into(),
+            ));
+        } else {
+            plan.skipped
+                .push((path, "not a regular file or directory".into()));
+        }
+        if plan.entries.len() > MAX_FILES as usize {
+            break;
+        }
+    }
+    plan.entries.push(Outgoing {
+        path: dir.to_owned(),
+        name: rel.to_owned(),
+        directory: Some(true),
+    });
+    Ok(())
 }
 
 fn plan(files: &[PathBuf]) -> Result<Vec<Outgoing>> {
@@ -486,6 +697,11 @@ fn plan(files: &[PathBuf]) -> Result<Vec<Outgoing>> {
             reason,
         };
         let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        if meta.is_dir() {
+            return Err(bad(
+                "not a regular file: a directory (send it with -r)".into()
+            ));
+        }
         if !meta.is_file() {
             return Err(bad("not a regular file".into()));
         }
@@ -503,6 +719,7 @@ fn plan(files: &[PathBuf]) -> Result<Vec<Outgoing>> {
         out.push(Outgoing {
             path: path.clone(),
             name,
+            directory: None,
         });
     }
     Ok(out)
@@ -578,17 +795,48 @@ pub async fn send_each(
     options: &SendOptions,
     progress: Option<ProgressFn>,
 ) -> Result<Vec<(PathBuf, SendOutcome)>> {
-    plan(files)?;
-    let mut out: Vec<(PathBuf, SendOutcome)> = Vec::with_capacity(files.len());
-    let mut rest: &[PathBuf] = files;
+    let planned = plan(files)?;
+    Ok(send_planned(addr, &planned, VERSION, options, progress).await)
+}
+
+/// Sends a directory tree planned by [`plan_tree`] (`opskit net send -r`, protocol version 3):
+/// each file as [`send_each`] sends files (checksummed, stored atomically, with its mode and
+/// modification time), each directory after its content (created with its mode and time).
+/// Refusals and failures follow [`send_each`]'s rule; the outcome of every entry, in order,
+/// with its path on the wire (`DIR/a/b`) and its local path.
+pub async fn send_tree(
+    addr: SocketAddr,
+    tree: &TreePlan,
+    options: &SendOptions,
+    progress: Option<ProgressFn>,
+) -> Vec<(String, PathBuf, SendOutcome)> {
+    let outcomes = send_planned(addr, &tree.entries, VERSION_TREE, options, progress).await;
+    tree.entries
+        .iter()
+        .zip(outcomes)
+        .map(|(e, (path, outcome))| (e.name.clone(), path, outcome))
+        .collect()
+}
+
+/// [`send_each`] of a plan, in sessions of `version`.
+async fn send_planned(
+    addr: SocketAddr,
+    planned: &[Outgoing],
+    version: u16,
+    options: &SendOptions,
+    progress: Option<ProgressFn>,
+) -> Vec<(PathBuf, SendOutcome)> {
+    let mut out: Vec<(PathBuf, SendOutcome)> = Vec::with_capacity(planned.len());
+    let mut rest: &[Outgoing] = planned;
     while !rest.is_empty() {
-        let (landed, err) = match send_files_inner(addr, rest, options, progress.clone()).await {
-            Ok(r) => (r, None),
-            Err((r, e)) => (r, Some(e)),
-        };
+        let (landed, err) =
+            match send_files_inner(addr, rest, version, options, progress.clone()).await {
+                Ok(r) => (r, None),
+                Err((r, e)) => (r, Some(e)),
+            };
         let n = landed.len();
-        for (path, report) in rest.iter().zip(landed) {
-            out.push((path.clone(), SendOutcome::Sent(report)));
+        for (o, report) in rest.iter().zip(landed) {
+            out.push((o.path.clone(), SendOutcome::Sent(report)));
         }
         rest = &rest[n..];
         let Some(e) = err else { break };
@@ -598,14 +846,14 @@ pub async fn send_each(
         // a protocol refusal (another version, a broken stream) ends the send: a new session
         // would meet the same answer
         let refused = matches!(&e, Error::Rejected { kind, .. } if *kind != FailureKind::Protocol);
-        out.push((failed.clone(), SendOutcome::Failed(e)));
+        out.push((failed.path.clone(), SendOutcome::Failed(e)));
         rest = after;
         if !refused {
-            out.extend(rest.iter().map(|p| (p.clone(), SendOutcome::NotSent)));
+            out.extend(rest.iter().map(|o| (o.path.clone(), SendOutcome::NotSent)));
             break;
         }
     }
-    Ok(out)
+    out
 }
 
 /// Sends `files` to the receiver at `addr`, one session; returns what landed, as verified by the
@@ -617,7 +865,8 @@ pub async fn send_files(
     options: &SendOptions,
     progress: Option<ProgressFn>,
 ) -> Result<Vec<FileReport>> {
-    send_files_inner(addr, files, options, progress)
+    let planned = plan(files)?;
+    send_files_inner(addr, &planned, VERSION, options, progress)
         .await
         .map_err(|(_, e)| e)
 }
@@ -625,11 +874,11 @@ pub async fn send_files(
 /// [`send_files`], returning on failure what landed before it.
 async fn send_files_inner(
     addr: SocketAddr,
-    files: &[PathBuf],
+    plan: &[Outgoing],
+    version: u16,
     options: &SendOptions,
     progress: Option<ProgressFn>,
 ) -> std::result::Result<Vec<FileReport>, (Vec<FileReport>, Error)> {
-    let plan = plan(files).map_err(|e| (Vec::new(), e))?;
     let count = plan.len();
     let mut reports = Vec::with_capacity(count);
     let start = async {
@@ -645,14 +894,14 @@ async fn send_files_inner(
         deadline(
             idle,
             || format!("sending the hello to {addr}"),
-            stream.write_all(&hello(count as u32)),
+            stream.write_all(&hello(version, count as u32)),
         )
         .await?;
         Ok::<_, Error>(stream)
     };
     let mut stream = start.await.map_err(|e| (Vec::new(), e))?;
     let idle = options.idle_timeout;
-    for (index, out) in plan.into_iter().enumerate() {
+    for (index, out) in plan.iter().cloned().enumerate() {
         match send_one(
             &mut stream,
             addr,
@@ -707,14 +956,37 @@ async fn send_one(
     options: &SendOptions,
     progress: Option<ProgressFn>,
 ) -> Result<FileReport> {
-    let Outgoing { path, name } = out;
+    let Outgoing {
+        path,
+        name,
+        directory,
+    } = out;
     let idle = options.idle_timeout;
     let checksum = options.checksum;
     let file = File::open(&path).map_err(io(format!("opening {}", path.display())))?;
-    let size = file
+    let meta = file
         .metadata()
-        .map_err(io(format!("reading {}", path.display())))?
-        .len();
+        .map_err(io(format!("reading {}", path.display())))?;
+    let is_dir = directory == Some(true);
+    if meta.is_dir() != is_dir {
+        return Err(Error::BadFile {
+            path,
+            reason: "it changed from file to directory or back while the send ran".into(),
+        });
+    }
+    let size = if is_dir { 0 } else { meta.len() };
+    // version 3 (tree): the mode and time go with the header
+    let attrs = directory.map(|d| {
+        use std::os::unix::fs::MetadataExt;
+        EntryAttrs {
+            kind: if d { KIND_DIR } else { KIND_FILE },
+            mode: meta.mode() & 0o7777,
+            mtime: (meta.mtime(), meta.mtime_nsec().clamp(0, 999_999_999) as u32),
+        }
+    });
+    if is_dir {
+        return send_dir(stream, peer, path, name, checksum, attrs, idle).await;
+    }
     let file = Arc::new(file);
     let reporter = Reporter {
         progress: progress.as_ref(),
@@ -728,10 +1000,14 @@ async fn send_one(
     // 1. Header, then ACCEPT (saying what the receiver already has) or a refusal. With
     //    --resume the receiver hashes its partial file before it answers.
     let flags = if options.resume { FLAG_RESUME } else { 0 };
+    let header = match attrs {
+        Some(a) => encode_tree_header(&name, size, checksum, flags, a),
+        None => encode_header(&name, size, checksum, flags),
+    };
     deadline(
         idle,
         || format!("sending the header of {name:?} to {peer}"),
-        stream.write_all(&encode_header(&name, size, checksum, flags)),
+        stream.write_all(&header),
     )
     .await?;
     let (have, theirs) = match read_reply(stream, with_hashing(idle, size), peer).await? {
@@ -871,7 +1147,52 @@ async fn send_one(
         digest: hex::encode(digest),
         sent: size - from,
         resumed_from: from,
+        directory: false,
     })
+}
+
+/// Sends a directory entry of a tree (version 3): a header, answered by DONE.
+async fn send_dir(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    path: PathBuf,
+    name: String,
+    checksum: Checksum,
+    attrs: Option<EntryAttrs>,
+    idle: Duration,
+) -> Result<FileReport> {
+    let Some(attrs) = attrs else {
+        return Err(Error::BadFile {
+            path,
+            reason: "a directory (send it with -r)".into(),
+        });
+    };
+    deadline(
+        idle,
+        || format!("sending the directory {name:?} to {peer}"),
+        stream.write_all(&encode_tree_header(&name, 0, checksum, 0, attrs)),
+    )
+    .await?;
+    match read_reply(stream, idle, peer).await? {
+        Reply::Done(..) => Ok(FileReport {
+            name,
+            path,
+            size: 0,
+            algorithm: checksum,
+            digest: String::new(),
+            sent: 0,
+            resumed_from: 0,
+            directory: true,
+        }),
+        Reply::Failed(kind, message) => Err(Error::Rejected {
+            file: name,
+            kind,
+            message,
+        }),
+        Reply::Accept { .. } => Err(Error::Protocol(format!(
+            "{peer} answered the directory {name:?} with ACCEPT"
+        ))),
+    }
 }
 
 /// Sends bytes `from..size` of `file` as chunks: a blocking thread reads and hashes each 1 MiB
@@ -1023,8 +1344,8 @@ pub async fn serve(
             if let Ok(mut w) = waiting.lock() {
                 w.retain(|(i, _)| *i != id);
             }
-            let count = match hello {
-                Ok(c) => c,
+            let hello = match hello {
+                Ok(h) => h,
                 Err(error) => {
                     tell_and_close(&mut stream, &error, options.idle_timeout).await;
                     events(SessionEvent::Failed { peer, error });
@@ -1053,7 +1374,7 @@ pub async fn serve(
             let ev = events.clone();
             let on_file = move |file: FileReport| ev(SessionEvent::Received { peer, file });
             if let Err(error) =
-                receive_after_hello(stream, count, &options, progress, on_file).await
+                receive_after_hello(stream, hello, &options, progress, on_file).await
             {
                 events(SessionEvent::Failed { peer, error });
             }
@@ -1071,8 +1392,15 @@ pub async fn serve(
     }
 }
 
-/// Reads and checks the hello; returns the announced file count.
-async fn read_hello(stream: &mut TcpStream, peer: SocketAddr, within: Duration) -> Result<u32> {
+/// A session's hello: its protocol version ([`VERSION`] or [`VERSION_TREE`]) and entry count.
+#[derive(Debug, Clone, Copy)]
+struct Hello {
+    version: u16,
+    count: u32,
+}
+
+/// Reads and checks the hello.
+async fn read_hello(stream: &mut TcpStream, peer: SocketAddr, within: Duration) -> Result<Hello> {
     let mut hello = [0u8; HELLO_LEN];
     deadline(
         within,
@@ -1087,12 +1415,12 @@ async fn read_hello(stream: &mut TcpStream, peer: SocketAddr, within: Duration) 
         ));
     }
     let version = u16::from_be_bytes([hello[8], hello[9]]);
-    if version != VERSION {
+    if version != VERSION && version != VERSION_TREE {
         return Err(refuse(
             FailureKind::Protocol,
             format!(
-                "protocol version {version} is not supported: this receiver speaks version {VERSION}; \
-                 use an opskit of the same release on both sides"
+                "protocol version {version} is not supported: this receiver speaks version {VERSION} \
+                 (and {VERSION_TREE} for directory trees); use an opskit of the same release on both sides"
             ),
         ));
     }
@@ -1103,7 +1431,7 @@ async fn read_hello(stream: &mut TcpStream, peer: SocketAddr, within: Duration) 
             format!("{count} files in one session, the limit is {MAX_FILES}"),
         ));
     }
-    Ok(count)
+    Ok(Hello { version, count })
 }
 
 /// Accepts one connection and receives its session (`opskit net receive --once`).
@@ -1115,13 +1443,13 @@ pub async fn receive_once(
     check_dir(&options.dir)?;
     // Only a valid hello starts the one session: a connection that sends nothing (a port scan,
     // a health check), junk or too slowly is answered, closed, and the wait goes on.
-    let (stream, count) = loop {
+    let (stream, hello) = loop {
         let (mut stream, peer) = listener
             .accept()
             .await
             .map_err(io("accepting a connection"))?;
         match read_hello(&mut stream, peer, options.hello_timeout).await {
-            Ok(count) => break (stream, count),
+            Ok(hello) => break (stream, hello),
             Err(e) => {
                 tracing::info!(%peer, error = %e, "not an opskit sender; still waiting");
                 tell_and_close(&mut stream, &e, options.idle_timeout).await;
@@ -1129,7 +1457,7 @@ pub async fn receive_once(
         }
     };
     let mut files = Vec::new();
-    receive_after_hello(stream, count, options, progress, |f| files.push(f)).await?;
+    receive_after_hello(stream, hello, options, progress, |f| files.push(f)).await?;
     Ok(files)
 }
 
@@ -1163,20 +1491,20 @@ pub async fn receive_session(
     on_file: impl FnMut(FileReport),
 ) -> Result<()> {
     let peer = stream.peer_addr().map_err(io("reading the peer address"))?;
-    let count = match read_hello(&mut stream, peer, options.hello_timeout).await {
-        Ok(c) => c,
+    let hello = match read_hello(&mut stream, peer, options.hello_timeout).await {
+        Ok(h) => h,
         Err(e) => {
             tell_and_close(&mut stream, &e, options.idle_timeout).await;
             return Err(e);
         }
     };
-    receive_after_hello(stream, count, options, progress, on_file).await
+    receive_after_hello(stream, hello, options, progress, on_file).await
 }
 
-/// [`receive_session`] once the hello (announcing `count` files) was read.
+/// [`receive_session`] once the hello was read.
 async fn receive_after_hello(
     mut stream: TcpStream,
-    count: u32,
+    hello: Hello,
     options: &ReceiveOptions,
     progress: Option<ProgressFn>,
     mut on_file: impl FnMut(FileReport),
@@ -1184,10 +1512,10 @@ async fn receive_after_hello(
     let peer = stream.peer_addr().map_err(io("reading the peer address"))?;
     let _ = stream.set_nodelay(true);
     let result = match options.session_timeout {
-        None => session(&mut stream, peer, count, options, progress, &mut on_file).await,
+        None => session(&mut stream, peer, hello, options, progress, &mut on_file).await,
         Some(limit) => match tokio::time::timeout(
             limit,
-            session(&mut stream, peer, count, options, progress, &mut on_file),
+            session(&mut stream, peer, hello, options, progress, &mut on_file),
         )
         .await
         {
@@ -1233,20 +1561,22 @@ async fn receive_after_hello(
 async fn session(
     stream: &mut TcpStream,
     peer: SocketAddr,
-    count: u32,
+    hello: Hello,
     options: &ReceiveOptions,
     progress: Option<ProgressFn>,
     on_file: &mut impl FnMut(FileReport),
 ) -> Result<()> {
     // Chunk buffers, allocated once per session and reused for every file.
     let mut pool: Vec<Vec<u8>> = (0..BUFFERS).map(|_| vec![0u8; MAX_CHUNK]).collect();
-    for index in 0..count as usize {
+    let count = hello.count as usize;
+    for index in 0..count {
         let file = receive_file(
             stream,
             peer,
+            hello.version,
             options,
             index,
-            count as usize,
+            count,
             progress.as_ref(),
             &mut pool,
         )
@@ -1261,21 +1591,33 @@ struct Header {
     size: u64,
     checksum: Checksum,
     resume: bool,
+    /// Version 3 (tree) sessions only.
+    attrs: Option<EntryAttrs>,
 }
 
-async fn read_header(stream: &mut TcpStream, peer: SocketAddr, idle: Duration) -> Result<Header> {
+async fn read_header(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    idle: Duration,
+    version: u16,
+) -> Result<Header> {
     let len = deadline(
         idle,
         || format!("reading a file header from {peer}"),
         stream.read_u32(),
     )
     .await? as usize;
-    if !(HEADER_FIXED..=HEADER_FIXED + MAX_NAME).contains(&len) {
+    let (fixed, longest) = if version == VERSION_TREE {
+        (HEADER_FIXED_TREE, MAX_PATH)
+    } else {
+        (HEADER_FIXED, MAX_NAME)
+    };
+    if !(fixed..=fixed + longest).contains(&len) {
         return Err(refuse(
             FailureKind::Protocol,
             format!(
-                "a file header of {len} bytes (valid: {HEADER_FIXED} to {})",
-                HEADER_FIXED + MAX_NAME
+                "a file header of {len} bytes (valid: {fixed} to {})",
+                fixed + longest
             ),
         ));
     }
@@ -1305,16 +1647,42 @@ async fn read_header(stream: &mut TcpStream, peer: SocketAddr, idle: Duration) -
         ));
     }
     let name_len = u16::from_be_bytes([buf[10], buf[11]]) as usize;
-    if name_len != len - HEADER_FIXED {
+    if name_len != len - fixed {
         return Err(refuse(
             FailureKind::Protocol,
             format!(
                 "the header says the name has {name_len} bytes but carries {}",
-                len - HEADER_FIXED
+                len - fixed
             ),
         ));
     }
-    let name = std::str::from_utf8(&buf[HEADER_FIXED..])
+    let attrs = if version == VERSION_TREE {
+        let t = &buf[HEADER_FIXED..HEADER_FIXED_TREE];
+        let attrs = EntryAttrs {
+            kind: t[0],
+            mode: u32::from_be_bytes([t[1], t[2], t[3], t[4]]),
+            mtime: (
+                i64::from_be_bytes([t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12]]),
+                u32::from_be_bytes([t[13], t[14], t[15], t[16]]),
+            ),
+        };
+        let bad = |m: String| Err(refuse(FailureKind::Protocol, m));
+        match attrs.kind {
+            KIND_FILE => {}
+            KIND_DIR if size != [0u8; 8] || flags != 0 => {
+                return bad("a directory entry with a size or flags".into());
+            }
+            KIND_DIR => {}
+            k => return bad(format!("entry kind {k} is not known to this receiver")),
+        }
+        if attrs.mtime.1 >= 1_000_000_000 {
+            return bad(format!("a modification time of {} ns", attrs.mtime.1));
+        }
+        Some(attrs)
+    } else {
+        None
+    };
+    let name = std::str::from_utf8(&buf[fixed..])
         .map_err(|_| {
             refuse(
                 FailureKind::BadName,
@@ -1327,6 +1695,7 @@ async fn read_header(stream: &mut TcpStream, peer: SocketAddr, idle: Duration) -
         size: u64::from_be_bytes(size),
         checksum,
         resume: flags & FLAG_RESUME != 0,
+        attrs,
     })
 }
 
@@ -1343,55 +1712,114 @@ struct Written {
     digest: std::io::Result<[u8; 32]>,
 }
 
+/// Files with at least this many bytes to receive are hashed on a thread of their own.
+const PARALLEL_HASH_MIN: u64 = 8 * MAX_CHUNK as u64;
+
 /// The blocking side of a receive: hashes each chunk and writes it at `start` onwards (all-zero
 /// chunks become holes), then sets the final length and fsyncs. When the data stops short
 /// (a cut), the file is left holding exactly the bytes that arrived.
+///
+/// With [`PARALLEL_HASH_MIN`] bytes or more to receive, the hash runs on a thread of its own,
+/// one chunk ahead of this thread's writes (hash and page-cache write in one thread were the
+/// receiver's slowest stage; docs/benchmarks.md).
 fn write_worker(
-    mut file: File,
+    file: File,
     start: u64,
     size: u64,
     mut hasher: Hasher,
     mut full_rx: mpsc::Receiver<(Vec<u8>, usize)>,
     free_tx: mpsc::Sender<Vec<u8>>,
+    attrs: Option<(EntryAttrs, std::time::SystemTime)>,
 ) -> Written {
     let mut written = 0u64;
-    let mut pending_hole = false;
-    let mut run = || -> std::io::Result<[u8; 32]> {
-        // whatever a partial file holds past `start` (a longer, older attempt) goes
-        file.set_len(start)?;
-        file.seek(SeekFrom::Start(start))?;
-        while let Some((buf, n)) = full_rx.blocking_recv() {
-            let data = &buf[..n];
-            hasher.update(data);
-            if is_zero(data) {
-                file.seek(SeekFrom::Current(n as i64))?;
-                pending_hole = true;
-            } else {
-                file.write_all(data)?;
-                pending_hole = false;
-            }
-            written += n as u64;
-            // The async side may be gone (error); then the buffer is simply dropped.
-            let _ = free_tx.blocking_send(buf);
-        }
-        if start + written != size {
-            file.set_len(start + written)?;
-            return Err(std::io::Error::other(format!(
-                "the data ended after {} of {size} bytes",
-                start + written
-            )));
-        }
-        if pending_hole || written == 0 {
-            file.set_len(size)?;
-        }
-        file.sync_all()?;
-        Ok(hasher.digest())
-    };
-    let digest = run();
-    Written {
-        bytes: written,
-        digest,
+    if size.saturating_sub(start) < PARALLEL_HASH_MIN {
+        let next = || {
+            let (buf, n) = full_rx.blocking_recv()?;
+            hasher.update(&buf[..n]);
+            Some((buf, n))
+        };
+        let r = write_chunks(file, start, size, next, free_tx, attrs, &mut written);
+        return Written {
+            bytes: written,
+            digest: r.map(|()| hasher.digest()),
+        };
     }
+    std::thread::scope(|s| {
+        let (hashed_tx, hashed_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
+        let hashing = s.spawn(move || {
+            while let Some((buf, n)) = full_rx.blocking_recv() {
+                hasher.update(&buf[..n]);
+                // the writer stopped (an error): so does the hash
+                if hashed_tx.send((buf, n)).is_err() {
+                    break;
+                }
+            }
+            hasher
+        });
+        // `free_tx` and `hashed_rx` go with `write_chunks`: when it fails, the socket reader
+        // sees the writer gone, stops, and with it the hashing thread.
+        let r = write_chunks(
+            file,
+            start,
+            size,
+            move || hashed_rx.recv().ok(),
+            free_tx,
+            attrs,
+            &mut written,
+        );
+        let digest = match hashing.join() {
+            Ok(h) => r.map(|()| h.digest()),
+            Err(_) => Err(std::io::Error::other("the hashing thread failed")),
+        };
+        Written {
+            bytes: written,
+            digest,
+        }
+    })
+}
+
+/// Writes the chunks `next` gives at `start` onwards (see [`write_worker`]), handing each
+/// buffer back through `free_tx`; counts the bytes in `written`.
+fn write_chunks(
+    mut file: File,
+    start: u64,
+    size: u64,
+    mut next: impl FnMut() -> Option<(Vec<u8>, usize)>,
+    free_tx: mpsc::Sender<Vec<u8>>,
+    attrs: Option<(EntryAttrs, std::time::SystemTime)>,
+    written: &mut u64,
+) -> std::io::Result<()> {
+    let mut pending_hole = false;
+    // whatever a partial file holds past `start` (a longer, older attempt) goes
+    file.set_len(start)?;
+    file.seek(SeekFrom::Start(start))?;
+    while let Some((buf, n)) = next() {
+        let data = &buf[..n];
+        if is_zero(data) {
+            file.seek(SeekFrom::Current(n as i64))?;
+            pending_hole = true;
+        } else {
+            file.write_all(data)?;
+            pending_hole = false;
+        }
+        *written += n as u64;
+        // The async side may be gone (error); then the buffer is simply dropped.
+        let _ = free_tx.blocking_send(buf);
+    }
+    if start + *written != size {
+        file.set_len(start + *written)?;
+        return Err(std::io::Error::other(format!(
+            "the data ended after {} of {size} bytes",
+            start + *written
+        )));
+    }
+    if pending_hole || *written == 0 {
+        file.set_len(size)?;
+    }
+    if let Some((attrs, mtime)) = attrs {
+        apply_attrs(&file, &attrs, mtime)?;
+    }
+    file.sync_all()
 }
 
 /// Where a file is written until it is verified.
@@ -1463,9 +1891,121 @@ fn open_partial(dir: &Path, name: &str) -> std::result::Result<(PathBuf, File), 
     Ok((path, file))
 }
 
+/// Under `root`, walks `parts` (directories of a tree entry's path): creates the missing ones
+/// (mode 0700 until their own entry sets theirs) when `create`, and refuses a component that is
+/// a symbolic link or not a directory, so no path leads out of `root`. Returns the directory.
+fn tree_dir(root: &Path, parts: &[&str], create: bool) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut dir = root.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        dir.push(part);
+        let shown = parts[..=i].join("/");
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(refuse(
+                    FailureKind::BadName,
+                    format!(
+                        "{shown:?} is a symbolic link on the receiver; paths are not followed through links"
+                    ),
+                ));
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(refuse(
+                    FailureKind::Exists,
+                    format!("{shown:?} exists on the receiver and is not a directory"),
+                ));
+            }
+            Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| {
+                        refuse(
+                            FailureKind::Io,
+                            format!("cannot create the directory {shown:?}: {e}"),
+                        )
+                    })?;
+            }
+            Err(e) => {
+                return Err(refuse(
+                    FailureKind::Io,
+                    format!("cannot use the directory {shown:?}: {e}"),
+                ));
+            }
+        }
+    }
+    Ok(dir)
+}
+
+/// The modification time of a version 3 header.
+fn entry_mtime(name: &str, (secs, nanos): (i64, u32)) -> Result<std::time::SystemTime> {
+    let epoch = std::time::UNIX_EPOCH;
+    let t = if secs >= 0 {
+        epoch.checked_add(Duration::new(secs.unsigned_abs(), nanos))
+    } else {
+        epoch
+            .checked_sub(Duration::from_secs(secs.unsigned_abs()))
+            .and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nanos))))
+    };
+    t.ok_or_else(|| {
+        refuse(
+            FailureKind::Protocol,
+            format!("{name:?}: the modification time {secs} s is out of range"),
+        )
+    })
+}
+
+/// Applies a tree entry's mode (setuid, setgid and sticky dropped) and modification time.
+fn apply_attrs(
+    file: &File,
+    attrs: &EntryAttrs,
+    mtime: std::time::SystemTime,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(attrs.mode & MODE_MASK))?;
+    file.set_times(std::fs::FileTimes::new().set_modified(mtime))
+}
+
+/// A directory entry of a tree session: created if missing (its parents too), then given its
+/// mode and time. The sender sends a directory after everything in it, so its time stays.
+fn receive_dir(
+    options: &ReceiveOptions,
+    parts: &[&str],
+    name: &str,
+    attrs: &EntryAttrs,
+) -> Result<PathBuf> {
+    let mtime = entry_mtime(name, attrs.mtime)?;
+    let dir = tree_dir(&options.dir, parts, true)?;
+    // opened without following a link: the walk above refused links, this refuses a late one
+    let fd = rustix::fs::open(
+        &dir,
+        rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| {
+        refuse(
+            FailureKind::Io,
+            format!("cannot open the directory {name:?}: {e}"),
+        )
+    })?;
+    apply_attrs(&File::from(fd), attrs, mtime).map_err(|e| {
+        refuse(
+            FailureKind::Io,
+            format!("cannot set the mode and time of the directory {name:?}: {e}"),
+        )
+    })?;
+    Ok(dir)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn receive_file(
     stream: &mut TcpStream,
     peer: SocketAddr,
+    version: u16,
     options: &ReceiveOptions,
     index: usize,
     count: usize,
@@ -1478,8 +2018,49 @@ async fn receive_file(
         size,
         checksum,
         resume,
-    } = read_header(stream, peer, idle).await?;
-    validate_name(&name).map_err(|m| refuse(FailureKind::BadName, m))?;
+        attrs,
+    } = read_header(stream, peer, idle, version).await?;
+    // Where it goes: the target directory (version 2), or a path inside it (version 3).
+    let (parent, target, tree) = match &attrs {
+        None => {
+            validate_name(&name).map_err(|m| refuse(FailureKind::BadName, m))?;
+            (options.dir.clone(), options.dir.join(&name), None)
+        }
+        Some(a) => {
+            let parts = validate_path(&name).map_err(|m| refuse(FailureKind::BadName, m))?;
+            if a.kind == KIND_DIR {
+                let path = receive_dir(options, &parts, &name, a)?;
+                deadline(
+                    idle,
+                    || format!("acknowledging {name:?} to {peer}"),
+                    stream.write_all(&encode_done(checksum, &[0u8; 32])),
+                )
+                .await?;
+                return Ok(FileReport {
+                    name: name.clone(),
+                    path,
+                    size: 0,
+                    algorithm: checksum,
+                    digest: String::new(),
+                    sent: 0,
+                    resumed_from: 0,
+                    directory: true,
+                });
+            }
+            let mtime = entry_mtime(&name, a.mtime)?;
+            let dirs: Vec<String> = parts[..parts.len() - 1]
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect();
+            let last = parts[parts.len() - 1];
+            let parent = {
+                let d: Vec<&str> = dirs.iter().map(String::as_str).collect();
+                tree_dir(&options.dir, &d, true)?
+            };
+            let target = parent.join(last);
+            (parent, target, Some((dirs, *a, mtime)))
+        }
+    };
     if let Some(max) = options.max_file_size
         && size > max
     {
@@ -1488,7 +2069,6 @@ async fn receive_file(
             format!("{name:?} is {size} bytes, this receiver accepts at most {max}"),
         ));
     }
-    let target = options.dir.join(&name);
     if !options.overwrite && std::fs::symlink_metadata(&target).is_ok() {
         return Err(refuse(
             FailureKind::Exists,
@@ -1510,8 +2090,7 @@ async fn receive_file(
     let mut hasher = checksum.hasher();
     let mut have = 0u64;
     let part = if resume {
-        let (path, file) =
-            open_partial(&options.dir, &name).map_err(|m| refuse(FailureKind::Io, m))?;
+        let (path, file) = open_partial(&parent, &name).map_err(|m| refuse(FailureKind::Io, m))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if len > 0 && len <= size {
             let f = file.try_clone().map_err(|e| {
@@ -1538,7 +2117,7 @@ async fn receive_file(
             tempfile::Builder::new()
                 .prefix(".opskit-recv-")
                 .suffix(".part")
-                .tempfile_in(&options.dir)
+                .tempfile_in(&parent)
                 .map_err(|e| {
                     refuse(
                         FailureKind::Io,
@@ -1582,8 +2161,9 @@ async fn receive_file(
     for buf in pool.drain(..) {
         let _ = free_tx.try_send(buf);
     }
+    let tree_attrs = tree.as_ref().map(|(_, a, t)| (*a, *t));
     let worker = tokio::task::spawn_blocking(move || {
-        write_worker(file, from, size, hasher, full_rx, free_tx)
+        write_worker(file, from, size, hasher, full_rx, free_tx, tree_attrs)
     });
 
     // 3. Read frames while the worker hashes and writes the previous ones. Each read has the
@@ -1729,6 +2309,15 @@ async fn receive_file(
             ),
         ));
     }
+    // the path is walked again right before the rename: a directory swapped for a link while
+    // the data came is refused, not followed
+    if let Some((dirs, ..)) = &tree {
+        let d: Vec<&str> = dirs.iter().map(String::as_str).collect();
+        if let Err(e) = tree_dir(&options.dir, &d, false) {
+            part.discard();
+            return Err(e);
+        }
+    }
     if let Err(e) = part.persist(&target, options.overwrite) {
         // The temporary or partial file is removed with it.
         let kind = if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -1741,7 +2330,7 @@ async fn receive_file(
             format!("cannot store {name:?} on the receiver: {e}"),
         ));
     }
-    if let Ok(dir) = File::open(&options.dir) {
+    if let Ok(dir) = File::open(&parent) {
         let _ = dir.sync_all();
     }
     deadline(
@@ -1759,5 +2348,6 @@ async fn receive_file(
         digest: hex::encode(actual),
         sent: size - from,
         resumed_from: from,
+        directory: false,
     })
 }

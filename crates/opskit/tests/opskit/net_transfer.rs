@@ -667,3 +667,325 @@ fn a_receiver_answers_an_old_sender_with_its_protocol_version() {
     assert!(msg.contains("version 2"), "{msg}");
     assert!(std::fs::read_dir(dst.path()).unwrap().next().is_none());
 }
+
+/// Sets the modification time of a file or directory (seconds since the epoch).
+fn set_mtime(path: &Path, secs: u64) {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    std::fs::File::open(path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Every entry under `root` (not following links): relative path → (kind, mode, mtime s, bytes).
+fn tree_of(root: &Path) -> std::collections::BTreeMap<String, (char, u32, i64, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(
+        root: &Path,
+        dir: &Path,
+        out: &mut std::collections::BTreeMap<String, (char, u32, i64, Vec<u8>)>,
+    ) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let (kind, bytes) = if m.file_type().is_symlink() {
+                ('l', Vec::new())
+            } else if m.is_dir() {
+                walk(root, &path, out);
+                ('d', Vec::new())
+            } else {
+                ('f', std::fs::read(&path).unwrap())
+            };
+            out.insert(rel, (kind, m.mode() & 0o7777, m.mtime(), bytes));
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+#[test]
+fn send_r_copies_a_tree_with_modes_times_and_empty_dirs() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let site = src.path().join("site");
+    std::fs::create_dir_all(site.join("bin")).unwrap();
+    std::fs::create_dir_all(site.join("data/deeper")).unwrap();
+    std::fs::create_dir_all(site.join("empty")).unwrap();
+    std::fs::write(site.join("secret.txt"), "only me\n").unwrap();
+    std::fs::write(site.join("bin/run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::write(site.join("bin/suid"), "x").unwrap();
+    std::fs::write(site.join("data/deeper/leaf.bin"), noise(3 << 20, 7)).unwrap();
+    std::fs::write(site.join("data/zero-length"), "").unwrap();
+    std::os::unix::fs::symlink("secret.txt", site.join("link-to-secret")).unwrap();
+    set_mode(&site.join("secret.txt"), 0o600);
+    set_mode(&site.join("bin/run.sh"), 0o755);
+    set_mode(&site.join("bin/suid"), 0o4755);
+    set_mode(&site.join("data/deeper/leaf.bin"), 0o640);
+    set_mode(&site.join("data/zero-length"), 0o444);
+    set_mode(&site.join("empty"), 0o700);
+    set_mode(&site.join("bin"), 0o755);
+    set_mode(&site.join("data/deeper"), 0o750);
+    set_mode(&site, 0o751);
+    // times last, deepest first (writing into a directory changes its time)
+    for (i, rel) in [
+        "secret.txt",
+        "bin/run.sh",
+        "bin/suid",
+        "data/deeper/leaf.bin",
+        "data/zero-length",
+        "data/deeper",
+        "data",
+        "bin",
+        "empty",
+        "",
+    ]
+    .iter()
+    .enumerate()
+    {
+        set_mtime(&site.join(rel), 1_500_000_000 + i as u64 * 86_400);
+    }
+    let rx = receiver(dst.path(), &[]);
+    let out = opskit()
+        .args(["net", "send", "-r"])
+        .arg(&site)
+        .arg(&rx.addr)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning: skipped"))
+        .stderr(predicate::str::contains("link-to-secret: a symbolic link"));
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains("sent site/data/deeper/leaf.bin (3145728 bytes, blake3 "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("sent site/empty/ (directory)"), "{stdout}");
+    let (code, rx_out, rx_err) = rx.wait();
+    assert_eq!(code, 0, "{rx_out}{rx_err}");
+    assert!(rx_out.contains("received site/bin/run.sh"), "{rx_out}");
+
+    let mut want = tree_of(src.path());
+    want.remove("site/link-to-secret");
+    // setuid, setgid and sticky are dropped on the receiver
+    want.get_mut("site/bin/suid").unwrap().1 = 0o755;
+    let got = tree_of(dst.path());
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "the same entries, the link left out, no temporary files"
+    );
+    for (rel, (kind, mode, mtime, bytes)) in &want {
+        let g = &got[rel];
+        assert_eq!(g.0, *kind, "{rel}: kind");
+        assert_eq!(g.1, *mode, "{rel}: mode {:o} vs {:o}", g.1, mode);
+        assert_eq!(g.2, *mtime, "{rel}: modification time");
+        assert!(g.3 == *bytes, "{rel}: contents");
+    }
+}
+
+/// Sends one version 3 (tree) header for `path` to `addr` and returns the reply's status byte
+/// and message (a hand-crafted sender).
+fn send_tree_header(addr: &str, path: &str, kind: u8) -> (u8, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut msg = b"OPSKITXF".to_vec();
+    msg.extend_from_slice(&3u16.to_be_bytes());
+    msg.extend_from_slice(&0u16.to_be_bytes());
+    msg.extend_from_slice(&1u32.to_be_bytes());
+    let size: u64 = if kind == 0 { 1 } else { 0 };
+    msg.extend_from_slice(&((29 + path.len()) as u32).to_be_bytes());
+    msg.extend_from_slice(&size.to_be_bytes());
+    msg.push(1); // blake3
+    msg.push(0); // flags
+    msg.extend_from_slice(&(path.len() as u16).to_be_bytes());
+    msg.push(kind);
+    msg.extend_from_slice(&0o644u32.to_be_bytes());
+    msg.extend_from_slice(&1_600_000_000i64.to_be_bytes());
+    msg.extend_from_slice(&0u32.to_be_bytes());
+    msg.extend_from_slice(path.as_bytes());
+    s.write_all(&msg).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    (body[0], String::from_utf8_lossy(&body[1..]).into_owned())
+}
+
+#[test]
+fn a_crafted_tree_sender_cannot_write_outside_the_target_directory() {
+    let dst = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let target = dst.path().join("target");
+    std::fs::create_dir(&target).unwrap();
+    // a link inside the target directory that points out of it
+    std::os::unix::fs::symlink(outside.path(), target.join("out")).unwrap();
+    std::fs::write(target.join("plain"), "a file").unwrap();
+    let server = Server::start(&[
+        "net",
+        "receive",
+        "--bind",
+        "127.0.0.1:0",
+        "--dir",
+        target.to_str().unwrap(),
+        "--timeout",
+        "20s",
+    ]);
+    let evil = format!("{}/evil", outside.path().display());
+    for (path, kind) in [
+        ("../evil", 0u8),
+        ("a/../../evil", 0),
+        (evil.as_str(), 0),
+        ("a//evil", 0),
+        ("a/./evil", 0),
+        ("evil/", 0),
+        ("out/evil", 0),
+        ("out/sub/evil", 0),
+        ("out", 1),
+        ("out/newdir", 1),
+        ("../evil-dir", 1),
+        ("a\\..\\..\\evil", 0),
+        ("a/\u{1b}[31mred", 0),
+        ("plain/evil", 0),
+    ] {
+        let (status, msg) = send_tree_header(&server.addr, path, kind);
+        assert!(
+            status == 0x10 || (path.starts_with("plain") && status == 0x11),
+            "{path:?} (kind {kind}) was not refused: status {status:#04x} {msg}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(outside.path()).unwrap().next().is_none(),
+        "nothing was written through the link"
+    );
+    assert!(!dst.path().join("evil").exists());
+    assert!(!dst.path().join("evil-dir").exists());
+    let mut names: Vec<String> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["out", "plain"],
+        "nothing else is created in the target"
+    );
+    drop(server);
+}
+
+#[test]
+fn send_r_to_an_older_receiver_gives_a_clear_protocol_version_error() {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir(src.path().join("d")).unwrap();
+    std::fs::write(src.path().join("d/a.txt"), "x").unwrap();
+    let addr = version_1_receiver();
+    opskit()
+        .args(["net", "send", "-r"])
+        .arg(src.path().join("d"))
+        .arg(&addr)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "protocol version 3 is not supported",
+        ));
+}
+
+#[test]
+fn send_r_resume_continues_a_cut_file_of_the_tree() {
+    const SIZE: usize = 24 << 20;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let tree = src.path().join("t");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    let data = noise(SIZE, 5);
+    std::fs::write(tree.join("sub/vm.img"), &data).unwrap();
+    std::fs::write(tree.join("z.txt"), "last").unwrap();
+    let server = Server::start(&[
+        "net",
+        "receive",
+        "--bind",
+        "127.0.0.1:0",
+        "--dir",
+        dst.path().to_str().unwrap(),
+        "--timeout",
+        "20s",
+    ]);
+    let lines = |out: &[u8]| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    // 1. cut at 40% of the big file: it fails, the entries after it are not sent
+    let relay = cutting_relay(&server.addr, SIZE as u64 * 4 / 10);
+    let out = opskit()
+        .args([
+            "net",
+            "send",
+            "-r",
+            "--resume",
+            "--timeout",
+            "10s",
+            "--output",
+            "json",
+        ])
+        .arg(&tree)
+        .arg(&relay)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .failure();
+    let first = lines(&out.get_output().stdout);
+    assert_eq!(first[0]["name"], "t/sub/vm.img", "{first:?}");
+    assert_eq!(first[0]["status"], "failed", "{first:?}");
+    assert!(
+        first[1..].iter().all(|l| l["status"] == "not_sent"),
+        "{first:?}"
+    );
+    server
+        .stderr
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the receiver reports the cut");
+    assert!(!dst.path().join("t/sub/vm.img").exists());
+
+    // 2. again: the big file continues where it was cut, the rest follows
+    let out = opskit()
+        .args(["net", "send", "-r", "--resume", "--output", "json"])
+        .arg(&tree)
+        .arg(&server.addr)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    let second = lines(&out.get_output().stdout);
+    let big = second
+        .iter()
+        .find(|l| l["name"] == "t/sub/vm.img")
+        .unwrap_or_else(|| panic!("{second:?}"));
+    let resumed = big["resumed_from"].as_u64().unwrap();
+    assert!(resumed > 0 && resumed <= SIZE as u64 * 4 / 10, "{big}");
+    assert_eq!(big["sent"].as_u64().unwrap(), SIZE as u64 - resumed);
+    assert_eq!(
+        std::fs::read(dst.path().join("t/sub/vm.img")).unwrap(),
+        data
+    );
+    assert_eq!(std::fs::read(dst.path().join("t/z.txt")).unwrap(), b"last");
+    let mut names: Vec<String> = std::fs::read_dir(dst.path().join("t/sub"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["vm.img"], "no partial file is left");
+    drop(server);
+}

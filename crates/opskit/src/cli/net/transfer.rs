@@ -47,11 +47,21 @@ impl From<ChecksumArg> for Checksum {
 }
 
 #[derive(Debug, Args)]
-#[command(override_usage = "opskit net send [OPTIONS] FILE... ADDR")]
+#[command(
+    override_usage = "opskit net send [OPTIONS] FILE... ADDR\n       opskit net send -r [OPTIONS] DIR ADDR"
+)]
 pub struct SendArgs {
-    /// Files to send, then the receiver's `host:port` (IPv6 as `[addr]:port`).
+    /// Files to send (or with `-r` one directory), then the receiver's `host:port` (IPv6 as
+    /// `[addr]:port`).
     #[arg(value_name = "FILE|ADDR", num_args = 2.., required = true)]
     args: Vec<String>,
+    /// Send a directory tree, as `scp -rp`: every file and directory under DIR (DIR's own
+    /// name first: `DIR/a/b`), with modes (setuid, setgid and sticky dropped) and modification
+    /// times; each file checksummed and stored atomically. Symbolic links are not followed or
+    /// sent: each is skipped with a warning. Needs a receiver of the same release (protocol
+    /// version 3).
+    #[arg(short = 'r', long)]
+    recursive: bool,
     /// Deadline for the TCP connect.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     connect_timeout: Duration,
@@ -187,10 +197,20 @@ fn print_report(output: Output, verb: &str, f: &FileReport, peer: Option<SocketA
                 "resumed_from": f.resumed_from,
                 "status": verb,
             });
+            if f.directory {
+                v["directory"] = json!(true);
+            }
             if let Some(p) = peer {
                 v["peer"] = json!(p.to_string());
             }
             println!("{v}");
+        }
+        Output::Text if f.directory => {
+            let from = peer.map(|p| format!(" from {p}")).unwrap_or_default();
+            println!(
+                "{verb} {}/ (directory){from}",
+                crate::peer_text::line(&f.name)
+            );
         }
         Output::Text => {
             let resumed = if f.resumed_from > 0 {
@@ -225,6 +245,13 @@ pub fn send(args: SendArgs) -> anyhow::Result<u8> {
         );
     }
     let files: Vec<PathBuf> = rest.into_iter().map(PathBuf::from).collect();
+    if args.recursive && files.len() != 1 {
+        return Err(
+            Failure::usage("-r sends one directory: give DIR, then the receiver's ADDR")
+                .with_hint("opskit net send -r ./site 10.0.0.5:7070 (once per directory)")
+                .into(),
+        );
+    }
     let options = SendOptions {
         connect_timeout: args.connect_timeout,
         idle_timeout: args.timeout,
@@ -232,21 +259,43 @@ pub fn send(args: SendArgs) -> anyhow::Result<u8> {
         resume: args.resume,
     };
     let output = args.output;
+    // -r: the tree is walked before connecting; what cannot be sent is said first
+    let tree = match (args.recursive, files.first()) {
+        (true, Some(dir)) => {
+            let tree = transfer::plan_tree(dir).map_err(failure::net)?;
+            for (path, why) in &tree.skipped {
+                eprintln!(
+                    "warning: skipped {}: {why}",
+                    crate::peer_text::line(&path.display().to_string())
+                );
+            }
+            Some(tree)
+        }
+        _ => None,
+    };
     crate::block_on(async move {
         let addr = resolve(&addr_spec, options.connect_timeout).await?;
         let (progress, bar) = progress_bar(output == Output::Text);
-        let result = transfer::send_each(addr, &files, &options, progress).await;
+        let result: Vec<(String, PathBuf, SendOutcome)> = match &tree {
+            Some(tree) => transfer::send_tree(addr, tree, &options, progress).await,
+            None => transfer::send_each(addr, &files, &options, progress)
+                .await
+                .map_err(failure::net)?
+                .into_iter()
+                .map(|(path, outcome)| (shown_name(&path), path, outcome))
+                .collect(),
+        };
         bar.finish_and_clear();
         // every file's outcome, in order; the exit code is the first failure's
         let mut first_failure: Option<Error> = None;
-        for (path, outcome) in result.map_err(failure::net)? {
+        for (name, path, outcome) in result {
             match outcome {
                 SendOutcome::Sent(f) => print_report(output, "sent", &f, None),
                 SendOutcome::Failed(e) => {
-                    print_failed(output, &path, &e);
+                    print_failed(output, &name, &path, &e);
                     first_failure.get_or_insert(e);
                 }
-                SendOutcome::NotSent => print_not_sent(output, &path),
+                SendOutcome::NotSent => print_not_sent(output, &name, &path),
             }
         }
         match first_failure {
@@ -263,7 +312,7 @@ fn shown_name(path: &std::path::Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-fn print_failed(output: Output, path: &std::path::Path, e: &Error) {
+fn print_failed(output: Output, name: &str, path: &std::path::Path, e: &Error) {
     let (status, kind) = match e {
         Error::Rejected { kind, .. } => ("refused", Some(kind.to_string())),
         _ => ("failed", None),
@@ -271,26 +320,26 @@ fn print_failed(output: Output, path: &std::path::Path, e: &Error) {
     match output {
         Output::Json => println!(
             "{}",
-            json!({"name": shown_name(path), "path": path, "status": status, "kind": kind, "error": e.to_string()})
+            json!({"name": name, "path": path, "status": status, "kind": kind, "error": e.to_string()})
         ),
         // the receiver's words are peer text: escaped, so they cannot forge lines
         Output::Text => println!(
             "{status} {}: {}",
-            crate::peer_text::line(&shown_name(path)),
+            crate::peer_text::line(name),
             crate::peer_text::line(&e.to_string())
         ),
     }
 }
 
-fn print_not_sent(output: Output, path: &std::path::Path) {
+fn print_not_sent(output: Output, name: &str, path: &std::path::Path) {
     match output {
         Output::Json => println!(
             "{}",
-            json!({"name": shown_name(path), "path": path, "status": "not_sent"})
+            json!({"name": name, "path": path, "status": "not_sent"})
         ),
         Output::Text => println!(
             "not sent {}: an earlier failure ended the send",
-            crate::peer_text::line(&shown_name(path))
+            crate::peer_text::line(name)
         ),
     }
 }
