@@ -1117,3 +1117,58 @@ fn vault_reference_in_monitor_checks_is_fetched_once() {
     );
     fx.assert_clean();
 }
+
+#[test]
+fn vault_kv_takes_address_and_token_from_a_profile() {
+    let fx = Fixture::start();
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[profiles.vault]\nbase_url = \"{}\"\n[profiles.vault.auth]\ntype = \"bearer\"\ntoken = \"env:MY_VAULT_TOKEN\"\n",
+            fx.url
+        ),
+    )
+    .unwrap();
+    let table = run_ok(
+        opskit(&fx, home.path())
+            .env_remove("VAULT_ADDR")
+            .env_remove("VAULT_TOKEN")
+            .env("MY_VAULT_TOKEN", ROOT)
+            .env("OPSKIT_CONFIG", &cfg)
+            .args([
+                "vault",
+                "kv",
+                "get",
+                "secret/github",
+                "--profile",
+                "vault",
+                "--output",
+                "table",
+            ]),
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("key") && l.contains("value")),
+        "{table}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("user") && l.contains("deploy-bot")),
+        "{table}"
+    );
+    // no profile, no VAULT_ADDR: a usage error that says what to set
+    let (code, _, err) = run(opskit(&fx, home.path()).env_remove("VAULT_ADDR").args([
+        "vault",
+        "kv",
+        "get",
+        "secret/github",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("VAULT_ADDR"), "{err}");
+    fx.assert_clean();
+}
