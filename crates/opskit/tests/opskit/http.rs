@@ -1797,7 +1797,7 @@ fn out_file_saves_the_body_and_never_overwrites_without_overwrite() {
 
 /// A self-signed certificate for `names`, marked as a CA as `openssl req -x509` makes it:
 /// (certificate PEM, key PEM).
-fn self_signed(names: &[&str]) -> (String, String) {
+pub(crate) fn self_signed(names: &[&str]) -> (String, String) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params =
         rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -1808,7 +1808,7 @@ fn self_signed(names: &[&str]) -> (String, String) {
 }
 
 /// An HTTPS server on 127.0.0.1:0 presenting `cert_pem`; every path answers `{"tls": true}`.
-fn https_server(cert_pem: &str, key_pem: &str) -> u16 {
+pub(crate) fn https_server(cert_pem: &str, key_pem: &str) -> u16 {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())

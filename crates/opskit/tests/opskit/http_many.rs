@@ -581,3 +581,48 @@ fn timing_shows_each_phase_and_a_total_above_them() {
     assert!(t["total_ms"].as_f64().is_some(), "{t}");
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn timing_of_https_says_the_tls_handshake_is_inside_the_connect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = super::http::self_signed(&["localhost", "127.0.0.1"]);
+    let port = super::http::https_server(&cert, &key);
+    std::fs::write(tmp.path().join("ca.pem"), &cert).unwrap();
+    let url = format!("https://localhost:{port}/");
+    let out = opskit(tmp.path())
+        .args(["get", &url, "--ca-bundle", "ca.pem", "--timing=json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let t: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    let total = t["total_ms"].as_f64().unwrap();
+    let connect = t["connect_ms"].as_f64().expect("the connection was timed");
+    assert!(
+        connect <= total && t["dns_ms"].as_f64().unwrap() <= total,
+        "{t}"
+    );
+    // not split from the TCP connect: no number made up for it
+    assert!(t["tls_ms"].is_null(), "{t}");
+    assert!(
+        t["notes"]["tls"]
+            .as_str()
+            .unwrap()
+            .contains("not measured apart"),
+        "{t}"
+    );
+    assert!(
+        t["notes"]["connect"]
+            .as_str()
+            .unwrap()
+            .contains("TLS handshake"),
+        "{t}"
+    );
+
+    let out = opskit(tmp.path())
+        .args(["get", &url, "--ca-bundle", "ca.pem", "--timing"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("connect + tls"), "{stderr}");
+}
