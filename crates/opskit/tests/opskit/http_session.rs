@@ -408,6 +408,15 @@ fn fastapi_fixture() -> (String, Arc<Fixture>) {
                     }),
                 )
                 .route(
+                    "/refuses-every-token",
+                    get(|| async {
+                        (
+                            StatusCode::UNAUTHORIZED,
+                            axum::Json(json!({"detail": "Not authenticated"})),
+                        )
+                    }),
+                )
+                .route(
                     "/cookie/set",
                     get(|| async {
                         (
@@ -527,6 +536,48 @@ fn a_fastapi_password_form_login_is_kept_in_the_session() {
         "{all}"
     );
     assert!(!all.contains("not-the-pw-99"), "{all}");
+}
+
+/// An API that answers 401 to every token: one login, then a clear error, never a loop of
+/// logins.
+#[test]
+fn a_request_logs_in_at_most_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, fx) = fastapi_fixture();
+    fastapi_profile(tmp.path(), &base);
+    std::fs::write(tmp.path().join("pw.txt"), "wonderland-pw\n").unwrap();
+    let out = opskit(tmp.path())
+        .args([
+            "get",
+            "/refuses-every-token",
+            "--profile",
+            "api",
+            "--session",
+            "l",
+        ])
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("just issued"), "{all}");
+    assert_eq!(fx.logins.load(Ordering::SeqCst), 1, "{all}");
+    // with a saved token: the 401 brings one new login (no refresh URL) and one replay, whose
+    // 401 is the answer (exit 4 under --check-status)
+    let out = opskit(tmp.path())
+        .args([
+            "get",
+            "/refuses-every-token",
+            "--profile",
+            "api",
+            "--session",
+            "l",
+            "--check-status",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("Not authenticated"), "{}", text(&out));
+    assert_eq!(fx.logins.load(Ordering::SeqCst), 2);
 }
 
 #[test]
