@@ -860,20 +860,23 @@ fn run_on_inventory_servers_selected_from_opskit_serve() {
 
 // ---- issue 17: ProxyJump / -J, -t, --sudo, --env, hosts-file groups ----
 
-/// A shell line that prints how the target sees its client's socket: through a jump host the
-/// connection comes from the bastion's sshd, which runs as the test user (`uid:N` of the user);
-/// a direct connection comes from this test process.
-const CLIENT_SOCKET: &str = r#"ss -Htne state established "( sport = :$(echo "$SSH_CONNECTION" | cut -d' ' -f2) )"; echo "me=uid:$(id -u)""#;
+/// A shell line that prints who owns the client end of the target's SSH connection (from
+/// /proc/net/tcp, the same machine here): through a jump host that is the bastion's sshd, which
+/// runs as the test user; a direct connection's is this test process (root).
+const CLIENT_SOCKET: &str = r#"hex=$(printf ':%04X' "$(echo "$SSH_CONNECTION" | cut -d' ' -f2)"); awk -v h="$hex" '$2 ~ h"$" { print "owner=uid:" $8 }' /proc/net/tcp; echo "me=uid:$(id -u)""#;
 
 fn came_through_sshd(stdout: &str) -> bool {
-    let me = stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("me="))
-        .expect("the uid line")
-        .to_string();
-    stdout
-        .lines()
-        .any(|l| !l.contains("me=") && l.contains(&format!("{me} ")))
+    let field = |key: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(key).map(str::to_owned))
+            .collect()
+    };
+    let me = field("me=");
+    let owners = field("owner=");
+    assert_eq!(me.len(), 1, "{stdout}");
+    assert!(!owners.is_empty(), "the client socket was found: {stdout}");
+    owners.contains(&me[0])
 }
 
 #[test]
