@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use opskit_http::{Auth, Client, ClientConfig, RateLimit, RetryPolicy, Secret, Timeouts};
+use opskit_http::{Client, ClientConfig, RateLimit, RetryPolicy, Secret, Timeouts};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
@@ -492,16 +492,9 @@ impl JiraClient {
         options: &DeliveryOptions,
     ) -> Result<Self, Error> {
         check_url(base_url, "Jira URL")?;
-        if email.trim().is_empty() {
-            return Err(Error::InvalidInput(
-                "the Jira account email is empty (Basic auth is email:api_token)".into(),
-            ));
-        }
+        // the one Jira credential (shared with opskit-apis' typed client)
+        let auth = jira::Credential::basic(email, token)?.auth();
         let base = base_url.trim_end_matches('/').to_owned();
-        let auth = Auth::Basic {
-            username: email.trim().to_owned(),
-            password: token,
-        };
         let mut cfg = options.config();
         cfg.base_url = Some(format!("{base}/"));
         cfg.auth = auth;

@@ -9,7 +9,14 @@
 //!   which is used when the site answers 404 to the new one).
 //! - `POST /rest/api/3/issue/{key}/comment` — `{"body":ADF}` → `201 {"id",…}`.
 //! - Basic auth with `email:api_token`.
+//!
+//! This module is the one place for Jira's wire format: `opskit notify jira` ([`crate::JiraClient`])
+//! and the typed client `opskit_apis::jira` (`opskit jira issue …`) both build their requests
+//! with it: the create body ([`IssueRequest`]), rich text as ADF or, for Data Center, a plain
+//! string ([`Deployment`], [`crate::adf`]), the credential ([`Credential`]), issue keys
+//! ([`check_issue_key`]), JQL strings ([`jql_string`]) and Jira's error body ([`error_summary`]).
 
+use opskit_http::{Auth, Secret};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -87,12 +94,18 @@ impl IssueRequest {
 
     /// The body of `POST /rest/api/3/issue`.
     pub fn create_body(&self) -> Value {
+        self.create_body_for(Deployment::Cloud)
+    }
+
+    /// The body of `POST /rest/api/{3|2}/issue`: the description as ADF for Cloud, as a plain
+    /// string for Data Center.
+    pub fn create_body_for(&self, deployment: Deployment) -> Value {
         let mut fields = serde_json::Map::new();
         fields.insert("project".into(), json!({ "key": self.project.trim() }));
         fields.insert("summary".into(), json!(self.summary));
         fields.insert("issuetype".into(), json!({ "name": self.issue_type }));
         if let Some(description) = &self.description {
-            fields.insert("description".into(), adf::from_plain_text(description));
+            fields.insert("description".into(), deployment.rich_text(description));
         }
         if let Some(priority) = &self.priority {
             fields.insert("priority".into(), json!({ "name": priority }));
@@ -136,6 +149,70 @@ impl IssueRequest {
             text.push_str(description);
         }
         json!({ "body": adf::from_plain_text(&text) })
+    }
+}
+
+/// Which Jira: Cloud (REST API v3, rich text as ADF) or Data Center / Server (REST API v2, rich
+/// text as plain strings; sending ADF there fails with "Operation value must be a string").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Deployment {
+    #[default]
+    Cloud,
+    DataCenter,
+}
+
+impl Deployment {
+    /// `rest/api/3` or `rest/api/2` (no leading slash).
+    pub fn api_prefix(self) -> &'static str {
+        match self {
+            Deployment::Cloud => "rest/api/3",
+            Deployment::DataCenter => "rest/api/2",
+        }
+    }
+
+    /// A rich-text field (description, comment body) from plain text.
+    pub fn rich_text(self, text: &str) -> Value {
+        match self {
+            Deployment::Cloud => adf::from_plain_text(text),
+            Deployment::DataCenter => json!(text),
+        }
+    }
+}
+
+/// How to authenticate to Jira: Cloud takes Basic `email:api_token`; Data Center takes a
+/// personal access token as `Bearer` (Jira 8.14+), or Basic with a username and password.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// `Authorization: Basic base64(user:secret)`.
+    Basic { user: String, secret: Secret },
+    /// `Authorization: Bearer <personal access token>`.
+    Bearer(Secret),
+}
+
+impl Credential {
+    /// Basic auth with an account email (or a Data Center username) and an API token (or
+    /// password); the user must not be empty.
+    pub fn basic(user: &str, secret: Secret) -> Result<Self, Error> {
+        if user.trim().is_empty() {
+            return Err(Error::InvalidInput(
+                "the Jira account email is empty (Basic auth is email:api_token)".into(),
+            ));
+        }
+        Ok(Credential::Basic {
+            user: user.trim().to_owned(),
+            secret,
+        })
+    }
+
+    /// The engine's auth provider for this credential.
+    pub fn auth(&self) -> Auth {
+        match self {
+            Credential::Basic { user, secret } => Auth::Basic {
+                username: user.clone(),
+                password: secret.clone(),
+            },
+            Credential::Bearer(token) => Auth::Bearer(token.clone()),
+        }
     }
 }
 
@@ -236,4 +313,20 @@ pub fn error_summary(body: &str) -> Option<String> {
         }
     }
     (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// An issue key (`OPS-12`) or id (`10042`): letters, digits, `-` and `_` only, so it is safe in
+/// a URL path.
+pub fn check_issue_key(key: &str) -> Result<(), Error> {
+    if key.is_empty()
+        || key.len() > 255
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::InvalidInput(format!(
+            "{key:?} is not an issue key (like OPS-12) or id"
+        )));
+    }
+    Ok(())
 }

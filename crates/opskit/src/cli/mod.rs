@@ -10,6 +10,7 @@ pub mod api_client;
 pub mod digitalocean;
 pub mod github;
 pub mod http;
+pub mod jira;
 pub mod monitor;
 pub mod net;
 pub mod notify;
@@ -79,6 +80,9 @@ pub enum Command {
     /// DigitalOcean: droplets list, get, action (power_on, reboot, …) and snapshot, with --wait.
     #[command(name = "do")]
     Do(Box<digitalocean::DoArgs>),
+    /// Jira: issue create, get, search (every page), comment, transition (Cloud v3 with ADF, or
+    /// Data Center with a personal access token).
+    Jira(Box<jira::JiraArgs>),
     /// Vault KV v1/v2: kv get, put (values from files or stdin), list, delete, metadata.
     Vault(Box<vault::VaultArgs>),
 }
@@ -123,6 +127,7 @@ impl Command {
             Command::Prom(args) => args.run(),
             Command::Github(args) => args.run(),
             Command::Do(args) => args.run(),
+            Command::Jira(args) => args.run(),
             Command::Vault(args) => args.run(),
         }
     }

@@ -9,6 +9,7 @@ mod http;
 mod http_flags;
 mod http_many;
 mod http_session;
+mod jira;
 mod monitor;
 mod monitor_ha;
 mod monitor_inventory;
