@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::error::{Error, TimeoutPhase};
-use crate::login::{self, Issued, LoginAuth, TokenEvent, TokenSet};
+use crate::login::{self, Issued, LoginAuth, TokenEvent, TokenSet, TokenSink};
 use crate::secret::{Secret, fingerprint};
 
 /// Where an API key goes.
@@ -89,6 +89,11 @@ pub struct RefreshTokenAuth {
     pub client_id: Option<String>,
     /// Refresh this long before a known expiry (default 30 s).
     pub expiry_skew: Duration,
+    /// Tokens to start from (a saved session); they win over `access_token` and
+    /// `refresh_token`, which a rotating server has made stale.
+    pub tokens: Option<TokenSet>,
+    /// Told about every new token set.
+    pub on_tokens: Option<TokenSink>,
 }
 
 impl RefreshTokenAuth {
@@ -104,6 +109,17 @@ impl RefreshTokenAuth {
             refresh_url: refresh_url.into(),
             client_id: None,
             expiry_skew: Duration::from_secs(30),
+            tokens: None,
+            on_tokens: None,
+        }
+    }
+
+    /// Which configured refresh token saved tokens belong to: its source (`env:VAR`), or a
+    /// hash of an inline value (never the value).
+    pub fn refresh_token_id(&self) -> String {
+        match &self.refresh_token {
+            Secret::Value(v) => format!("value:{}", fingerprint(v)),
+            other => other.source_id(),
         }
     }
 }
@@ -346,6 +362,24 @@ impl AuthState {
             }
             Auth::OAuth2(_) | Auth::RefreshToken(_) => {
                 let mut st = self.state.lock().await;
+                if let Auth::RefreshToken(r) = &self.auth
+                    && !st.loaded
+                {
+                    st.loaded = true;
+                    if let Some(t) = &r.tokens {
+                        st.access = t.access_token.clone();
+                        st.refresh = t.refresh_token.clone();
+                        st.expires_wall = t.expires_at;
+                        st.expires_at = t.expires_at.map(|at| {
+                            Instant::now()
+                                + at.duration_since(SystemTime::now())
+                                    .unwrap_or(Duration::ZERO)
+                        });
+                        if st.access.is_some() {
+                            st.generation += 1;
+                        }
+                    }
+                }
                 let skew = match &self.auth {
                     Auth::OAuth2(o) => o.expiry_skew,
                     Auth::RefreshToken(r) => r.expiry_skew,
@@ -548,8 +582,25 @@ impl AuthState {
         if let Some(r) = v.get("refresh_token").and_then(|t| t.as_str()) {
             st.refresh = Some(SecretString::from(r.to_string()));
         }
+        st.expires_wall = st
+            .expires_at
+            .map(|at| SystemTime::now() + at.saturating_duration_since(Instant::now()));
         st.generation += 1;
         st.fetches += 1;
+        if let Auth::RefreshToken(RefreshTokenAuth {
+            on_tokens: Some(sink),
+            ..
+        }) = &self.auth
+        {
+            sink.tell(
+                TokenEvent::Refresh,
+                &TokenSet {
+                    access_token: st.access.clone(),
+                    refresh_token: st.refresh.clone(),
+                    expires_at: st.expires_wall,
+                },
+            );
+        }
         Ok(())
     }
 }

@@ -320,6 +320,9 @@ struct Fixture {
     logins: AtomicU32,
     /// Bumped to invalidate every token issued before.
     epoch: AtomicU32,
+    /// OAuth2 refresh-token grant: the one refresh token that works is `rt-N` (rotated).
+    refresh_n: AtomicU32,
+    refreshes: AtomicU32,
 }
 
 /// Serves FastAPI's OAuth2 password flow: `POST /token` takes a form (username, password) and
@@ -328,6 +331,7 @@ struct Fixture {
 fn fastapi_fixture() -> (String, Arc<Fixture>) {
     use axum::routing::{get, post};
     let state = Arc::new(Fixture::default());
+    state.refresh_n.store(1, Ordering::SeqCst);
     let (tx, rx) = std::sync::mpsc::channel();
     let st = state.clone();
     std::thread::spawn(move || {
@@ -340,6 +344,8 @@ fn fastapi_fixture() -> (String, Arc<Fixture>) {
             tx.send(listener.local_addr().unwrap()).unwrap();
             let s1 = st.clone();
             let s2 = st.clone();
+            let s3 = st.clone();
+            let s4 = st.clone();
             let app = axum::Router::new()
                 .route(
                     "/token",
@@ -404,6 +410,54 @@ fn fastapi_fixture() -> (String, Arc<Fixture>) {
                                     .into_response();
                             }
                             axum::Json(json!({"username": "alice"})).into_response()
+                        }
+                    }),
+                )
+                .route(
+                    "/oauth/token",
+                    post(move |body: String| {
+                        let s = s3.clone();
+                        async move {
+                            let form: Vec<(String, String)> =
+                                url::form_urlencoded::parse(body.as_bytes())
+                                    .into_owned()
+                                    .collect();
+                            let n = s.refresh_n.load(Ordering::SeqCst);
+                            let want = [
+                                ("grant_type".to_owned(), "refresh_token".to_owned()),
+                                ("refresh_token".to_owned(), format!("rt-{n}")),
+                            ];
+                            if form != want {
+                                return (
+                                    StatusCode::BAD_REQUEST,
+                                    axum::Json(json!({"error": "invalid_grant"})),
+                                )
+                                    .into_response();
+                            }
+                            s.refresh_n.store(n + 1, Ordering::SeqCst);
+                            s.refreshes.fetch_add(1, Ordering::SeqCst);
+                            axum::Json(json!({
+                                "access_token": format!("at-{n}"),
+                                "refresh_token": format!("rt-{}", n + 1),
+                                "expires_in": 1
+                            }))
+                            .into_response()
+                        }
+                    }),
+                )
+                .route(
+                    "/oauth/me",
+                    get(move |headers: HeaderMap| {
+                        let s = s4.clone();
+                        async move {
+                            let n = s.refresh_n.load(Ordering::SeqCst);
+                            let want = format!("Bearer at-{}", n - 1);
+                            if headers.get("authorization").and_then(|v| v.to_str().ok())
+                                != Some(want.as_str())
+                            {
+                                return StatusCode::UNAUTHORIZED.into_response();
+                            }
+                            axum::Json(json!({"ok": true})).into_response()
                         }
                     }),
                 )
@@ -578,6 +632,42 @@ fn a_request_logs_in_at_most_once() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(text(&out).contains("Not authenticated"), "{}", text(&out));
     assert_eq!(fx.logins.load(Ordering::SeqCst), 2);
+}
+
+/// `type = "oauth2_refresh_token"` against a server that rotates refresh tokens: the session
+/// keeps the rotated one, so the next run can refresh again (the configured one is spent).
+#[test]
+fn a_session_keeps_a_rotated_oauth2_refresh_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, fx) = fastapi_fixture();
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        format!(
+            "[profiles.o]\nbase_url = \"{base}\"\n[profiles.o.auth]\ntype = \"oauth2_refresh_token\"\n\
+             token_url = \"{base}/oauth/token\"\nrefresh_token = \"env:O_REFRESH\"\n"
+        ),
+    )
+    .unwrap();
+    let run = |session: bool| {
+        let mut c = opskit(tmp.path());
+        c.args(["get", "/oauth/me", "--profile", "o", "--check-status"])
+            .env("O_REFRESH", "rt-1");
+        if session {
+            c.args(["--session", "o"]);
+        }
+        c.output().unwrap()
+    };
+    for _ in 0..2 {
+        let out = run(true);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    assert_eq!(fx.refreshes.load(Ordering::SeqCst), 2);
+    let saved = read_session(&session_file(tmp.path(), "o", "o"));
+    assert_eq!(saved["login"]["refresh_token"], "rt-3");
+    // without the session the configured token is spent
+    let out = run(false);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("invalid_grant"), "{}", text(&out));
 }
 
 #[test]

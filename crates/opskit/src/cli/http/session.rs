@@ -281,19 +281,32 @@ fn unix(t: SystemTime) -> u64 {
 }
 
 impl Session {
-    /// Starts a `login` auth from the saved tokens (when they belong to the same login URL and
-    /// username) and saves every token set it obtains. Other kinds are left as they are.
+    /// Starts a `login` (or `oauth2_refresh_token`) auth from the saved tokens, when they
+    /// belong to the same login URL and username (or refresh URL and configured refresh token),
+    /// and saves every token set it obtains. Other kinds are left as they are.
     pub fn attach(self: &Arc<Self>, auth: &mut engine::Auth) {
-        let engine::Auth::Login(l) = auth else {
-            return;
+        let (owner, tokens, on_tokens) = match auth {
+            engine::Auth::Login(l) => (
+                (l.login_url.clone(), l.username_id()),
+                &mut l.tokens,
+                &mut l.on_tokens,
+            ),
+            engine::Auth::RefreshToken(r) => (
+                (
+                    r.refresh_url.clone(),
+                    format!("refresh_token:{}", r.refresh_token_id()),
+                ),
+                &mut r.tokens,
+                &mut r.on_tokens,
+            ),
+            _ => return,
         };
-        let owner = (l.login_url.clone(), l.username_id());
         if let Ok(data) = self.data.lock()
             && let Some(saved) = &data.login
             && saved.login_url == owner.0
             && saved.username == owner.1
         {
-            l.tokens = Some(engine::TokenSet {
+            *tokens = Some(engine::TokenSet {
                 access_token: saved.access_token.clone().map(SecretString::from),
                 refresh_token: saved.refresh_token.clone().map(SecretString::from),
                 expires_at: saved
@@ -302,8 +315,8 @@ impl Session {
             });
         }
         let session = Arc::clone(self);
-        let url = l.login_url.clone();
-        l.on_tokens = Some(engine::TokenSink::new(move |event, tokens| {
+        let url = owner.0.clone();
+        *on_tokens = Some(engine::TokenSink::new(move |event, tokens| {
             if let Ok(mut data) = session.data.lock() {
                 data.login = Some(SavedLogin {
                     login_url: owner.0.clone(),
