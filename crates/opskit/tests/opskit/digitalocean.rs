@@ -49,6 +49,8 @@ struct State {
     exhaust_for: Option<u64>,
     /// Until when (Unix seconds) the quota is used up: a request before then is a 429.
     exhausted_until: Option<u64>,
+    /// The next this many requests hit the burst limit: 429 with retry-after: 1.
+    throttle: u32,
 }
 
 struct Fixture {
@@ -231,6 +233,18 @@ fn handle(
             return r;
         }
         s.exhausted_until = None;
+    }
+    if s.throttle > 0 {
+        s.throttle -= 1;
+        let mut r = error(
+            &mut s,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "API rate limit exceeded.",
+        );
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+        return r;
     }
     if h("authorization").as_deref() != Some(&format!("Bearer {TOKEN}")) {
         return error(
@@ -799,5 +813,23 @@ fn do_without_a_token_or_with_a_wrong_one() {
         "{err}"
     );
     assert!(!err.contains("dop_v1_wrong"), "{err}");
+    fx.assert_clean();
+}
+
+#[test]
+fn do_burst_429_on_an_action_is_waited_out_and_sent_once() {
+    let fx = Fixture::start(5);
+    // DigitalOcean did not act on a 429: the POST is sent again after retry-after, once
+    fx.state.lock().unwrap().throttle = 1;
+    let rows: Vec<Value> = serde_json::from_str(&run_ok(
+        opskit(&fx).args(["do", "droplets", "action", "1002", "reboot"]),
+    ))
+    .unwrap();
+    assert_eq!(rows[0]["status"], "in-progress");
+    {
+        let s = fx.state.lock().unwrap();
+        assert_eq!(s.posts, vec![json!({"type": "reboot"})]);
+        assert_eq!(s.actions.len(), 1);
+    }
     fx.assert_clean();
 }

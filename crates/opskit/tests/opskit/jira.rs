@@ -36,6 +36,8 @@ struct State {
     violations: Vec<String>,
     /// The next create makes the issue but answers 502 (a lost answer).
     lose_next_create: bool,
+    /// The next this many requests are answered 429 with Retry-After: 1 [J-RL].
+    throttle: u32,
 }
 
 struct Fixture {
@@ -221,6 +223,21 @@ fn handle(
             &["You are not authenticated. Authentication required to perform this operation."],
             json!({}),
         );
+    }
+    if s.throttle > 0 {
+        s.throttle -= 1;
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &["Rate limit exceeded."],
+            json!({}),
+        );
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+        r.headers_mut().insert(
+            "ratelimit-reason",
+            HeaderValue::from_static("jira-burst-based"),
+        );
+        return r;
     }
     let prefix = if s.data_center {
         "/rest/api/2/"
@@ -1010,5 +1027,34 @@ fn jira_data_center_with_a_personal_access_token() {
             .args(["jira", "issue", "comment", "OPS-61", "--body", "fixed"]),
     );
     assert_eq!(fx.state.lock().unwrap().comments[0].1["body"], "fixed");
+    fx.assert_clean();
+}
+
+#[test]
+fn jira_429_is_waited_out_and_a_create_is_sent_once() {
+    let fx = Fixture::start(false, 1);
+    // Jira did not act on a 429: the create is sent again after Retry-After, once
+    fx.state.lock().unwrap().throttle = 1;
+    let rows = json_rows(opskit(&fx).args([
+        "jira",
+        "issue",
+        "create",
+        "--project",
+        "OPS",
+        "--type",
+        "Task",
+        "--summary",
+        "after a 429",
+    ]));
+    assert_eq!(rows[0]["key"], "OPS-2");
+    {
+        let s = fx.state.lock().unwrap();
+        assert_eq!(s.creates, 1);
+        assert_eq!(s.issues.len(), 2);
+    }
+    // a read too
+    fx.state.lock().unwrap().throttle = 1;
+    let rows = json_rows(opskit(&fx).args(["jira", "issue", "get", "OPS-2"]));
+    assert_eq!(rows[0]["summary"], "after a 429");
     fx.assert_clean();
 }
