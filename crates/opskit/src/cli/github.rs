@@ -216,7 +216,7 @@ async fn run_command(
                 columns.push("pull_request");
             }
             let pages = client.issues(&repo, &filter);
-            stream_rows(&columns, pages, output, |i| issue_row(i, include_prs)).await?;
+            api_client::stream_rows(&columns, pages, output, |i| issue_row(i, include_prs)).await?;
             Ok(code::OK)
         }
         GithubCommand::Repos { owner } => {
@@ -232,7 +232,7 @@ async fn run_command(
                 "pushed_at",
                 "url",
             ];
-            stream_rows(&columns, pages, output, repo_row).await?;
+            api_client::stream_rows(&columns, pages, output, repo_row).await?;
             Ok(code::OK)
         }
         GithubCommand::Api { path } => {
@@ -293,33 +293,6 @@ async fn run_command(
             Ok(code::OK)
         }
     }
-}
-
-/// Writes the rows of every page as they arrive (the table waits for the last page).
-async fn stream_rows<S>(
-    columns: &[&str],
-    pages: S,
-    output: Option<Format>,
-    row: impl Fn(&Value) -> Value,
-) -> anyhow::Result<()>
-where
-    S: futures::Stream<Item = Result<Vec<Value>, opskit_apis::Error>>,
-{
-    let format = Format::or_default(output);
-    let mut sink = Sink::new(
-        format,
-        crate::output::color_stdout(),
-        true,
-        std::io::IsTerminal::is_terminal(&std::io::stdout()),
-        crate::output::stdout(),
-    )
-    .with_columns(columns);
-    let mut pages = std::pin::pin!(pages);
-    while let Some(page) = pages.try_next().await.map_err(crate::failure::apis)? {
-        sink.push(page.iter().map(&row).collect())?;
-    }
-    sink.finish()?;
-    Ok(())
 }
 
 fn issue_row(i: &Value, with_pr: bool) -> Value {

@@ -840,8 +840,10 @@ fn github_api_and_repos_follow_every_page() {
 fn github_waits_for_a_quota_that_resets_soon_and_stops_for_a_later_one() {
     let fx = Fixture::start(250);
     let cache = tempfile::tempdir().unwrap();
-    // the first page uses the quota up for 2 s: the next page waits for the reset, and says so
-    fx.state.lock().unwrap().exhaust_for = Some(2);
+    // the first page uses the quota up for 3 s: the next page waits for the reset, and says so
+    // (the reset is in whole epoch seconds, so 2 s could leave a wait under the 1 s that the
+    // notice is printed from)
+    fx.state.lock().unwrap().exhaust_for = Some(3);
     let out = opskit(&fx, cache.path())
         .args([
             "github",
