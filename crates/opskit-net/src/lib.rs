@@ -5,8 +5,8 @@
 //! and a typed [`Error`], emits `tracing` events and reports progress through callbacks.
 
 pub mod echo;
-pub mod raw;
 mod error;
+pub mod raw;
 pub mod transfer;
 
 pub mod check;

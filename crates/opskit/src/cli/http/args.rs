@@ -78,7 +78,11 @@ pub struct HttpArgs {
 #[derive(Debug, Args)]
 pub struct ShortcutArgs {
     /// URL: absolute, `:PORT/path` for localhost, or relative to the profile's base_url.
-    #[arg(required_unless_present = "input", default_value = "", hide_default_value = true)]
+    #[arg(
+        required_unless_present = "input",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub url: String,
     /// Request items (see below).
     pub items: Vec<String>,
