@@ -117,10 +117,13 @@ impl Client {
         // an explicit proxy (its password read like every secret), the environment's, or none
         b = crate::proxy::configure(b, &cfg)?;
         // trusted certificates (a CA bundle as curl --cacert), client identity, minimum version
-        b = crate::tls::configure(b, &cfg.tls)?;
-        // --timing: DNS lookups and new connections timed for the observer that asks
-        if let Some(o) = cfg.observer.as_ref().filter(|o| o.times_connections()) {
-            b = observe::time_connections(b, o.clone());
+        // --timing: DNS lookups and new connections timed for the observer that asks, the TLS
+        // handshake apart through the session store of a rustls configuration built here
+        let timed = cfg.observer.as_ref().filter(|o| o.times_connections());
+        let mark = timed.map(|_| Arc::new(crate::tls::HandshakeMark::default()));
+        b = crate::tls::configure(b, &cfg.tls, mark.clone())?;
+        if let (Some(o), Some(mark)) = (timed, mark) {
+            b = observe::time_connections(b, o.clone(), mark);
         }
         let http = b
             .build()

@@ -218,25 +218,32 @@ pub struct DnsEvent {
 }
 
 /// A new connection the transport opened: the DNS lookup when the host is a name, the TCP
-/// connect, a proxy's tunnel and, for `https://`, the TLS handshake, as one span — reqwest does
-/// them in one step, so the TLS handshake is not timed apart from the TCP connect.
+/// connect, a proxy's tunnel and, for `https://`, the TLS handshake, as one span
+/// (`elapsed`), with the TLS handshake's part of it apart (`tls_handshake`).
 #[derive(Debug, Clone)]
 pub struct ConnectEvent {
     /// From the start of the connection attempt to a usable connection (or the failure).
     pub elapsed: Duration,
     /// Whether the connection was opened.
     pub ok: bool,
+    /// The end of `elapsed` spent in the TLS handshake: from rustls building its ClientHello
+    /// (right after the TCP connection, or a proxy's tunnel, is up) to the connection being
+    /// ready or failing. `None` when no handshake started (`http://`, or the TCP connect failed).
+    pub tls_handshake: Option<Duration>,
 }
 
 /// Makes the transport report its DNS lookups and new connections to `observer`: a resolver
 /// that times each lookup (`tokio::net::lookup_host`: getaddrinfo on the blocking pool, as
-/// reqwest's default resolver) and a connector layer that times each new connection.
+/// reqwest's default resolver) and a connector layer that times each new connection, its TLS
+/// handshake apart by `mark` (set by the session store of the rustls configuration built in
+/// `tls::configure`).
 pub(crate) fn time_connections(
     b: reqwest::ClientBuilder,
     observer: std::sync::Arc<dyn Observer>,
+    mark: std::sync::Arc<crate::tls::HandshakeMark>,
 ) -> reqwest::ClientBuilder {
     b.dns_resolver(std::sync::Arc::new(TimedResolver(observer.clone())))
-        .connector_layer(TimedConnectLayer(observer))
+        .connector_layer(TimedConnectLayer(observer, mark))
 }
 
 struct TimedResolver(std::sync::Arc<dyn Observer>);
@@ -274,7 +281,10 @@ impl reqwest::dns::Resolve for TimedResolver {
 }
 
 #[derive(Clone)]
-struct TimedConnectLayer(std::sync::Arc<dyn Observer>);
+struct TimedConnectLayer(
+    std::sync::Arc<dyn Observer>,
+    std::sync::Arc<crate::tls::HandshakeMark>,
+);
 
 impl<S> tower::Layer<S> for TimedConnectLayer {
     type Service = TimedConnect<S>;
@@ -282,6 +292,7 @@ impl<S> tower::Layer<S> for TimedConnectLayer {
         TimedConnect {
             inner,
             observer: self.0.clone(),
+            mark: self.1.clone(),
         }
     }
 }
@@ -290,6 +301,7 @@ impl<S> tower::Layer<S> for TimedConnectLayer {
 struct TimedConnect<S> {
     inner: S,
     observer: std::sync::Arc<dyn Observer>,
+    mark: std::sync::Arc<crate::tls::HandshakeMark>,
 }
 
 type Connecting<T, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
@@ -313,14 +325,20 @@ where
     }
 
     fn call(&mut self, req: R) -> Self::Future {
+        self.mark.reset();
         let start = std::time::Instant::now();
         let connecting = self.inner.call(req);
         let observer = self.observer.clone();
+        let mark = self.mark.clone();
         Box::pin(async move {
             let conn = connecting.await;
+            let end = std::time::Instant::now();
+            // a mark from before this connection started belongs to another one
+            let tls_start = mark.take().filter(|t| *t >= start);
             observer.on_connect(&ConnectEvent {
-                elapsed: start.elapsed(),
+                elapsed: end.saturating_duration_since(start),
                 ok: conn.is_ok(),
+                tls_handshake: tls_start.map(|t| end.saturating_duration_since(t)),
             });
             conn
         })

@@ -20,10 +20,14 @@ use rustls::{CertificateError, SignatureScheme};
 use crate::config::{TlsConfig, TlsVersion};
 use crate::error::Error;
 
-/// Applies `tls` to the reqwest builder.
+/// Applies `tls` to the reqwest builder. With `mark` (`--timing`), the rustls configuration is
+/// built here even without a CA bundle — the same verifier, identity, versions and ALPN reqwest
+/// would choose — so that its session store can mark when each TLS handshake starts
+/// ([`HandshakeMark`]).
 pub(crate) fn configure(
     mut b: reqwest::ClientBuilder,
     tls: &TlsConfig,
+    mark: Option<Arc<HandshakeMark>>,
 ) -> Result<reqwest::ClientBuilder, Error> {
     // checked first: the same message whichever way the rest is set up
     if tls.client_cert.is_none() && tls.client_key.is_some() {
@@ -31,11 +35,30 @@ pub(crate) fn configure(
             "a client key was given without a client certificate; set both",
         ));
     }
-    if let Some(path) = &tls.ca_bundle
-        && !tls.danger_accept_invalid_certs
-    {
-        let bundle = read_bundle(path)?;
-        return Ok(b.tls_backend_preconfigured(bundle_config(tls, bundle)?));
+    let bundle = match &tls.ca_bundle {
+        Some(path) if !tls.danger_accept_invalid_certs => Some(read_bundle(path)?),
+        _ => None,
+    };
+    if bundle.is_some() || mark.is_some() {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier: Arc<dyn ServerCertVerifier> = match bundle {
+            Some(bundle) => bundle_verifier(tls, bundle, provider.clone())?,
+            // what reqwest does with tls_danger_accept_invalid_certs(true)
+            None if tls.danger_accept_invalid_certs => Arc::new(AcceptAnyCertificate),
+            // what reqwest does by default: the platform verifier
+            None => Arc::new(
+                rustls_platform_verifier::Verifier::new(provider.clone())
+                    .map_err(|e| Error::config(format!("cannot use the system's roots: {e}")))?,
+            ),
+        };
+        let mut config = rustls_config(tls, verifier, provider)?;
+        if let Some(mark) = mark {
+            config.resumption = rustls::client::Resumption::store(Arc::new(TimingStore {
+                inner: rustls::client::ClientSessionMemoryCache::new(256),
+                mark,
+            }));
+        }
+        return Ok(b.tls_backend_preconfigured(config));
     }
     if let Some(cert) = &tls.client_cert {
         let mut pem = std::fs::read(cert).map_err(|e| {
@@ -128,17 +151,13 @@ fn read_identity(
     Ok((certs, key))
 }
 
-/// A rustls configuration trusting `bundle` as `curl --cacert` does, plus the system roots
-/// unless `ca_bundle_only`; with the client identity, minimum version and ALPN reqwest would set.
-fn bundle_config(
+/// A verifier trusting `bundle` as `curl --cacert` does, plus the system roots unless
+/// `ca_bundle_only`.
+fn bundle_verifier(
     tls: &TlsConfig,
     bundle: Vec<CertificateDer<'static>>,
-) -> Result<rustls::ClientConfig, Error> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
-        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        TlsVersion::Tls13 => &[&rustls::version::TLS13],
-    };
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn ServerCertVerifier>, Error> {
     let inner: Arc<dyn ServerCertVerifier> = if tls.ca_bundle_only {
         let mut roots = rustls::RootCertStore::empty();
         // a certificate webpki cannot take as a root is still pinned below
@@ -163,10 +182,23 @@ fn bundle_config(
             .map_err(|e| Error::config(format!("cannot use the CA bundle: {e}")))?,
         )
     };
-    let verifier = Arc::new(BundleVerifier {
+    Ok(Arc::new(BundleVerifier {
         inner,
         pinned: bundle,
-    });
+    }))
+}
+
+/// A rustls configuration with `verifier`, and the client identity, minimum version and ALPN
+/// reqwest would set.
+fn rustls_config(
+    tls: &TlsConfig,
+    verifier: Arc<dyn ServerCertVerifier>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<rustls::ClientConfig, Error> {
+    let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
+        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+    };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| Error::config(format!("TLS versions: {e}")))?
@@ -243,6 +275,149 @@ impl ServerCertVerifier for BundleVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// `--insecure`: every certificate and signature accepted, as reqwest's own verifier for
+/// `tls_danger_accept_invalid_certs(true)` (same schemes offered).
+#[derive(Debug)]
+struct AcceptAnyCertificate;
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![
+            SignatureScheme::RSA_PKCS1_SHA1,
+            SignatureScheme::ECDSA_SHA1_Legacy,
+            SignatureScheme::RSA_PKCS1_SHA256,
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            SignatureScheme::RSA_PKCS1_SHA384,
+            SignatureScheme::ECDSA_NISTP384_SHA384,
+            SignatureScheme::RSA_PKCS1_SHA512,
+            SignatureScheme::ECDSA_NISTP521_SHA512,
+            SignatureScheme::RSA_PSS_SHA256,
+            SignatureScheme::RSA_PSS_SHA384,
+            SignatureScheme::RSA_PSS_SHA512,
+            SignatureScheme::ED25519,
+            SignatureScheme::ED448,
+        ]
+    }
+}
+
+/// When the TLS handshake of the connection being opened started, for `--timing`.
+///
+/// rustls builds the ClientHello when the connection object is created — which the connector
+/// does as soon as the TCP connection (or a proxy's tunnel) is up — and while building it reads
+/// the session store for the server's name (`kx_hint` for TLS 1.3's key share, then a ticket or
+/// TLS 1.2 session to resume). [`TimingStore`] marks the first such read after
+/// [`HandshakeMark::reset`]: from there to the connection being ready is the handshake. The
+/// connector layer resets it when a connection starts and takes it when it ends; connections
+/// are opened one after another by a `--timing` command, so the mark is that connection's.
+#[derive(Debug, Default)]
+pub(crate) struct HandshakeMark {
+    started: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl HandshakeMark {
+    /// Forgets the last mark: a new connection starts.
+    pub(crate) fn reset(&self) {
+        if let Ok(mut s) = self.started.lock() {
+            *s = None;
+        }
+    }
+
+    /// When the handshake since the last reset started, if one did.
+    pub(crate) fn take(&self) -> Option<std::time::Instant> {
+        self.started.lock().ok().and_then(|mut s| s.take())
+    }
+
+    fn mark(&self) {
+        if let Ok(mut s) = self.started.lock() {
+            s.get_or_insert_with(std::time::Instant::now);
+        }
+    }
+}
+
+/// rustls' in-memory session store (as reqwest's default: 256 entries), marking the start of
+/// each handshake on the reads rustls does while building the ClientHello.
+#[derive(Debug)]
+struct TimingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    mark: Arc<HandshakeMark>,
+}
+
+impl rustls::client::ClientSessionStore for TimingStore {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.mark.mark();
+        self.inner.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(
+        &self,
+        server_name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.mark.mark();
+        self.inner.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.inner.insert_tls13_ticket(server_name, value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.mark.mark();
+        self.inner.take_tls13_ticket(server_name)
     }
 }
 

@@ -882,3 +882,57 @@ fn curl_shows_the_tls_proxy_and_redirect_flags_without_the_proxy_password() {
         run_ok(opskit(tmp.path()).args(["get", "https://api.example/x", "--no-follow", "--curl"]));
     assert!(!out.contains(" -L"), "{out}");
 }
+
+#[test]
+fn timing_keeps_the_client_certificate_and_insecure_as_without_it() {
+    // --timing builds the TLS configuration itself (to time the handshake apart): the client
+    // certificate is still presented, without it the server still refuses, --insecure still warns
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let port = mtls_server(&pki);
+    let (bundle, cert, key, _) = pem_files(tmp.path(), &pki);
+    let target = format!("https://127.0.0.1:{port}/");
+    let timing = |err: &str| -> Value {
+        serde_json::from_str(err.lines().find(|l| l.starts_with('{')).unwrap()).unwrap()
+    };
+    let (out, err) = run_ok(opskit(tmp.path()).args([
+        "get",
+        &target,
+        "--ca-bundle",
+        &bundle,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--timing=json",
+    ]));
+    assert!(out.contains("\"client_cert\": true"), "{out}");
+    assert!(timing(&err)["tls_ms"].as_f64().is_some(), "{err}");
+    let (code, _, err) = run(opskit(tmp.path()).args([
+        "get",
+        &target,
+        "--ca-bundle",
+        &bundle,
+        "--retries",
+        "0",
+        "--timing=json",
+    ]));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("--cert"), "{err}");
+    let (out, err) = run_ok(opskit(tmp.path()).args([
+        "get",
+        &target,
+        "--insecure",
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--timing=json",
+    ]));
+    assert!(out.contains("\"client_cert\": true"), "{out}");
+    assert!(
+        err.contains("WARNING") && err.contains("NOT verified"),
+        "{err}"
+    );
+    assert!(timing(&err)["tls_ms"].as_f64().is_some(), "{err}");
+}

@@ -583,46 +583,114 @@ fn timing_shows_each_phase_and_a_total_above_them() {
 }
 
 #[test]
-fn timing_of_https_says_the_tls_handshake_is_inside_the_connect() {
+fn timing_of_https_measures_the_tls_handshake_apart_and_verifies_as_without() {
     let tmp = tempfile::tempdir().unwrap();
     let (cert, key) = super::http::self_signed(&["localhost", "127.0.0.1"]);
     let port = super::http::https_server(&cert, &key);
     std::fs::write(tmp.path().join("ca.pem"), &cert).unwrap();
     let url = format!("https://localhost:{port}/");
+    let timing_of = |stderr: &str| -> Value {
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("a timing line in: {stderr}"));
+        serde_json::from_str(line).unwrap()
+    };
+    let phases_within_total = |t: &Value| {
+        let total = t["total_ms"].as_f64().unwrap();
+        let connect = t["connect_ms"].as_f64().expect("the TCP connect was timed");
+        let tls = t["tls_ms"].as_f64().expect("the TLS handshake was timed");
+        let dns = t["dns_ms"].as_f64().expect("localhost was looked up");
+        assert!(tls > 0.0, "{t}");
+        assert!(dns + connect + tls <= total, "{t}");
+        assert!(t["first_byte_ms"].as_f64().unwrap() >= connect + tls, "{t}");
+    };
+
+    // --ca-bundle: TCP connect and TLS handshake apart, within the total
     let out = opskit(tmp.path())
         .args(["get", &url, "--ca-bundle", "ca.pem", "--timing=json"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let t: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
-    let total = t["total_ms"].as_f64().unwrap();
-    let connect = t["connect_ms"].as_f64().expect("the connection was timed");
-    assert!(
-        connect <= total && t["dns_ms"].as_f64().unwrap() <= total,
-        "{t}"
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["tls"],
+        true
     );
-    // not split from the TCP connect: no number made up for it
-    assert!(t["tls_ms"].is_null(), "{t}");
-    assert!(
-        t["notes"]["tls"]
-            .as_str()
-            .unwrap()
-            .contains("not measured apart"),
-        "{t}"
-    );
-    assert!(
-        t["notes"]["connect"]
-            .as_str()
-            .unwrap()
-            .contains("TLS handshake"),
-        "{t}"
-    );
+    let t = timing_of(&stderr);
+    phases_within_total(&t);
+    assert!(t["notes"].get("tls").is_none(), "{t}");
+    assert!(t["notes"].get("connect").is_none(), "{t}");
 
     let out = opskit(tmp.path())
         .args(["get", &url, "--ca-bundle", "ca.pem", "--timing"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("connect + tls"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    let row = |label: &str| {
+        stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("{label} in: {stderr}"))
+            .to_owned()
+    };
+    assert!(row("tcp connect").contains(" ms"), "{stderr}");
+    assert!(row("tls handshake").contains(" ms"), "{stderr}");
+
+    // the configuration built for --timing verifies as reqwest's own: the self-signed
+    // certificate without --ca-bundle fails the same way, with the same message
+    let run = |timing: bool| {
+        let mut cmd = opskit(tmp.path());
+        cmd.args(["get", &url, "--retries", "0"]);
+        if timing {
+            cmd.arg("--timing=json");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, plain) = run(false);
+    assert_eq!(code, Some(3), "{plain}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(plain.contains("--ca-bundle"), "{plain}");
+    let (timed_code, timed_stdout, timed) = run(true);
+    assert_eq!(timed_code, code, "{timed}");
+    assert!(timed_stdout.is_empty(), "{timed_stdout}");
+    // the same lines (a log line's time stamp aside), plus the timing
+    let lines = |err: &str, skip_timing: bool| -> Vec<String> {
+        err.lines()
+            .filter(|l| !(skip_timing && l.starts_with('{')))
+            .map(|l| match l.split_once(' ') {
+                Some((stamp, rest)) if stamp.starts_with("20") => rest.to_owned(),
+                _ => l.to_owned(),
+            })
+            .collect()
+    };
+    assert_eq!(lines(&timed, true), lines(&plain, false));
+    let t = timing_of(&timed);
+    assert!(
+        t["tls_ms"].as_f64().is_some(),
+        "the failed handshake was timed: {t}"
+    );
+    assert!(
+        t["notes"]["tls"].as_str().unwrap().contains("failed"),
+        "{t}"
+    );
+
+    // --insecure: still warned about on every run, and timed the same way
+    let out = opskit(tmp.path())
+        .args(["get", &url, "--insecure", "--timing=json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("WARNING") && stderr.contains("NOT verified"),
+        "{stderr}"
+    );
+    phases_within_total(&timing_of(&stderr));
 }

@@ -2,11 +2,12 @@
 //! first byte, reading the body — like `curl -w` or httpstat, on stderr (stdout keeps the body).
 //!
 //! Only what was measured is shown. The engine reports each DNS lookup (a timing resolver) and
-//! each new connection (a timing connector layer) when asked ([`engine::Observer::times_connections`]);
-//! reqwest opens the TCP connection and does the TLS handshake in one step, so for `https://`
-//! the two are one span ("connect + TLS") and the TLS handshake alone is reported as not
-//! measured. No lookup happens for an IP address, and no connect for a reused connection: then
-//! the phase says so instead of showing a number.
+//! each new connection (a timing connector layer) when asked ([`engine::Observer::times_connections`]),
+//! with the TLS handshake's part of the connection apart (marked when rustls builds its
+//! ClientHello, right after the TCP connect): `connect_ms` is the TCP connect (and a proxy's
+//! tunnel), `tls_ms` the handshake. No lookup happens for an IP address, and no connect for a
+//! reused connection: then the phase says so instead of showing a number. With several
+//! requests (retries, redirects) the phases are the last request's.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -116,28 +117,32 @@ impl Timing {
             (None, None) if from_cache => note("dns", "none: served from the cache".into()),
             (None, None) => note("dns", "none: an open connection was reused".into()),
         }
-        // the connector's span holds the lookup: the rest of it is TCP (+ TLS for https)
-        let connect = s
-            .connect
-            .as_ref()
-            .map(|(c, _)| c.elapsed.saturating_sub(dns.unwrap_or_default()));
+        // the connector's span holds the lookup and, for https, the TLS handshake at its end:
+        // the rest of it is the TCP connect (and a proxy's tunnel)
+        let tls = s.connect.as_ref().and_then(|(c, _)| c.tls_handshake);
+        let connect = s.connect.as_ref().map(|(c, _)| {
+            c.elapsed
+                .saturating_sub(dns.unwrap_or_default())
+                .saturating_sub(tls.unwrap_or_default())
+        });
         match &s.connect {
+            Some((c, _)) if !c.ok && tls.is_some() => {
+                note("tls", "the TLS handshake failed".into())
+            }
             Some((c, _)) if !c.ok => note("connect", "the connection could not be opened".into()),
-            Some(_) if https => note(
-                "connect",
-                "TCP connect and TLS handshake together: reqwest does both in one step".into(),
-            ),
+            _ => {}
+        }
+        match &s.connect {
+            _ if !https => note("tls", "none: http://".into()),
+            Some(_) if tls.is_some() => {}
+            Some(_) => note("tls", "none: no TLS handshake started".into()),
+            None if from_cache => note("tls", "none: served from the cache".into()),
+            None => note("tls", "none: an open connection was reused".into()),
+        }
+        match &s.connect {
             Some(_) => {}
             None if from_cache => note("connect", "none: served from the cache".into()),
             None => note("connect", "none: an open connection was reused".into()),
-        }
-        if https {
-            note(
-                "tls",
-                "not measured apart from the TCP connect; included in connect_ms".into(),
-            );
-        } else {
-            note("tls", "none: http://".into());
         }
         // a cache hit has no first byte: nothing was sent
         let answered = s.headers.filter(|(_, _, cached)| !cached);
@@ -168,7 +173,7 @@ impl Timing {
             "requests": s.requests,
             "dns_ms": dns.map(ms),
             "connect_ms": connect.map(ms),
-            "tls_ms": null,
+            "tls_ms": tls.map(ms),
             "wait_ms": wait.map(ms),
             "first_byte_ms": first_byte.map(ms),
             "transfer_ms": transfer.map(ms),
@@ -209,21 +214,9 @@ fn text(v: &Value) -> String {
         v.get("method").and_then(Value::as_str).unwrap_or(""),
         crate::peer_text::line(v.get("url").and_then(Value::as_str).unwrap_or("")),
     ));
-    let https = v
-        .get("url")
-        .and_then(Value::as_str)
-        .is_some_and(|u| u.starts_with("https://"));
     let rows: [(&str, &str, &str); 7] = [
         ("dns lookup", "dns_ms", "dns"),
-        (
-            if https {
-                "connect + tls"
-            } else {
-                "tcp connect"
-            },
-            "connect_ms",
-            "connect",
-        ),
+        ("tcp connect", "connect_ms", "connect"),
         ("tls handshake", "tls_ms", "tls"),
         ("server wait", "wait_ms", "wait"),
         ("first byte", "first_byte_ms", "first_byte"),
@@ -329,6 +322,7 @@ mod tests {
         o.on_connect(&engine::ConnectEvent {
             elapsed: Duration::from_millis(2),
             ok: true,
+            tls_handshake: None,
         });
         let v = t.summary(Instant::now());
         assert!(v["dns_ms"].is_null());
