@@ -320,3 +320,39 @@ pub fn events(alerts: &Alerts, event: &str) -> usize {
         .filter(|a| a.1 == event)
         .count()
 }
+
+/// An API stand-in on 127.0.0.1: every request (any method, any path) goes to `handle`, on a
+/// runtime of its own thread, so synchronous tests can run the binary against it. Its address.
+pub fn api_stand_in<F>(handle: F) -> SocketAddr
+where
+    F: Fn(
+            axum::http::Method,
+            axum::http::Uri,
+            HeaderMap,
+            axum::body::Bytes,
+        ) -> axum::response::Response
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = runtime();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().fallback(
+                move |method: axum::http::Method,
+                      uri: axum::http::Uri,
+                      headers: HeaderMap,
+                      body: axum::body::Bytes| {
+                    let handle = handle.clone();
+                    async move { handle(method, uri, headers, body) }
+                },
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}

@@ -98,30 +98,11 @@ impl Fixture {
                 }],
             );
         }
-        let (tx, rx) = std::sync::mpsc::channel();
         let st = state.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new().fallback(
-                    move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                        let st = st.clone();
-                        async move {
-                            let mut s = st.lock().unwrap();
-                            handle(&mut s, &method, &uri, &headers, &body)
-                        }
-                    },
-                );
-                axum::serve(listener, app).await.unwrap();
-            });
+        let addr = crate::support::api_stand_in(move |method, uri, headers, body| {
+            let mut s = st.lock().unwrap();
+            handle(&mut s, &method, &uri, &headers, &body)
         });
-        let addr = rx.recv().unwrap();
         Fixture {
             url: format!("http://{addr}"),
             state,
