@@ -194,7 +194,7 @@ async fn page(State(state): State<AppState>, req: Request) -> Response {
 pub struct BadgeQuery {
     /// `state` (the default) or `uptime`.
     #[serde(rename = "type")]
-    #[param(rename = "type", pattern = "^(state|uptime)$")]
+    #[param(pattern = "^(state|uptime)$")]
     pub kind: Option<String>,
     /// For `type=uptime`: `24h` (the default), `7d` or `30d`.
     #[param(pattern = "^(24h|7d|30d)$")]
